@@ -1,0 +1,464 @@
+// Package oomparse turns the kernel's OOM-killer messages, fed in journal
+// order, into one Kill per killed process. It is pure Go with no I/O.
+//
+// The kernel prints one report per OOM event: an invoker line, context
+// (cpuset, "Task in …", the 5.0+ "oom-kill:" summary), a task table, then
+// one "Killed process" line per victim. Only the victim line is never
+// rate-limited, so it is what gets counted; the report before it, when
+// present, is joined to it (by pid where the kernel prints one) to name the
+// victim's cgroup. A victim line without its report still counts, marked
+// not attributed, and never borrows another report's cgroup.
+package oomparse
+
+import (
+	"strings"
+	"time"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/kubecgroup"
+)
+
+// Message is one kernel log line as the journal holds it.
+type Message struct {
+	Text   string
+	Time   time.Time
+	BootID string
+}
+
+// Constraint says what limit the OOM hit.
+type Constraint string
+
+const (
+	ConstraintMemcg     Constraint = "memcg"     // a memory cgroup limit (CONSTRAINT_MEMCG)
+	ConstraintSystem    Constraint = "system"    // the whole machine (CONSTRAINT_NONE)
+	ConstraintCpuset    Constraint = "cpuset"    // CONSTRAINT_CPUSET
+	ConstraintMempolicy Constraint = "mempolicy" // CONSTRAINT_MEMORY_POLICY
+	ConstraintUnknown   Constraint = "unknown"   // the report that would say was not seen
+)
+
+// Invoker is the task whose allocation triggered the OOM (not necessarily
+// the victim).
+type Invoker struct {
+	Valid       bool
+	Comm        string
+	GFPMask     string
+	Order       OptInt
+	OOMScoreAdj OptInt
+}
+
+// Kill is one process killed by the OOM killer.
+type Kill struct {
+	Time   time.Time
+	BootID string
+	// Line is the kernel's victim line, verbatim.
+	Line string
+
+	PID         int64
+	Comm        string
+	UID         OptInt
+	TotalVMKB   OptInt
+	AnonRSSKB   OptInt
+	FileRSSKB   OptInt
+	ShmemRSSKB  OptInt
+	PgtablesKB  OptInt
+	OOMScoreAdj OptInt
+
+	// Attributed is true when the report that explains this kill was seen
+	// and names the victim's memory cgroup.
+	Attributed bool
+	// GroupKill is true for a process killed because its cgroup has
+	// memory.oom.group set; TaskMemcg is then the group's cgroup.
+	GroupKill  bool
+	Constraint Constraint
+	// OOMMemcg is the cgroup whose limit was hit (empty for a system OOM).
+	OOMMemcg    string
+	TaskMemcg   string
+	Cpuset      string
+	Nodemask    string
+	MemsAllowed string
+	Invoker     Invoker
+	// Cgroup is what TaskMemcg says about the pod and container.
+	Cgroup kubecgroup.Ref
+}
+
+// Outcome says what the assembler made of one message.
+type Outcome int
+
+const (
+	OutcomeIgnored      Outcome = iota // not part of an OOM report
+	OutcomeReport                      // a report line that is not a kill
+	OutcomeKill                        // a killed process: Feed returned a Kill
+	OutcomeDuplicate                   // a victim already counted in this report
+	OutcomeUnrecognized                // looks OOM-related but was not understood
+)
+
+// Stats are cumulative counts since the assembler was made.
+type Stats struct {
+	Messages     uint64
+	Kills        uint64
+	Unattributed uint64
+	Duplicates   uint64
+	// Unrecognized counts OOM-looking lines that were not understood,
+	// including victim lines whose trailer had unknown text (the kill
+	// still counts): a new kernel format shows up here.
+	Unrecognized uint64
+	// Expired counts reports dropped without a kill (truncated, or older
+	// than ReportTTL when the next line came).
+	Expired uint64
+}
+
+// Options bound how long a report waits for its victim line.
+type Options struct {
+	// ReportTTL is the longest gap, in kernel time, between two lines of
+	// one report. Default 30s.
+	ReportTTL time.Duration
+	// ReportMaxLines is the most messages that may pass between two lines
+	// of one report (task tables of big machines are long). Default 1<<17.
+	ReportMaxLines int
+	// MaxLineBytes: longer messages are not parsed (the kernel's own lines
+	// are under 1 KiB). Default 16 KiB.
+	MaxLineBytes int
+	// MaxVictimsPerReport bounds the per-report duplicate check. Default 1<<16.
+	MaxVictimsPerReport int
+}
+
+func (o *Options) setDefaults() {
+	if o.ReportTTL <= 0 {
+		o.ReportTTL = 30 * time.Second
+	}
+	if o.ReportMaxLines <= 0 {
+		o.ReportMaxLines = 1 << 17
+	}
+	if o.MaxLineBytes <= 0 {
+		o.MaxLineBytes = 16 << 10
+	}
+	if o.MaxVictimsPerReport <= 0 {
+		o.MaxVictimsPerReport = 1 << 16
+	}
+}
+
+// Assembler joins report lines into kills. It is not safe for concurrent
+// use; feed it from one goroutine in journal order.
+type Assembler struct {
+	opts   Options
+	bootID string
+	cur    *report
+	spare  report // reused to keep Feed allocation-free
+	// sinceReportLine counts messages since the current report's last line.
+	sinceReportLine int
+	stats           Stats
+}
+
+// report is the state of one OOM report, up to its last victim line.
+type report struct {
+	stage    stage
+	lastTime time.Time
+
+	invoker     Invoker
+	cpuset      string
+	nodemask    string
+	memsAllowed string
+	constraint  Constraint
+	oomMemcg    string
+	globalOOM   bool
+
+	taskInMemcg string // pre-5.0 "Task in …"
+	summary     summaryLine
+	hasSummary  bool
+	selection   selectionLine
+	hasSelected bool
+	groupMemcg  string
+
+	primaryDone bool
+	victims     map[int64]struct{}
+}
+
+// stage orders the lines of a report; a line of an earlier or equal stage
+// than the report has reached begins a new report.
+type stage int
+
+const (
+	stageNone stage = iota
+	stageInvoker
+	stageCpuset
+	stageContext // "Task in …", "Memory limit reached …"
+	stageSummary
+	stageSelection
+	stageVictim
+	stageGroup
+)
+
+// NewAssembler returns an assembler with opts' zero fields defaulted.
+func NewAssembler(opts Options) *Assembler {
+	opts.setDefaults()
+	return &Assembler{opts: opts}
+}
+
+// Stats returns the counts so far.
+func (a *Assembler) Stats() Stats { return a.stats }
+
+// Feed reads one message. When it ends a killed process's report it returns
+// the Kill and OutcomeKill.
+func (a *Assembler) Feed(m Message) (Kill, Outcome) {
+	a.stats.Messages++
+	if m.BootID != a.bootID {
+		// Nothing carries across boots.
+		a.dropReport()
+		a.bootID = m.BootID
+	}
+	t := strings.TrimRight(m.Text, "\n ")
+	if len(t) > a.opts.MaxLineBytes {
+		if looksOOM(t[:a.opts.MaxLineBytes]) {
+			a.stats.Unrecognized++
+			return Kill{}, OutcomeUnrecognized
+		}
+		return Kill{}, OutcomeIgnored
+	}
+	a.expire(m.Time)
+	if !mayBeReportLine(t) {
+		a.sinceReportLine++
+		return Kill{}, OutcomeIgnored
+	}
+	k, out := a.classify(t, m)
+	switch out {
+	case OutcomeIgnored:
+		a.sinceReportLine++
+	case OutcomeUnrecognized:
+		a.stats.Unrecognized++
+	case OutcomeKill:
+		a.stats.Kills++
+		if !k.Attributed {
+			a.stats.Unattributed++
+		}
+	case OutcomeDuplicate:
+		a.stats.Duplicates++
+	}
+	return k, out
+}
+
+func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
+	// Lines anchored at their start by the kernel come first. The others
+	// begin with a process name and are tried in turn: a name may quote
+	// another line's marker, so a failed parse falls through to the next.
+	switch {
+	case strings.HasPrefix(t, "oom-kill:"):
+		if s, ok := parseSummary(t); ok {
+			r := a.reportAt(stageSummary, m.Time)
+			r.summary, r.hasSummary = s, true
+			r.constraint = constraintFromKernel(s.constraint)
+			r.nodemask, r.cpuset, r.memsAllowed = s.nodemask, s.cpuset, s.memsAllowed
+			r.oomMemcg, r.globalOOM = s.oomMemcg, s.globalOOM
+			return Kill{}, OutcomeReport
+		}
+	case strings.HasPrefix(t, "Task in "):
+		if ti, ok := parseTaskIn(t); ok {
+			r := a.reportAt(stageContext, m.Time)
+			r.taskInMemcg, r.oomMemcg = ti.taskMemcg, ti.oomMemcg
+			r.constraint = ConstraintMemcg
+			return Kill{}, OutcomeReport
+		}
+	case strings.HasPrefix(t, "Memory limit reached of cgroup "):
+		r := a.reportAt(stageContext, m.Time)
+		r.oomMemcg = t[len("Memory limit reached of cgroup "):]
+		r.constraint = ConstraintMemcg
+		return Kill{}, OutcomeReport
+	case strings.HasPrefix(t, "Tasks in "):
+		if g, ok := parseGroup(t); ok && a.cur != nil {
+			a.cur.groupMemcg = g
+			a.touch(stageGroup, m.Time)
+			return Kill{}, OutcomeReport
+		}
+	case isReaper(t), isNotAKill(t):
+		return Kill{}, OutcomeReport
+	}
+	if strings.Contains(t, victimMarker) {
+		if v, ok := parseVictim(t); ok {
+			if v.drift {
+				a.stats.Unrecognized++
+			}
+			return a.victim(v, t, m)
+		}
+	}
+	if strings.Contains(t, invokedMarker) {
+		if inv, ok := parseInvoker(t); ok {
+			r := a.reportAt(stageInvoker, m.Time)
+			r.invoker = Invoker{Valid: true, Comm: inv.comm, GFPMask: inv.gfpMask, Order: inv.order, OOMScoreAdj: inv.oomScoreAdj}
+			r.nodemask = inv.nodemask
+			return Kill{}, OutcomeReport
+		}
+	}
+	if strings.HasSuffix(t, " or sacrifice child") {
+		if sel, ok := parseSelection(t); ok {
+			r := a.reportAt(stageSelection, m.Time)
+			r.selection, r.hasSelected = sel, true
+			if r.constraint == "" {
+				r.constraint = constraintFromPrefix(sel.prefix)
+			}
+			return Kill{}, OutcomeReport
+		}
+	}
+	// The pre-5.0 cpuset line only means something right after an invoker.
+	if a.cur != nil && a.cur.stage < stageContext && !a.cur.primaryDone {
+		if c, ok := parseCpuset(t); ok {
+			r := a.reportAt(stageCpuset, m.Time)
+			r.cpuset, r.memsAllowed = c.cpuset, c.memsAllowed
+			return Kill{}, OutcomeReport
+		}
+	}
+	if looksOOM(t) {
+		return Kill{}, OutcomeUnrecognized
+	}
+	return Kill{}, OutcomeIgnored
+}
+
+// victim turns a victim line into a Kill, joined with the current report
+// only where the report provably explains it.
+func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome) {
+	k := Kill{
+		Time: m.Time, BootID: m.BootID, Line: line,
+		PID: v.pid, Comm: v.comm, UID: v.uid,
+		TotalVMKB: v.totalVMKB, AnonRSSKB: v.anonRSSKB, FileRSSKB: v.fileRSSKB,
+		ShmemRSSKB: v.shmemRSSKB, PgtablesKB: v.pgtablesKB, OOMScoreAdj: v.oomScoreAdj,
+		Constraint: constraintFromPrefix(v.prefix),
+	}
+	r := a.cur
+	if r == nil {
+		k.Cgroup = kubecgroup.Parse("")
+		return k, OutcomeKill
+	}
+	if _, seen := r.victims[v.pid]; seen {
+		a.touch(stageVictim, m.Time)
+		return Kill{}, OutcomeDuplicate
+	}
+	switch {
+	case r.hasSummary && !r.primaryDone && r.summary.pid == v.pid:
+		// 5.0+: the summary names this very process.
+		k.TaskMemcg = splitTaskTail(r.summary.taskTail, v.comm, true)
+		if !k.UID.Valid {
+			k.UID = OptInt{Value: r.summary.uid, Valid: true}
+		}
+		a.join(&k, r)
+		r.primaryDone = true
+	case r.groupMemcg != "":
+		// memory.oom.group: every member dies with the group.
+		k.TaskMemcg = r.groupMemcg
+		k.GroupKill = true
+		a.join(&k, r)
+	case !r.primaryDone && !r.hasSummary:
+		// Before 5.0 there is no summary: the first victim after a report
+		// is its victim (possibly a child "sacrificed" for the selected
+		// process, so the pid need not match the selection line).
+		k.TaskMemcg = r.taskInMemcg
+		a.join(&k, r)
+		r.primaryDone = true
+	case !r.primaryDone && r.hasSummary && r.hasSelected && r.selection.pid == r.summary.pid:
+		// 5.0 could still sacrifice a child of the selected task, and says
+		// so ("… or sacrifice child"); the child lives in the summarised
+		// task's cgroup. Without that line a pid mismatch proves nothing,
+		// so the kill stays unattributed rather than borrow a cgroup.
+		k.TaskMemcg = splitTaskTail(r.summary.taskTail, "", false)
+		a.join(&k, r)
+		r.primaryDone = true
+	default:
+		// A bare victim line after a finished report: the kernel
+		// rate-limited this kill's report. Count it, attribute nothing.
+		a.recordVictim(r, v.pid)
+		a.touch(stageVictim, m.Time)
+		k.Cgroup = kubecgroup.Parse("")
+		return k, OutcomeKill
+	}
+	a.recordVictim(r, v.pid)
+	a.touch(stageVictim, m.Time)
+	k.Attributed = k.TaskMemcg != ""
+	k.Cgroup = kubecgroup.Parse(k.TaskMemcg)
+	return k, OutcomeKill
+}
+
+// join copies the report's context into k.
+func (a *Assembler) join(k *Kill, r *report) {
+	if r.constraint != "" {
+		k.Constraint = r.constraint
+	}
+	if r.globalOOM {
+		k.Constraint = ConstraintSystem
+	}
+	k.OOMMemcg = r.oomMemcg
+	k.Cpuset, k.Nodemask, k.MemsAllowed = r.cpuset, r.nodemask, r.memsAllowed
+	k.Invoker = r.invoker
+}
+
+func (a *Assembler) recordVictim(r *report, pid int64) {
+	if r.victims == nil {
+		r.victims = make(map[int64]struct{}, 1)
+	}
+	if len(r.victims) < a.opts.MaxVictimsPerReport {
+		r.victims[pid] = struct{}{}
+	}
+}
+
+// reportAt returns the report a line of stage s belongs to, starting a new
+// one when s does not follow the current report's progress.
+func (a *Assembler) reportAt(s stage, t time.Time) *report {
+	if a.cur == nil || s <= a.cur.stage || a.cur.primaryDone {
+		a.dropReport()
+		a.spare = report{}
+		a.cur = &a.spare
+	}
+	a.touch(s, t)
+	return a.cur
+}
+
+func (a *Assembler) touch(s stage, t time.Time) {
+	if a.cur == nil {
+		return
+	}
+	if s > a.cur.stage {
+		a.cur.stage = s
+	}
+	if !t.IsZero() {
+		a.cur.lastTime = t
+	}
+	a.sinceReportLine = 0
+}
+
+// expire drops a report that has waited too long for its next line.
+func (a *Assembler) expire(now time.Time) {
+	if a.cur == nil {
+		return
+	}
+	tooOld := !now.IsZero() && !a.cur.lastTime.IsZero() && now.Sub(a.cur.lastTime) > a.opts.ReportTTL
+	if tooOld || a.sinceReportLine > a.opts.ReportMaxLines {
+		a.dropReport()
+	}
+}
+
+func (a *Assembler) dropReport() {
+	if a.cur != nil && !a.cur.primaryDone && a.cur.groupMemcg == "" {
+		a.stats.Expired++
+	}
+	a.cur = nil
+	a.sinceReportLine = 0
+}
+
+func constraintFromKernel(c string) Constraint {
+	switch c {
+	case "CONSTRAINT_MEMCG":
+		return ConstraintMemcg
+	case "CONSTRAINT_NONE":
+		return ConstraintSystem
+	case "CONSTRAINT_CPUSET":
+		return ConstraintCpuset
+	case "CONSTRAINT_MEMORY_POLICY":
+		return ConstraintMempolicy
+	}
+	return ConstraintUnknown
+}
+
+// constraintFromPrefix reads the prefix of a selection or victim line:
+// "Memory cgroup out of memory" is always a cgroup limit; "Out of memory" is
+// any of the others and cannot say which.
+func constraintFromPrefix(p string) Constraint {
+	if p == "Memory cgroup out of memory" {
+		return ConstraintMemcg
+	}
+	return ConstraintUnknown
+}
