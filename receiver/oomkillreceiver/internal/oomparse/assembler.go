@@ -267,7 +267,7 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 			a.touch(stageGroup, m.Time)
 			return Kill{}, OutcomeReport
 		}
-	case isReaper(t), isNotAKill(t):
+	case isEcho(t), isNotAKill(t):
 		return Kill{}, OutcomeReport
 	}
 	if strings.Contains(t, victimMarker) {

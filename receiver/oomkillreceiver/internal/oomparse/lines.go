@@ -354,10 +354,12 @@ func isNotAKill(t string) bool {
 		strings.HasPrefix(t, "Out of memory and no killable processes")
 }
 
-// isReaper matches the asynchronous oom_reaper lines (4.14+); they repeat a
-// kill already counted.
-func isReaper(t string) bool {
-	return strings.HasPrefix(t, "oom_reaper: ")
+// isEcho matches lines that only repeat what other lines say: the
+// asynchronous oom_reaper lines (4.14+) about a kill already counted, and
+// printk's "oom_kill_process: 6 callbacks suppressed" about reports the
+// rate limit dropped (their victim lines are still printed and counted).
+func isEcho(t string) bool {
+	return strings.HasPrefix(t, "oom_reaper: ") || strings.HasSuffix(t, " callbacks suppressed")
 }
 
 // isAncestorOrSelf reports whether cgroup path a is b or one of b's ancestors.
