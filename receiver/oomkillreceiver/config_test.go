@@ -1,0 +1,75 @@
+package oomkillreceiver
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
+)
+
+func TestLoadConfig(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+
+	storage := component.MustNewIDWithName("file_storage", "checkpoints")
+	custom := createDefaultConfig().(*Config)
+	custom.Journal.Directory = "/host/var/log/journal"
+	custom.StartAt = StartAtBeginning
+	custom.StorageID = &storage
+	custom.NodeName = "node-a"
+	custom.MetricsRefreshInterval = 30 * time.Second
+	custom.Retry = RetryConfig{InitialInterval: time.Second, MaxInterval: time.Minute}
+	// Set as the user set them (the builder config remembers what was set).
+	require.NoError(t, confmap.NewFromStringMap(map[string]any{
+		"metrics":             map[string]any{"container.oom_kill.count": map[string]any{"enabled": true}},
+		"resource_attributes": map[string]any{"oom.cgroup.path": map[string]any{"enabled": false}},
+	}).Unmarshal(&custom.MetricsBuilderConfig))
+
+	files := createDefaultConfig().(*Config)
+	files.Journal.Files = []string{"/var/log/journal/abc/system.journal", "/var/log/journal/abc/system@x.journal~"}
+
+	tests := []struct {
+		id      component.ID
+		want    *Config
+		wantErr string
+	}{
+		{id: component.NewID(metadata.Type), want: createDefaultConfig().(*Config)},
+		{id: component.NewIDWithName(metadata.Type, "custom"), want: custom},
+		{id: component.NewIDWithName(metadata.Type, "files"), want: files},
+		{id: component.NewIDWithName(metadata.Type, "both"), wantErr: "journal: set either directory or files, not both"},
+		{id: component.NewIDWithName(metadata.Type, "bad_start"), wantErr: `start_at "yesterday": use "end" or "beginning"`},
+		{id: component.NewIDWithName(metadata.Type, "bad_file"), wantErr: `journal.files[0] "/var/log/messages": journal files end in .journal`},
+		{id: component.NewIDWithName(metadata.Type, "bad_retry"), wantErr: "retry: initial_interval (0s) must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id.String(), func(t *testing.T) {
+			cfg := NewFactory().CreateDefaultConfig()
+			sub, err := cm.Sub(tt.id.String())
+			require.NoError(t, err)
+			require.NoError(t, sub.Unmarshal(cfg))
+			err = confmap.Validate(cfg)
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, cfg)
+		})
+	}
+}
+
+func TestDefaultConfig(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	assert.Equal(t, StartAtEnd, cfg.StartAt)
+	assert.Empty(t, cfg.Journal.Directory)
+	assert.Nil(t, cfg.StorageID)
+	assert.Equal(t, time.Minute, cfg.MetricsRefreshInterval)
+	assert.NoError(t, cfg.Validate())
+}

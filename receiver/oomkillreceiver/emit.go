@@ -1,0 +1,133 @@
+package oomkillreceiver
+
+import (
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/oomparse"
+)
+
+// EventName is the log record event name of a kill.
+const EventName = "oom_kill"
+
+// killRecord is a kill as read from the journal, ready to emit.
+type killRecord struct {
+	oomparse.Kill
+	// Host is the journal entry's _HOSTNAME.
+	Host string
+}
+
+// emitter turns kills and totals into pdata. A fresh payload is built for
+// every delivery attempt: a consumer may modify what it was given.
+type emitter struct {
+	cfg *Config
+	// mb was made with the persisted start time of the counter series.
+	mb *metadata.MetricsBuilder
+}
+
+func (e *emitter) resource(k resourceKey) pcommon.Resource {
+	rb := metadata.NewResourceBuilder(e.cfg.ResourceAttributes)
+	setIf(rb.SetK8sPodUID, k.PodUID)
+	setIf(rb.SetContainerID, k.ContainerID)
+	setIf(rb.SetHostName, k.HostName)
+	setIf(rb.SetK8sNodeName, e.cfg.NodeName)
+	setIf(rb.SetOomCgroupPath, k.CgroupPath)
+	return rb.Emit()
+}
+
+func setIf(set func(string), v string) {
+	if v != "" {
+		set(v)
+	}
+}
+
+// logs builds one log record per kill, one ResourceLogs per resource.
+func (e *emitter) logs(kills []killRecord, observed time.Time) plog.Logs {
+	ld := plog.NewLogs()
+	byResource := map[resourceKey]plog.LogRecordSlice{}
+	for _, k := range kills {
+		rk := keyOf(k.Kill, k.Host).resourceKey
+		records, ok := byResource[rk]
+		if !ok {
+			rl := ld.ResourceLogs().AppendEmpty()
+			e.resource(rk).MoveTo(rl.Resource())
+			sl := rl.ScopeLogs().AppendEmpty()
+			sl.Scope().SetName(metadata.ScopeName)
+			records = sl.LogRecords()
+			byResource[rk] = records
+		}
+		fillLogRecord(records.AppendEmpty(), k, observed)
+	}
+	return ld
+}
+
+// fillLogRecord writes a kill's fields with semantic-convention names where
+// they exist and documented oom.* names otherwise (documentation.md).
+func fillLogRecord(lr plog.LogRecord, k killRecord, observed time.Time) {
+	lr.SetEventName(EventName)
+	lr.SetTimestamp(pcommon.NewTimestampFromTime(k.Time))
+	lr.SetObservedTimestamp(pcommon.NewTimestampFromTime(observed))
+	lr.SetSeverityNumber(plog.SeverityNumberError)
+	lr.SetSeverityText("ERROR")
+	lr.Body().SetStr(k.Line)
+	a := lr.Attributes()
+	a.PutInt("process.pid", k.PID)
+	a.PutStr("process.executable.name", k.Comm)
+	putOpt(a, "process.user.id", k.UID)
+	a.PutStr("oom.constraint", string(k.Constraint))
+	a.PutBool("oom.attributed", k.Attributed)
+	a.PutBool("oom.group_kill", k.GroupKill)
+	putStrIf(a, "oom.memcg", k.OOMMemcg)
+	putStrIf(a, "oom.cpuset", k.Cpuset)
+	putStrIf(a, "oom.nodemask", k.Nodemask)
+	putStrIf(a, "oom.mems_allowed", k.MemsAllowed)
+	putStrIf(a, "oom.pod.qos_class", k.Cgroup.QoSClass)
+	putStrIf(a, "container.runtime.name", k.Cgroup.Runtime)
+	putOpt(a, "oom.total_vm_kb", k.TotalVMKB)
+	putOpt(a, "oom.anon_rss_kb", k.AnonRSSKB)
+	putOpt(a, "oom.file_rss_kb", k.FileRSSKB)
+	putOpt(a, "oom.shmem_rss_kb", k.ShmemRSSKB)
+	putOpt(a, "oom.pgtables_kb", k.PgtablesKB)
+	putOpt(a, "oom.score_adj", k.OOMScoreAdj)
+	if k.Invoker.Valid {
+		a.PutStr("oom.invoker.name", k.Invoker.Comm)
+		putStrIf(a, "oom.invoker.gfp_mask", k.Invoker.GFPMask)
+		putOpt(a, "oom.invoker.order", k.Invoker.Order)
+		putOpt(a, "oom.invoker.score_adj", k.Invoker.OOMScoreAdj)
+	}
+	putStrIf(a, "oom.boot_id", k.BootID)
+}
+
+func putOpt(a pcommon.Map, key string, v oomparse.OptInt) {
+	if v.Valid {
+		a.PutInt(key, v.Value)
+	}
+}
+
+func putStrIf(a pcommon.Map, key, v string) {
+	if v != "" {
+		a.PutStr(key, v)
+	}
+}
+
+// metrics builds the cumulative counter from the totals: every series,
+// each with the receiver's persisted start time.
+func (e *emitter) metrics(t totals, now time.Time) pmetric.Metrics {
+	ts := pcommon.NewTimestampFromTime(now)
+	series := t.sorted()
+	for i, s := range series {
+		constraint, ok := metadata.MapAttributeOomConstraint[s.Constraint]
+		if !ok {
+			constraint = metadata.AttributeOomConstraintUnknown
+		}
+		e.mb.RecordContainerOomKillCountDataPoint(ts, s.Count, constraint, s.Executable)
+		if i == len(series)-1 || series[i+1].resourceKey != s.resourceKey {
+			e.mb.EmitForResource(metadata.WithResource(e.resource(s.resourceKey)))
+		}
+	}
+	return e.mb.Emit()
+}

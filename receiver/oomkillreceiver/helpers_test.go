@@ -1,0 +1,199 @@
+package oomkillreceiver
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/collector/extension/extensiontest"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadatatest"
+)
+
+const (
+	bootA    = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	bootB    = "aaaabbbbccccddddeeeeffff00001111"
+	hostName = "node-a"
+	testPod  = "1f6a2c3e-8b4d-4e5f-9a0b-123456789abc"
+	testCtr  = "94fa0437bf378ced2c1cd2f9cb3eccb62ae833f896541a9407e69ebe3c03ec57"
+)
+
+var storageID = component.MustNewIDWithName("file_storage", "test")
+
+// host serves extensions to the receiver under test.
+type host struct {
+	component.Host
+	ext map[component.ID]component.Component
+}
+
+func (h host) GetExtensions() map[component.ID]component.Component { return h.ext }
+
+// fileStorage starts contrib's real file_storage extension on dir; it is
+// shut down when the test ends, or earlier by stopStorage.
+func fileStorage(t *testing.T, dir string) host {
+	t.Helper()
+	f := filestorage.NewFactory()
+	cfg := f.CreateDefaultConfig().(*filestorage.Config)
+	cfg.Directory = dir
+	ext, err := f.Create(context.Background(), extensiontest.NewNopSettings(f.Type()), cfg)
+	require.NoError(t, err)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { require.NoError(t, ext.Shutdown(context.Background())) }) })
+	storageStops[ext] = func() { once.Do(func() { require.NoError(t, ext.Shutdown(context.Background())) }) }
+	return host{Host: componenttest.NewNopHost(), ext: map[component.ID]component.Component{storageID: extension.Extension(ext)}}
+}
+
+// storageStops shuts a fileStorage down before the test ends (a restart).
+var storageStops = map[component.Component]func(){}
+
+func stopStorage(h host) {
+	for _, e := range h.ext {
+		storageStops[e]()
+		delete(storageStops, e)
+	}
+}
+
+// running is a started receiver with its sinks.
+type running struct {
+	logs    *consumertest.LogsSink
+	metrics *consumertest.MetricsSink
+	tel     *componenttest.Telemetry
+	stop    func()
+}
+
+// start creates the receiver in a logs and a metrics pipeline (one shared
+// instance) and starts it.
+func start(t *testing.T, cfg *Config, h component.Host, logs consumer.Logs, metrics consumer.Metrics) *running {
+	t.Helper()
+	r := &running{logs: &consumertest.LogsSink{}, metrics: &consumertest.MetricsSink{}, tel: componenttest.NewTelemetry()}
+	if logs == nil {
+		logs = r.logs
+	}
+	if metrics == nil {
+		metrics = r.metrics
+	}
+	set := metadatatest.NewSettings(r.tel)
+	f := NewFactory()
+	lr, err := f.CreateLogs(context.Background(), set, cfg, logs)
+	require.NoError(t, err)
+	mr, err := f.CreateMetrics(context.Background(), set, cfg, metrics)
+	require.NoError(t, err)
+	require.NoError(t, lr.Start(context.Background(), h))
+	require.NoError(t, mr.Start(context.Background(), h))
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			require.NoError(t, lr.Shutdown(context.Background()))
+			require.NoError(t, mr.Shutdown(context.Background()))
+		})
+	}
+	t.Cleanup(func() { require.NoError(t, r.tel.Shutdown(context.Background())) })
+	t.Cleanup(r.stop)
+	return r
+}
+
+func testConfig(dir string) *Config {
+	cfg := createDefaultConfig().(*Config)
+	cfg.Journal.Directory = dir
+	cfg.StartAt = StartAtBeginning
+	cfg.NodeName = "k8s-node-a"
+	cfg.Retry.InitialInterval = 10 * time.Millisecond
+	cfg.Retry.MaxInterval = 50 * time.Millisecond
+	return cfg
+}
+
+// kernelFixture turns a shared kernel fixture into journal entries.
+func kernelFixture(t *testing.T, name string, start time.Time, boot string) []journaltest.Entry {
+	return journaltest.FromKernelFixture(t, filepath.Join("..", "..", "testdata", "kernel", name), start, boot, hostName)
+}
+
+// report is a 6.x memcg OOM report killing pid in the test container.
+func report(pid int, at time.Time, boot string) []journaltest.Entry {
+	memcg := "/kubepods/burstable/pod" + testPod + "/" + testCtr
+	lines := []string{
+		"python3 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+		fmt.Sprintf("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=%s,task_memcg=%s,task=python3,pid=%d,uid=0", memcg, memcg, pid),
+		fmt.Sprintf("Memory cgroup out of memory: Killed process %d (python3) total-vm:221368kB, anon-rss:65024kB, file-rss:1628kB, shmem-rss:0kB, UID:0 pgtables:184kB oom_score_adj:0", pid),
+	}
+	out := make([]journaltest.Entry, len(lines))
+	for i, l := range lines {
+		out[i] = journaltest.Entry{Message: l, Time: at.Add(time.Duration(i) * time.Microsecond), BootID: boot, Hostname: hostName}
+	}
+	return out
+}
+
+// logRecords flattens every log record the sink received.
+func logRecords(sink *consumertest.LogsSink) []plog.LogRecord {
+	var out []plog.LogRecord
+	for _, ld := range sink.AllLogs() {
+		for i := 0; i < ld.ResourceLogs().Len(); i++ {
+			sls := ld.ResourceLogs().At(i).ScopeLogs()
+			for j := 0; j < sls.Len(); j++ {
+				lrs := sls.At(j).LogRecords()
+				for k := 0; k < lrs.Len(); k++ {
+					out = append(out, lrs.At(k))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// lastTotal sums container.oom_kill.count over the series of the newest
+// metrics payload (each payload carries every series).
+func lastTotal(sink *consumertest.MetricsSink) int64 {
+	all := sink.AllMetrics()
+	if len(all) == 0 {
+		return 0
+	}
+	return total(all[len(all)-1])
+}
+
+func total(md pmetric.Metrics) int64 {
+	var n int64
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		sms := rms.At(i).ScopeMetrics()
+		for j := 0; j < sms.Len(); j++ {
+			ms := sms.At(j).Metrics()
+			for k := 0; k < ms.Len(); k++ {
+				if ms.At(k).Name() != "container.oom_kill.count" {
+					continue
+				}
+				dps := ms.At(k).Sum().DataPoints()
+				for d := 0; d < dps.Len(); d++ {
+					n += dps.At(d).IntValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+func pids(records []plog.LogRecord) map[int64]int {
+	out := map[int64]int{}
+	for _, lr := range records {
+		v, _ := lr.Attributes().Get("process.pid")
+		out[v.Int()]++
+	}
+	return out
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	require.Eventually(t, cond, 20*time.Second, 10*time.Millisecond, what)
+}

@@ -1,0 +1,260 @@
+// Package journal reads kernel messages from systemd journal files in
+// process, through libsystemd (github.com/coreos/go-systemd/v22/sdjournal).
+// It is the only cgo in the project.
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/sdjournal"
+)
+
+// DefaultDirectories are where journald keeps the system journal:
+// persistent storage first, then the volatile one.
+var DefaultDirectories = []string{"/var/log/journal", "/run/log/journal"}
+
+// Source says which journal to open. With neither field set the local
+// system journal is opened (DefaultDirectories).
+type Source struct {
+	Directory string
+	Files     []string
+}
+
+// Reader walks kernel messages (_TRANSPORT=kernel, SYSLOG_IDENTIFIER=kernel:
+// lines userspace wrote to /dev/kmsg have another identifier and are not
+// read). Accessors read fields of the entry the last Next moved to; fields
+// are only fetched when asked for, since most entries need only MESSAGE.
+type Reader struct {
+	j *sdjournal.Journal
+}
+
+// Open opens the journal and restricts it to kernel messages.
+func Open(src Source) (*Reader, error) {
+	var (
+		j   *sdjournal.Journal
+		err error
+	)
+	switch {
+	case len(src.Files) > 0:
+		j, err = sdjournal.NewJournalFromFiles(src.Files...)
+	case src.Directory != "":
+		j, err = sdjournal.NewJournalFromDir(src.Directory)
+	default:
+		j, err = sdjournal.NewJournal()
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range []string{"_TRANSPORT=kernel", "SYSLOG_IDENTIFIER=kernel"} {
+		if err := j.AddMatch(m); err != nil {
+			j.Close()
+			return nil, fmt.Errorf("journal match %s: %w", m, err)
+		}
+	}
+	// Kernel lines are short; never let libsystemd truncate one.
+	if err := j.SetDataThreshold(0); err != nil {
+		j.Close()
+		return nil, err
+	}
+	return &Reader{j: j}, nil
+}
+
+// Close releases the journal. It waits for a Wait in progress to return.
+func (r *Reader) Close() error { return r.j.Close() }
+
+// SeekHead positions before the oldest entry.
+func (r *Reader) SeekHead() error { return r.j.SeekHead() }
+
+// SeekEnd positions after the newest entry, so that Next returns only
+// entries appended from now on.
+func (r *Reader) SeekEnd() error {
+	if err := r.j.SeekTail(); err != nil {
+		return err
+	}
+	// After SeekTail the next Next would return the last entry again;
+	// stepping back once and forward once lands exactly on it.
+	if _, err := r.j.Previous(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// SeekAfter positions right after the entry with the cursor. found is false
+// when that entry no longer exists (the journal was vacuumed or rotated
+// away); the reader is then positioned before the first entry newer than
+// the cursor's time, if notBefore is set, or at the oldest entry.
+func (r *Reader) SeekAfter(cursor string, notBefore time.Time) (found bool, err error) {
+	if err := r.j.SeekCursor(cursor); err != nil {
+		return false, err
+	}
+	n, err := r.j.Next()
+	if err != nil {
+		return false, err
+	}
+	if n > 0 && r.j.TestCursor(cursor) == nil {
+		return true, nil
+	}
+	if notBefore.IsZero() {
+		return false, r.j.SeekHead()
+	}
+	return false, r.j.SeekRealtimeUsec(uint64(notBefore.UnixMicro()) + 1)
+}
+
+// Next moves to the next kernel entry; false means there is none yet.
+func (r *Reader) Next() (bool, error) {
+	n, err := r.j.Next()
+	return n > 0, err
+}
+
+// Wait blocks until the journal changes or timeout passes. It returns true
+// when there may be new entries (appended, or files added or rotated).
+func (r *Reader) Wait(timeout time.Duration) (bool, error) {
+	switch st := r.j.Wait(timeout); {
+	case st == sdjournal.SD_JOURNAL_APPEND || st == sdjournal.SD_JOURNAL_INVALIDATE:
+		return true, nil
+	case st < 0:
+		return false, fmt.Errorf("waiting for journal changes: %w", syscall.Errno(-st))
+	default:
+		return false, nil
+	}
+}
+
+// Message is the MESSAGE field of the current entry.
+func (r *Reader) Message() (string, error) {
+	return r.field("MESSAGE")
+}
+
+// BootID is the _BOOT_ID of the current entry.
+func (r *Reader) BootID() (string, error) { return r.field("_BOOT_ID") }
+
+// Hostname is the _HOSTNAME of the current entry ("" when absent).
+func (r *Reader) Hostname() string {
+	h, _ := r.field("_HOSTNAME")
+	return h
+}
+
+// Realtime is when journald stored the current entry.
+func (r *Reader) Realtime() (time.Time, error) {
+	us, err := r.j.GetRealtimeUsec()
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMicro(int64(us)), nil
+}
+
+// KernelTime is when the kernel printed the current entry. journald stores
+// the kernel's own monotonic stamp in _SOURCE_MONOTONIC_TIMESTAMP; entries
+// replayed from the ring buffer at journald's start were stored later than
+// they were printed, and this undoes that delay. Falls back to Realtime.
+func (r *Reader) KernelTime() (time.Time, error) {
+	rt, err := r.Realtime()
+	if err != nil {
+		return rt, err
+	}
+	src, err := r.field("_SOURCE_MONOTONIC_TIMESTAMP")
+	if err != nil {
+		return rt, nil
+	}
+	srcUs, err := strconv.ParseUint(src, 10, 64)
+	if err != nil {
+		return rt, nil
+	}
+	monoUs, err := r.j.GetMonotonicUsec()
+	if err != nil || monoUs < srcUs {
+		return rt, nil
+	}
+	return rt.Add(-time.Duration(monoUs-srcUs) * time.Microsecond), nil
+}
+
+// Cursor identifies the current entry for a later SeekAfter.
+func (r *Reader) Cursor() (string, error) { return r.j.GetCursor() }
+
+// field returns a field of the current entry; a missing field is an error
+// wrapping ErrNoField.
+func (r *Reader) field(name string) (string, error) {
+	v, err := r.j.GetDataValue(name)
+	if errors.Is(err, syscall.ENOENT) {
+		return "", fmt.Errorf("%s: %w", name, ErrNoField)
+	}
+	return v, err
+}
+
+// ErrNoField reports that the current entry lacks a field.
+var ErrNoField = errors.New("field not in entry")
+
+// CheckReadable tells, before any reading, why a journal would read as
+// empty: a missing directory, or files the collector may not read. It
+// returns how many journal files it found.
+func CheckReadable(src Source) (int, error) {
+	if len(src.Files) > 0 {
+		for _, f := range src.Files {
+			if err := readable(f); err != nil {
+				return 0, err
+			}
+		}
+		return len(src.Files), nil
+	}
+	dirs := DefaultDirectories
+	if src.Directory != "" {
+		dirs = []string{src.Directory}
+	}
+	found, existing := 0, 0
+	var denied error
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err != nil {
+			continue
+		}
+		existing++
+		files, err := journalFiles(d)
+		if err != nil {
+			return 0, err
+		}
+		for _, f := range files {
+			if err := readable(f); err != nil {
+				denied = err
+				continue
+			}
+			found++
+		}
+	}
+	switch {
+	case existing == 0:
+		return 0, fmt.Errorf("no journal directory: %s (mount the host's journal into the container, or set journal.directory)", strings.Join(dirs, ", "))
+	case found == 0 && denied != nil:
+		return 0, fmt.Errorf("journal files exist but none can be read (run as root or in the journal's group, usually systemd-journal): %w", denied)
+	}
+	return found, nil
+}
+
+// journalFiles lists *.journal files in dir and its machine-id subfolders,
+// as journald lays them out.
+func journalFiles(dir string) ([]string, error) {
+	// Glob hides a directory we may not list; ReadDir does not.
+	if _, err := os.ReadDir(dir); err != nil {
+		return nil, fmt.Errorf("reading journal directory: %w", err)
+	}
+	var out []string
+	for _, pattern := range []string{"*.journal", "*/*.journal", "*.journal~", "*/*.journal~"} {
+		m, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m...)
+	}
+	return out, nil
+}
+
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}

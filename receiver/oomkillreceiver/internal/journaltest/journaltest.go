@@ -1,0 +1,141 @@
+// Package journaltest writes real journal files for tests: entries in the
+// journal export format, converted by Debian's systemd-journal-remote.
+package journaltest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// RemoteBinary converts the export format to journal files.
+const RemoteBinary = "/lib/systemd/systemd-journal-remote"
+
+// Require fails the test when a tool the test needs is missing: in CI
+// (CI=true) that is a broken setup; elsewhere the test is skipped, saying
+// what to install.
+func Require(t testing.TB, path, debianPackage string) {
+	t.Helper()
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	msg := fmt.Sprintf("%s is missing: install the Debian package %s (.ci/run does)", path, debianPackage)
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// Entry is one kernel journal entry.
+type Entry struct {
+	Message  string
+	Time     time.Time
+	BootID   string // 32 hex digits
+	Hostname string
+	// Monotonic is the entry's time since boot; zero means Time minus
+	// BootTime. Within one boot the journal orders entries by it, so it
+	// must agree with Time across files. SourceMonotonic, when set, is the
+	// kernel's own stamp (journald's _SOURCE_MONOTONIC_TIMESTAMP).
+	Monotonic       time.Duration
+	SourceMonotonic time.Duration
+	// Transport and Identifier default to the kernel's.
+	Transport  string
+	Identifier string
+}
+
+// BootTime is when every test boot began, for entries without Monotonic.
+var BootTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Export renders entries in the journal export format.
+func Export(entries []Entry) []byte {
+	var b bytes.Buffer
+	for _, e := range entries {
+		if e.Monotonic == 0 {
+			e.Monotonic = e.Time.Sub(BootTime)
+		}
+		tr, id := e.Transport, e.Identifier
+		if tr == "" {
+			tr = "kernel"
+		}
+		if id == "" {
+			id = "kernel"
+		}
+		fmt.Fprintf(&b, "__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=%s\n_TRANSPORT=%s\nSYSLOG_IDENTIFIER=%s\nPRIORITY=3\nSYSLOG_FACILITY=0\n",
+			e.Time.UnixMicro(), e.Monotonic.Microseconds(), e.BootID, tr, id)
+		if e.Hostname != "" {
+			fmt.Fprintf(&b, "_HOSTNAME=%s\n", e.Hostname)
+		}
+		if e.SourceMonotonic > 0 {
+			fmt.Fprintf(&b, "_SOURCE_MONOTONIC_TIMESTAMP=%d\n", e.SourceMonotonic.Microseconds())
+		}
+		writeField(&b, "MESSAGE", e.Message)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// writeField writes a text field, or the binary form the export format
+// requires for values holding a newline.
+func writeField(b *bytes.Buffer, name, value string) {
+	if !strings.Contains(value, "\n") {
+		fmt.Fprintf(b, "%s=%s\n", name, value)
+		return
+	}
+	b.WriteString(name)
+	b.WriteByte('\n')
+	n := uint64(len(value))
+	for i := 0; i < 8; i++ {
+		b.WriteByte(byte(n >> (8 * i)))
+	}
+	b.WriteString(value)
+	b.WriteByte('\n')
+}
+
+// Write appends entries to the journal file at path (created if missing;
+// the name must end in .journal).
+func Write(t testing.TB, path string, entries []Entry) {
+	t.Helper()
+	WriteExport(t, path, Export(entries))
+}
+
+// FromKernelFixture turns a kernel fixture (one message per line, "# "
+// comments) into entries 1 ms apart starting at start.
+func FromKernelFixture(t testing.TB, path string, start time.Time, bootID, host string) []Entry {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []Entry
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "# ") || strings.HasPrefix(line, "@") {
+			continue
+		}
+		at := start.Add(time.Duration(len(out)) * time.Millisecond)
+		out = append(out, Entry{Message: line, Time: at, BootID: bootID, Hostname: host})
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// WriteExport appends export-format data as is (e.g. a real journald's
+// `journalctl -o export`) to the journal file at path.
+func WriteExport(t testing.TB, path string, export []byte) {
+	t.Helper()
+	Require(t, RemoteBinary, "systemd-journal-remote")
+	cmd := exec.Command(RemoteBinary, "-o", path, "-")
+	cmd.Stdin = bytes.NewReader(export)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemd-journal-remote: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,398 @@
+package oomkillreceiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/receiver"
+	"go.uber.org/zap"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/journal"
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/oomparse"
+)
+
+const (
+	// batchEntries bounds how many entries are read between deliveries.
+	batchEntries = 4096
+	// waitTimeout bounds one wait for journal changes; Shutdown waits at
+	// most this long for the reader to notice.
+	waitTimeout = time.Second
+	// progressEvery: with no kills, the cursor is still checkpointed this
+	// often so a restart does not re-read everything since the last kill.
+	progressEvery = 10 * time.Second
+	// unrecognizedLogged is how many not-understood lines are logged in
+	// full; after that every 1000th is.
+	unrecognizedLogged = 20
+)
+
+type oomReceiver struct {
+	cfg     *Config
+	set     receiver.Settings
+	logger  *zap.Logger
+	logs    consumer.Logs
+	metrics consumer.Metrics
+	tb      *metadata.TelemetryBuilder
+
+	host    component.Host
+	client  storage.Client
+	reader  *journal.Reader
+	asm     *oomparse.Assembler
+	emit    emitter
+	totals  totals
+	cp      checkpoint
+	saved   time.Time
+	pending string // cursor read but not yet checkpointed
+	pendRT  time.Time
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+func newReceiver(cfg *Config, set receiver.Settings) (*oomReceiver, error) {
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	return &oomReceiver{cfg: cfg, set: set, logger: set.Logger, tb: tb, totals: totals{}}, nil
+}
+
+func (r *oomReceiver) source() journal.Source {
+	return journal.Source{Directory: r.cfg.Journal.Directory, Files: r.cfg.Journal.Files}
+}
+
+// Start checks the journal can be read, restores the checkpoint, positions
+// the reader and starts following the journal.
+func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
+	r.host = host
+	n, err := journal.CheckReadable(r.source())
+	if err != nil {
+		return fmt.Errorf("oomkill receiver cannot read the journal: %w", err)
+	}
+	if n == 0 {
+		r.logger.Warn("No journal files yet; waiting for journald to create them", zap.Any("journal", r.source()))
+	}
+	if r.cfg.StorageID != nil {
+		if r.client, err = storageClient(ctx, host, *r.cfg.StorageID, r.set.ID); err != nil {
+			return err
+		}
+	} else {
+		r.logger.Warn("No storage extension configured: kills that happen while the collector is down are not counted, and counters restart from zero on every start. Set `storage` to a file_storage extension to keep them.")
+	}
+	var cp *checkpoint
+	if r.client != nil {
+		if cp, err = loadCheckpoint(ctx, r.client); err != nil {
+			// A broken checkpoint cannot be repaired; say so loudly and
+			// start as configured rather than refuse to run.
+			r.logger.Error("Ignoring unusable checkpoint", zap.Error(err))
+			componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
+			cp = nil
+		}
+	}
+	if cp == nil {
+		cp = &checkpoint{StartTimeUnixNano: time.Now().UnixNano()}
+	}
+	r.cp = *cp
+	for _, s := range cp.Series {
+		r.totals[s.seriesKey] = s.Count
+	}
+	r.emit = emitter{cfg: r.cfg, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
+		metadata.WithStartTime(pcommon.NewTimestampFromTime(cp.startTime())))}
+	r.asm = oomparse.NewAssembler(oomparse.Options{})
+
+	if r.reader, err = journal.Open(r.source()); err != nil {
+		return fmt.Errorf("oomkill receiver cannot open the journal %+v: %w", r.source(), err)
+	}
+	if err := r.position(); err != nil {
+		r.reader.Close()
+		return fmt.Errorf("oomkill receiver cannot position in the journal: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.done = make(chan struct{})
+	go r.run(runCtx)
+	return nil
+}
+
+// position puts the reader right after the checkpoint, or at start_at.
+func (r *oomReceiver) position() error {
+	if r.cp.Cursor == "" {
+		r.logger.Info("Starting without checkpoint", zap.String("start_at", r.cfg.StartAt))
+		if r.cfg.StartAt == StartAtBeginning {
+			return r.reader.SeekHead()
+		}
+		return r.reader.SeekEnd()
+	}
+	saved := time.UnixMicro(r.cp.RealtimeUsec)
+	found, err := r.reader.SeekAfter(r.cp.Cursor, saved)
+	if err != nil {
+		return err
+	}
+	if found {
+		r.logger.Info("Resuming after checkpoint", zap.Time("checkpoint_time", saved), zap.Int("series", len(r.totals)))
+		return nil
+	}
+	r.tb.OomkillReceiverCheckpointGaps.Add(context.Background(), 1)
+	r.logger.Warn("Checkpoint cursor is no longer in the journal (vacuumed or rotated away): resuming at the oldest entry after the checkpoint time; kills logged in between and already removed from the journal cannot be counted",
+		zap.Time("checkpoint_time", saved), zap.String("cursor", r.cp.Cursor))
+	return nil
+}
+
+func storageClient(ctx context.Context, host component.Host, id, self component.ID) (storage.Client, error) {
+	ext, ok := host.GetExtensions()[id]
+	if !ok {
+		return nil, fmt.Errorf("storage %q: no such extension; add it under `extensions:` and `service.extensions`", id)
+	}
+	se, ok := ext.(storage.Extension)
+	if !ok {
+		return nil, fmt.Errorf("storage %q is not a storage extension (use e.g. file_storage)", id)
+	}
+	c, err := se.GetClient(ctx, component.KindReceiver, self, "")
+	if err != nil {
+		return nil, fmt.Errorf("storage %q: %w", id, err)
+	}
+	return c, nil
+}
+
+// Shutdown stops reading; everything not delivered stays behind the
+// checkpoint and is read again on the next start.
+func (r *oomReceiver) Shutdown(ctx context.Context) error {
+	var errs []error
+	r.once.Do(func() {
+		if r.cancel != nil {
+			r.cancel()
+			select {
+			case <-r.done:
+			case <-ctx.Done():
+				errs = append(errs, ctx.Err())
+			}
+		}
+		if r.reader != nil {
+			errs = append(errs, r.reader.Close())
+		}
+		if r.client != nil {
+			errs = append(errs, r.client.Close(ctx))
+		}
+		r.tb.Shutdown()
+	})
+	return errors.Join(errs...)
+}
+
+// run follows the journal until Shutdown.
+func (r *oomReceiver) run(ctx context.Context) {
+	defer close(r.done)
+	var refresh <-chan time.Time
+	if r.cfg.MetricsRefreshInterval > 0 && r.metrics != nil {
+		t := time.NewTicker(r.cfg.MetricsRefreshInterval)
+		defer t.Stop()
+		refresh = t.C
+	}
+	readFailing := false
+	for ctx.Err() == nil {
+		kills, entries, err := r.readBatch(ctx)
+		if err != nil {
+			r.tb.OomkillReceiverReadErrors.Add(ctx, 1)
+			r.logger.Error("Reading the journal failed; retrying", zap.Error(err))
+			if !readFailing {
+				componentstatus.ReportStatus(r.host, componentstatus.NewRecoverableErrorEvent(err))
+				readFailing = true
+			}
+			sleep(ctx, waitTimeout)
+		} else if readFailing {
+			componentstatus.ReportStatus(r.host, componentstatus.NewEvent(componentstatus.StatusOK))
+			readFailing = false
+		}
+		if len(kills) > 0 {
+			if !r.deliver(ctx, kills) {
+				return // shutting down: the checkpoint stays before these kills
+			}
+		}
+		if len(kills) > 0 || (r.pending != "" && time.Since(r.saved) > progressEvery) {
+			// Delivered data must be checkpointed even when Shutdown has
+			// begun, or the next start would send it again.
+			r.commit(context.WithoutCancel(ctx))
+		}
+		if entries > 0 || err != nil {
+			continue
+		}
+		select {
+		case <-refresh:
+			r.refreshMetrics(ctx)
+		default:
+		}
+		if _, err := r.reader.Wait(waitTimeout); err != nil {
+			r.logger.Warn("Waiting for journal changes failed", zap.Error(err))
+			sleep(ctx, waitTimeout)
+		}
+	}
+}
+
+// readBatch reads up to batchEntries kernel entries and returns the kills
+// they hold. The cursor of the last entry read becomes pending.
+func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, int, error) {
+	var kills []killRecord
+	entries := 0
+	var err error
+	for entries < batchEntries && ctx.Err() == nil {
+		var ok bool
+		if ok, err = r.reader.Next(); err != nil || !ok {
+			break
+		}
+		entries++
+		if k, out, ferr := r.feedCurrent(); ferr != nil {
+			r.tb.OomkillReceiverReadErrors.Add(ctx, 1)
+			r.logger.Warn("Skipping unreadable journal entry", zap.Error(ferr))
+		} else if out == oomparse.OutcomeKill {
+			kills = append(kills, k)
+		}
+	}
+	if entries > 0 {
+		r.tb.OomkillReceiverEntriesRead.Add(ctx, int64(entries))
+		cur, cerr := r.reader.Cursor()
+		rt, _ := r.reader.Realtime()
+		if cerr == nil {
+			r.pending, r.pendRT = cur, rt
+		}
+	}
+	return kills, entries, err
+}
+
+// feedCurrent feeds the current entry to the parser.
+func (r *oomReceiver) feedCurrent() (killRecord, oomparse.Outcome, error) {
+	msg, err := r.reader.Message()
+	if err != nil {
+		return killRecord{}, 0, err
+	}
+	boot, _ := r.reader.BootID()
+	rt, _ := r.reader.Realtime()
+	before := r.asm.Stats().Unrecognized
+	k, out := r.asm.Feed(oomparse.Message{Text: msg, Time: rt, BootID: boot})
+	if n := r.asm.Stats().Unrecognized; n > before {
+		r.tb.OomkillReceiverUnrecognizedLines.Add(context.Background(), int64(n-before))
+		if n <= unrecognizedLogged || n%1000 == 0 {
+			r.logger.Warn("Kernel line looks like an OOM report but matches no known format; please report it with your kernel version",
+				zap.String("line", msg), zap.Uint64("unrecognized_total", n))
+		}
+	}
+	if out != oomparse.OutcomeKill {
+		return killRecord{}, out, nil
+	}
+	if kt, err := r.reader.KernelTime(); err == nil {
+		k.Time = kt
+	}
+	return killRecord{Kill: k, Host: r.reader.Hostname()}, out, nil
+}
+
+// deliver hands kills to the next consumers, retrying with backoff until
+// they accept or the receiver shuts down (false). Logs and metrics are
+// retried separately so a consumer that accepted is not sent data twice.
+func (r *oomReceiver) deliver(ctx context.Context, kills []killRecord) bool {
+	for _, k := range kills {
+		r.totals[keyOf(k.Kill, k.Host)]++
+		r.tb.OomkillReceiverKills.Add(ctx, 1)
+		if !k.Attributed {
+			r.tb.OomkillReceiverUnattributedKills.Add(ctx, 1)
+		}
+		r.logger.Info("OOM kill", zap.Int64("pid", k.PID), zap.String("process", k.Comm),
+			zap.String("k8s.pod.uid", k.Cgroup.PodUID), zap.String("container.id", k.Cgroup.ContainerID),
+			zap.String("constraint", string(k.Constraint)), zap.Bool("attributed", k.Attributed))
+	}
+	if r.logs != nil {
+		ok := r.retry(ctx, "logs", func() error {
+			return r.logs.ConsumeLogs(ctx, r.emit.logs(kills, time.Now()))
+		})
+		if !ok {
+			return false
+		}
+	}
+	if r.metrics != nil {
+		return r.retry(ctx, "metrics", func() error {
+			return r.metrics.ConsumeMetrics(ctx, r.emit.metrics(r.totals, time.Now()))
+		})
+	}
+	return true
+}
+
+// retry calls send until it succeeds, fails permanently, or ctx ends.
+func (r *oomReceiver) retry(ctx context.Context, signal string, send func() error) bool {
+	backoff := r.cfg.Retry.InitialInterval
+	failing := false
+	for {
+		err := send()
+		if err == nil {
+			if failing {
+				componentstatus.ReportStatus(r.host, componentstatus.NewEvent(componentstatus.StatusOK))
+				r.logger.Info("Next consumer accepts data again", zap.String("signal", signal))
+			}
+			return true
+		}
+		if consumererror.IsPermanent(err) {
+			// Sending the same data again cannot succeed; keep going so
+			// that one bad payload does not stop counting.
+			r.logger.Error("Next consumer rejected data permanently; it is dropped", zap.String("signal", signal), zap.Error(err))
+			return true
+		}
+		r.tb.OomkillReceiverDeliveryRetries.Add(ctx, 1)
+		if !failing {
+			componentstatus.ReportStatus(r.host, componentstatus.NewRecoverableErrorEvent(err))
+			failing = true
+		}
+		r.logger.Warn("Next consumer refused data; retrying (reading paused, nothing dropped)",
+			zap.String("signal", signal), zap.Duration("backoff", backoff), zap.Error(err))
+		if !sleep(ctx, backoff) {
+			return false
+		}
+		backoff = min(2*backoff, r.cfg.Retry.MaxInterval)
+	}
+}
+
+// commit checkpoints the pending cursor with the totals.
+func (r *oomReceiver) commit(ctx context.Context) {
+	if r.pending == "" {
+		return
+	}
+	r.cp.Cursor, r.cp.RealtimeUsec = r.pending, r.pendRT.UnixMicro()
+	r.pending = ""
+	r.saved = time.Now()
+	if r.client == nil {
+		return
+	}
+	r.cp.Series = r.totals.sorted()
+	if err := saveCheckpoint(ctx, r.client, &r.cp); err != nil {
+		r.logger.Error("Saving checkpoint failed; a restart may read these entries again", zap.Error(err))
+		componentstatus.ReportStatus(r.host, componentstatus.NewRecoverableErrorEvent(err))
+	}
+}
+
+// refreshMetrics re-emits the counters so idle series do not expire in
+// exporters. Best effort: the next kill or refresh sends them again.
+func (r *oomReceiver) refreshMetrics(ctx context.Context) {
+	if len(r.totals) == 0 {
+		return
+	}
+	if err := r.metrics.ConsumeMetrics(ctx, r.emit.metrics(r.totals, time.Now())); err != nil {
+		r.logger.Debug("Metrics refresh refused", zap.Error(err))
+	}
+}
+
+// sleep waits d or until ctx ends; false means ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
