@@ -33,5 +33,5 @@ func (f *flakyLogs) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 
 type nopLogs struct{}
 
-func (nopLogs) Capabilities() consumer.Capabilities            { return consumer.Capabilities{} }
+func (nopLogs) Capabilities() consumer.Capabilities          { return consumer.Capabilities{} }
 func (nopLogs) ConsumeLogs(context.Context, plog.Logs) error { return nil }

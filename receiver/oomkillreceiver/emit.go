@@ -24,7 +24,8 @@ type killRecord struct {
 // emitter turns kills and totals into pdata. A fresh payload is built for
 // every delivery attempt: a consumer may modify what it was given.
 type emitter struct {
-	cfg *Config
+	cfg     *Config
+	version string // the collector's, as the metrics scope carries it
 	// mb was made with the persisted start time of the counter series.
 	mb *metadata.MetricsBuilder
 }
@@ -57,6 +58,7 @@ func (e *emitter) logs(kills []killRecord, observed time.Time) plog.Logs {
 			e.resource(rk).MoveTo(rl.Resource())
 			sl := rl.ScopeLogs().AppendEmpty()
 			sl.Scope().SetName(metadata.ScopeName)
+			sl.Scope().SetVersion(e.version)
 			records = sl.LogRecords()
 			byResource[rk] = records
 		}

@@ -106,7 +106,7 @@ func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	for _, s := range cp.Series {
 		r.totals[s.seriesKey] = s.Count
 	}
-	r.emit = emitter{cfg: r.cfg, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
+	r.emit = emitter{cfg: r.cfg, version: r.set.BuildInfo.Version, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
 		metadata.WithStartTime(pcommon.NewTimestampFromTime(cp.startTime())))}
 	r.asm = oomparse.NewAssembler(oomparse.Options{})
 
