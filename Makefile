@@ -8,8 +8,9 @@ PKGS      := ./...
 
 .PHONY: test unit fuzz vet build run bench generate
 
-## test: everything CI runs (the README's test command).
-test: vet unit fuzz
+## test: everything CI runs (the README's test command). The collector-level tests
+## (test/collector) run the distribution, so it is built first.
+test: build vet unit fuzz
 
 vet:
 	$(GO) vet $(PKGS)

@@ -1,0 +1,302 @@
+package k8smetaprocessor
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/kube"
+	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadata"
+	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/podstore"
+)
+
+type k8smeta struct {
+	cfg       *Config
+	logger    *zap.Logger
+	tb        *metadata.TelemetryBuilder
+	newClient func(*Config) (kubernetes.Interface, error)
+
+	store   *podstore.Store
+	watcher *kube.Watcher
+	// waiting is a semaphore bounding batches held for unknown IDs.
+	waiting chan struct{}
+
+	stop, done             chan struct{}
+	reportedPods, reported int64
+}
+
+func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (kubernetes.Interface, error)) (*k8smeta, error) {
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	return &k8smeta{
+		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient,
+		store: podstore.New(podstore.Options{
+			Labels: cfg.Extract.Labels, Annotations: cfg.Extract.Annotations, Grace: cfg.DeletedPodGrace,
+		}),
+		waiting: make(chan struct{}, cfg.MaxWaitingBatches),
+	}, nil
+}
+
+// Start begins watching pods. A bad client configuration fails startup; an
+// API server that is slow or down does not: after sync_timeout the
+// collector starts, records pass through unenriched, and the watch keeps
+// retrying on its own.
+func (p *k8smeta) Start(_ context.Context, host component.Host) error {
+	client, err := p.newClient(p.cfg)
+	if err != nil {
+		return err
+	}
+	p.watcher, err = kube.NewWatcher(client, p.cfg.NodeName, p.cfg.Extract.Labels, p.cfg.Extract.Annotations, p.store, p.logger)
+	if err != nil {
+		return err
+	}
+	p.stop, p.done = make(chan struct{}), make(chan struct{})
+	scope := "cluster-wide"
+	if p.cfg.NodeName != "" {
+		scope = "node " + p.cfg.NodeName
+	}
+	if err := p.watcher.Start(p.cfg.SyncTimeout); errors.Is(err, kube.ErrNotSynced) {
+		p.logger.Warn("Kubernetes API not reachable yet: records pass through unenriched until the pod watch syncs",
+			zap.Duration("waited", p.cfg.SyncTimeout), zap.String("scope", scope))
+		componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
+	} else {
+		p.logger.Info("Watching pods", zap.String("scope", scope))
+	}
+	go p.maintain(host)
+	return nil
+}
+
+// maintain sweeps expired pods, reports cache sizes, and reports OK once
+// a late first sync happened.
+func (p *k8smeta) maintain(host component.Host) {
+	defer close(p.done)
+	interval := min(p.cfg.DeletedPodGrace/4, 30*time.Second)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	synced := p.watcher.HasSynced()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		if !synced && p.watcher.HasSynced() {
+			synced = true
+			p.logger.Info("Pod watch synced; enriching records")
+			componentstatus.ReportStatus(host, componentstatus.NewEvent(componentstatus.StatusOK))
+		}
+		p.store.Sweep(time.Now())
+		p.reportSizes()
+	}
+}
+
+func (p *k8smeta) reportSizes() {
+	pods, ctrs := p.store.Sizes()
+	ctx := context.Background()
+	p.tb.K8smetaCachedPods.Add(ctx, int64(pods)-p.reportedPods)
+	p.tb.K8smetaCachedContainers.Add(ctx, int64(ctrs)-p.reported)
+	p.reportedPods, p.reported = int64(pods), int64(ctrs)
+}
+
+// Shutdown stops the watch.
+func (p *k8smeta) Shutdown(context.Context) error {
+	if p.stop != nil {
+		close(p.stop)
+		<-p.done
+		p.watcher.Stop()
+		p.stop = nil
+	}
+	p.tb.Shutdown()
+	return nil
+}
+
+func (p *k8smeta) processLogs(ctx context.Context, ld plog.Logs) (plog.Logs, error) {
+	rls := ld.ResourceLogs()
+	res := make([]pcommon.Resource, rls.Len())
+	for i := range res {
+		res[i] = rls.At(i).Resource()
+	}
+	p.enrich(ctx, res)
+	return ld, nil
+}
+
+func (p *k8smeta) processMetrics(ctx context.Context, md pmetric.Metrics) (pmetric.Metrics, error) {
+	rms := md.ResourceMetrics()
+	res := make([]pcommon.Resource, rms.Len())
+	for i := range res {
+		res[i] = rms.At(i).Resource()
+	}
+	p.enrich(ctx, res)
+	return md, nil
+}
+
+func (p *k8smeta) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
+	rss := td.ResourceSpans()
+	res := make([]pcommon.Resource, rss.Len())
+	for i := range res {
+		res[i] = rss.At(i).Resource()
+	}
+	p.enrich(ctx, res)
+	return td, nil
+}
+
+// enrich adds metadata to every resource it can resolve. When some are not
+// known yet, the batch waits (bounded in time and in number of waiting
+// batches; other batches are not blocked) for the watch to catch up.
+func (p *k8smeta) enrich(ctx context.Context, res []pcommon.Resource) {
+	var unknown []pcommon.Resource
+	for _, r := range res {
+		switch p.resolve(r, false) {
+		case resolved:
+			p.tb.K8smetaLookupsHit.Add(ctx, 1)
+		case unresolved:
+			unknown = append(unknown, r)
+		}
+	}
+	if len(unknown) == 0 {
+		return
+	}
+	if p.cfg.WaitForUnknown > 0 {
+		select {
+		case p.waiting <- struct{}{}:
+			p.tb.K8smetaLookupsHeld.Add(ctx, int64(len(unknown)))
+			unknown = p.wait(ctx, unknown)
+			<-p.waiting
+		default:
+			// Too many batches waiting already: pass this one on.
+		}
+	}
+	for _, r := range unknown {
+		p.resolve(r, true) // whatever is known (e.g. the pod without the container)
+		p.tb.K8smetaLookupsMissed.Add(ctx, 1)
+	}
+	if len(unknown) > 0 {
+		p.logger.Debug("Passing resources on without full Kubernetes metadata", zap.Int("resources", len(unknown)))
+	}
+}
+
+// wait re-resolves unknown resources on every store change until all are
+// resolved, the wait times out, or ctx ends; it returns those still unknown.
+func (p *k8smeta) wait(ctx context.Context, unknown []pcommon.Resource) []pcommon.Resource {
+	timer := time.NewTimer(p.cfg.WaitForUnknown)
+	defer timer.Stop()
+	for len(unknown) > 0 {
+		changed := p.store.Changed()
+		still := unknown[:0]
+		for _, r := range unknown {
+			if p.resolve(r, false) == resolved {
+				p.tb.K8smetaLookupsHit.Add(ctx, 1)
+				continue
+			}
+			still = append(still, r)
+		}
+		unknown = still
+		if len(unknown) == 0 {
+			break
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return unknown
+		case <-ctx.Done():
+			return unknown
+		}
+	}
+	return unknown
+}
+
+type resolution int
+
+const (
+	noIDs      resolution = iota // the resource names no pod or container
+	resolved                     // everything named was found and applied
+	unresolved                   // something named is not known (yet)
+)
+
+// resolve looks up the resource's container ID and pod UID. Attributes are
+// written only when everything named was found, or when partial is set.
+// Attributes already present are never overwritten.
+func (p *k8smeta) resolve(r pcommon.Resource, partial bool) resolution {
+	attrs := r.Attributes()
+	uid, hasUID := attrs.Get("k8s.pod.uid")
+	cid, hasCID := attrs.Get("container.id")
+	if !hasUID && !hasCID {
+		return noIDs
+	}
+	if hasCID && cid.Str() != "" {
+		if pod, ctr, ok := p.store.ByContainerID(cid.Str()); ok {
+			applyPod(attrs, pod)
+			applyContainer(attrs, ctr)
+			return resolved
+		}
+	}
+	if hasUID && uid.Str() != "" {
+		if pod, ok := p.store.ByPodUID(uid.Str()); ok {
+			if !hasCID || partial {
+				applyPod(attrs, pod)
+			}
+			if !hasCID {
+				return resolved
+			}
+		}
+	}
+	return unresolved
+}
+
+func putStr(attrs pcommon.Map, k, v string) {
+	if v == "" {
+		return
+	}
+	if _, ok := attrs.Get(k); !ok {
+		attrs.PutStr(k, v)
+	}
+}
+
+func putInt(attrs pcommon.Map, k string, v int64) {
+	if _, ok := attrs.Get(k); !ok {
+		attrs.PutInt(k, v)
+	}
+}
+
+func applyPod(attrs pcommon.Map, pod podstore.Pod) {
+	putStr(attrs, "k8s.pod.uid", pod.UID)
+	putStr(attrs, "k8s.pod.name", pod.Name)
+	putStr(attrs, "k8s.namespace.name", pod.Namespace)
+	putStr(attrs, "k8s.node.name", pod.NodeName)
+	for k, v := range pod.Workload {
+		putStr(attrs, k, v)
+	}
+	for k, v := range pod.Labels {
+		putStr(attrs, "k8s.pod.label."+k, v)
+	}
+	for k, v := range pod.Annotations {
+		putStr(attrs, "k8s.pod.annotation."+k, v)
+	}
+}
+
+func applyContainer(attrs pcommon.Map, c podstore.Container) {
+	putStr(attrs, "k8s.container.name", c.Name)
+	putStr(attrs, "container.image.name", c.ImageName)
+	if _, ok := attrs.Get("container.image.tags"); !ok && c.ImageTag != "" {
+		attrs.PutEmptySlice("container.image.tags").AppendEmpty().SetStr(c.ImageTag)
+	}
+	putInt(attrs, "k8s.container.restart_count", c.RestartCount)
+	if c.MemoryLimit > 0 {
+		putInt(attrs, "k8s.container.memory.limit", c.MemoryLimit)
+	}
+	if c.MemoryRequest > 0 {
+		putInt(attrs, "k8s.container.memory.request", c.MemoryRequest)
+	}
+}
