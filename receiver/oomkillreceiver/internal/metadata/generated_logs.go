@@ -3,18 +3,186 @@
 package metadata
 
 import (
+	"context"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/filter"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/otel/trace"
 )
+
+type EventAttributeOption interface {
+	apply(plog.LogRecord)
+}
+
+type eventAttributeOptionFunc func(plog.LogRecord)
+
+func (eaof eventAttributeOptionFunc) apply(lr plog.LogRecord) {
+	eaof(lr)
+}
+
+func WithContainerRuntimeNameEventAttribute(containerRuntimeNameAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("container.runtime.name", containerRuntimeNameAttributeValue)
+	})
+}
+
+func WithOomAnonRssKbEventAttribute(oomAnonRssKbAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.anon_rss_kb", oomAnonRssKbAttributeValue)
+	})
+}
+
+func WithOomBootIDEventAttribute(oomBootIDAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("oom.boot_id", oomBootIDAttributeValue)
+	})
+}
+
+func WithOomCpusetEventAttribute(oomCpusetAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("oom.cpuset", oomCpusetAttributeValue)
+	})
+}
+
+func WithOomFileRssKbEventAttribute(oomFileRssKbAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.file_rss_kb", oomFileRssKbAttributeValue)
+	})
+}
+
+func WithOomInvokerGfpMaskEventAttribute(oomInvokerGfpMaskAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("oom.invoker.gfp_mask", oomInvokerGfpMaskAttributeValue)
+	})
+}
+
+func WithOomInvokerNameEventAttribute(oomInvokerNameAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("oom.invoker.name", oomInvokerNameAttributeValue)
+	})
+}
+
+func WithOomInvokerOrderEventAttribute(oomInvokerOrderAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.invoker.order", oomInvokerOrderAttributeValue)
+	})
+}
+
+func WithOomInvokerScoreAdjEventAttribute(oomInvokerScoreAdjAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.invoker.score_adj", oomInvokerScoreAdjAttributeValue)
+	})
+}
+
+func WithOomMemcgEventAttribute(oomMemcgAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("oom.memcg", oomMemcgAttributeValue)
+	})
+}
+
+func WithOomMemsAllowedEventAttribute(oomMemsAllowedAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("oom.mems_allowed", oomMemsAllowedAttributeValue)
+	})
+}
+
+func WithOomNodemaskEventAttribute(oomNodemaskAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("oom.nodemask", oomNodemaskAttributeValue)
+	})
+}
+
+func WithOomPgtablesKbEventAttribute(oomPgtablesKbAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.pgtables_kb", oomPgtablesKbAttributeValue)
+	})
+}
+
+func WithOomPodQosClassEventAttribute(oomPodQosClassAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("oom.pod.qos_class", oomPodQosClassAttributeValue)
+	})
+}
+
+func WithOomScoreAdjEventAttribute(oomScoreAdjAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.score_adj", oomScoreAdjAttributeValue)
+	})
+}
+
+func WithOomShmemRssKbEventAttribute(oomShmemRssKbAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.shmem_rss_kb", oomShmemRssKbAttributeValue)
+	})
+}
+
+func WithOomTotalVMKbEventAttribute(oomTotalVMKbAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.total_vm_kb", oomTotalVMKbAttributeValue)
+	})
+}
+
+func WithProcessUserIDEventAttribute(processUserIDAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("process.user.id", processUserIDAttributeValue)
+	})
+}
+
+type eventOomKill struct {
+	data   plog.LogRecordSlice // data buffer for generated log records.
+	config EventConfig         // event config provided by user.
+}
+
+func (e *eventOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, oomAttributedAttributeValue bool, oomConstraintAttributeValue string, oomGroupKillAttributeValue bool, processExecutableNameAttributeValue string, processPidAttributeValue int64, options ...EventAttributeOption) {
+	if !e.config.Enabled {
+		return
+	}
+	dp := e.data.AppendEmpty()
+	dp.SetEventName("oom_kill")
+	dp.SetTimestamp(timestamp)
+
+	if span := trace.SpanContextFromContext(ctx); span.IsValid() {
+		dp.SetTraceID(pcommon.TraceID(span.TraceID()))
+		dp.SetSpanID(pcommon.SpanID(span.SpanID()))
+	}
+	dp.Attributes().PutBool("oom.attributed", oomAttributedAttributeValue)
+	dp.Attributes().PutStr("oom.constraint", oomConstraintAttributeValue)
+	dp.Attributes().PutBool("oom.group_kill", oomGroupKillAttributeValue)
+	dp.Attributes().PutStr("process.executable.name", processExecutableNameAttributeValue)
+	dp.Attributes().PutInt("process.pid", processPidAttributeValue)
+
+	for _, op := range options {
+		op.apply(dp)
+	}
+}
+
+// emit appends recorded event data to a events slice and prepares it for recording another set of log records.
+func (e *eventOomKill) emit(lrs plog.LogRecordSlice) {
+	if e.config.Enabled && e.data.Len() > 0 {
+		e.data.MoveAndAppendTo(lrs)
+	}
+}
+
+func newEventOomKill(cfg EventConfig) eventOomKill {
+	e := eventOomKill{config: cfg}
+	if cfg.Enabled {
+		e.data = plog.NewLogRecordSlice()
+	}
+	return e
+}
 
 // LogsBuilder provides an interface for scrapers to report logs while taking care of all the transformations
 // required to produce log representation defined in metadata and user config.
 type LogsBuilder struct {
-	logsBuffer       plog.Logs
-	logRecordsBuffer plog.LogRecordSlice
-	buildInfo        component.BuildInfo // contains version information.
+	config                         LogsBuilderConfig // config of the logs builder.
+	logsBuffer                     plog.Logs
+	logRecordsBuffer               plog.LogRecordSlice
+	buildInfo                      component.BuildInfo // contains version information.
+	resourceAttributeIncludeFilter map[string]filter.Filter
+	resourceAttributeExcludeFilter map[string]filter.Filter
+	eventOomKill                   eventOomKill
 }
 
 // LogBuilderOption applies changes to default logs builder.
@@ -22,11 +190,45 @@ type LogBuilderOption interface {
 	apply(*LogsBuilder)
 }
 
-func NewLogsBuilder(settings receiver.Settings) *LogsBuilder {
+func NewLogsBuilder(lbc LogsBuilderConfig, settings receiver.Settings) *LogsBuilder {
 	lb := &LogsBuilder{
-		logsBuffer:       plog.NewLogs(),
-		logRecordsBuffer: plog.NewLogRecordSlice(),
-		buildInfo:        settings.BuildInfo,
+		config:                         lbc,
+		logsBuffer:                     plog.NewLogs(),
+		logRecordsBuffer:               plog.NewLogRecordSlice(),
+		buildInfo:                      settings.BuildInfo,
+		eventOomKill:                   newEventOomKill(lbc.Events.OomKill),
+		resourceAttributeIncludeFilter: make(map[string]filter.Filter),
+		resourceAttributeExcludeFilter: make(map[string]filter.Filter),
+	}
+	if lbc.ResourceAttributes.ContainerID.EventsInclude != nil {
+		lb.resourceAttributeIncludeFilter["container.id"] = filter.CreateFilter(lbc.ResourceAttributes.ContainerID.EventsInclude)
+	}
+	if lbc.ResourceAttributes.ContainerID.EventsExclude != nil {
+		lb.resourceAttributeExcludeFilter["container.id"] = filter.CreateFilter(lbc.ResourceAttributes.ContainerID.EventsExclude)
+	}
+	if lbc.ResourceAttributes.HostName.EventsInclude != nil {
+		lb.resourceAttributeIncludeFilter["host.name"] = filter.CreateFilter(lbc.ResourceAttributes.HostName.EventsInclude)
+	}
+	if lbc.ResourceAttributes.HostName.EventsExclude != nil {
+		lb.resourceAttributeExcludeFilter["host.name"] = filter.CreateFilter(lbc.ResourceAttributes.HostName.EventsExclude)
+	}
+	if lbc.ResourceAttributes.K8sNodeName.EventsInclude != nil {
+		lb.resourceAttributeIncludeFilter["k8s.node.name"] = filter.CreateFilter(lbc.ResourceAttributes.K8sNodeName.EventsInclude)
+	}
+	if lbc.ResourceAttributes.K8sNodeName.EventsExclude != nil {
+		lb.resourceAttributeExcludeFilter["k8s.node.name"] = filter.CreateFilter(lbc.ResourceAttributes.K8sNodeName.EventsExclude)
+	}
+	if lbc.ResourceAttributes.K8sPodUID.EventsInclude != nil {
+		lb.resourceAttributeIncludeFilter["k8s.pod.uid"] = filter.CreateFilter(lbc.ResourceAttributes.K8sPodUID.EventsInclude)
+	}
+	if lbc.ResourceAttributes.K8sPodUID.EventsExclude != nil {
+		lb.resourceAttributeExcludeFilter["k8s.pod.uid"] = filter.CreateFilter(lbc.ResourceAttributes.K8sPodUID.EventsExclude)
+	}
+	if lbc.ResourceAttributes.OomCgroupPath.EventsInclude != nil {
+		lb.resourceAttributeIncludeFilter["oom.cgroup.path"] = filter.CreateFilter(lbc.ResourceAttributes.OomCgroupPath.EventsInclude)
+	}
+	if lbc.ResourceAttributes.OomCgroupPath.EventsExclude != nil {
+		lb.resourceAttributeExcludeFilter["oom.cgroup.path"] = filter.CreateFilter(lbc.ResourceAttributes.OomCgroupPath.EventsExclude)
 	}
 
 	return lb
@@ -34,7 +236,7 @@ func NewLogsBuilder(settings receiver.Settings) *LogsBuilder {
 
 // NewResourceBuilder returns a new resource builder that should be used to build a resource associated with for the emitted logs.
 func (lb *LogsBuilder) NewResourceBuilder() *ResourceBuilder {
-	return NewResourceBuilder(ResourceAttributesConfig{})
+	return NewResourceBuilder(lb.config.ResourceAttributes)
 }
 
 // ResourceLogsOption applies changes to provided resource logs.
@@ -71,6 +273,7 @@ func (lb *LogsBuilder) EmitForResource(options ...ResourceLogsOption) {
 	ils := rl.ScopeLogs().AppendEmpty()
 	ils.Scope().SetName(ScopeName)
 	ils.Scope().SetVersion(lb.buildInfo.Version)
+	lb.eventOomKill.emit(ils.LogRecords())
 
 	for _, op := range options {
 		op.apply(rl)
@@ -79,6 +282,17 @@ func (lb *LogsBuilder) EmitForResource(options ...ResourceLogsOption) {
 	if lb.logRecordsBuffer.Len() > 0 {
 		lb.logRecordsBuffer.MoveAndAppendTo(ils.LogRecords())
 		lb.logRecordsBuffer = plog.NewLogRecordSlice()
+	}
+
+	for attr, filter := range lb.resourceAttributeIncludeFilter {
+		if val, ok := rl.Resource().Attributes().Get(attr); ok && !filter.Matches(val.AsString()) {
+			return
+		}
+	}
+	for attr, filter := range lb.resourceAttributeExcludeFilter {
+		if val, ok := rl.Resource().Attributes().Get(attr); ok && filter.Matches(val.AsString()) {
+			return
+		}
 	}
 
 	if ils.LogRecords().Len() > 0 {
@@ -94,4 +308,9 @@ func (lb *LogsBuilder) Emit(options ...ResourceLogsOption) plog.Logs {
 	logs := lb.logsBuffer
 	lb.logsBuffer = plog.NewLogs()
 	return logs
+}
+
+// RecordOomKillEvent adds a log record of oom_kill event.
+func (lb *LogsBuilder) RecordOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, oomAttributedAttributeValue bool, oomConstraintAttributeValue AttributeOomConstraint, oomGroupKillAttributeValue bool, processExecutableNameAttributeValue string, processPidAttributeValue int64, options ...EventAttributeOption) {
+	lb.eventOomKill.recordEvent(ctx, timestamp, oomAttributedAttributeValue, oomConstraintAttributeValue.String(), oomGroupKillAttributeValue, processExecutableNameAttributeValue, processPidAttributeValue, options...)
 }

@@ -3,21 +3,31 @@
 package metadata
 
 import (
+	"context"
 	"github.com/stretchr/testify/assert"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver/receivertest"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 	"testing"
 	"time"
 )
 
+type eventsTestDataSet int
+
+const (
+	eventTestDataSetDefault eventsTestDataSet = iota
+	eventTestDataSetAll
+	eventTestDataSetNone
+)
+
 func TestLogsBuilderAppendLogRecord(t *testing.T) {
 	observedZapCore, _ := observer.New(zap.WarnLevel)
 	settings := receivertest.NewNopSettings(receivertest.NopType)
 	settings.Logger = zap.New(observedZapCore)
-	lb := NewLogsBuilder(settings)
+	lb := NewLogsBuilder(loadLogsBuilderConfig(t, "all_set"), settings)
 
 	rb := lb.NewResourceBuilder()
 	rb.SetContainerID("container.id-val")
@@ -67,4 +77,169 @@ func TestLogsBuilderAppendLogRecord(t *testing.T) {
 
 	assert.Equal(t, pcommon.ValueTypeStr, sl.LogRecords().At(1).Body().Type())
 	assert.Equal(t, "the second log record", sl.LogRecords().At(1).Body().Str())
+}
+func TestLogsBuilder(t *testing.T) {
+	tests := []struct {
+		name        string
+		eventsSet   eventsTestDataSet
+		resAttrsSet eventsTestDataSet
+		expectEmpty bool
+	}{
+		{
+			name: "default",
+		},
+		{
+			name:        "all_set",
+			eventsSet:   eventTestDataSetAll,
+			resAttrsSet: eventTestDataSetAll,
+		},
+		{
+			name:        "none_set",
+			eventsSet:   eventTestDataSetNone,
+			resAttrsSet: eventTestDataSetNone,
+			expectEmpty: true,
+		},
+		{
+			name:        "filter_set_include",
+			resAttrsSet: eventTestDataSetAll,
+		},
+		{
+			name:        "filter_set_exclude",
+			resAttrsSet: eventTestDataSetAll,
+			expectEmpty: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			timestamp := pcommon.Timestamp(1_000_001_000)
+			traceID := [16]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+			spanID := [8]byte{0, 1, 2, 3, 4, 5, 6, 7}
+			ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID:    trace.TraceID(traceID),
+				SpanID:     trace.SpanID(spanID),
+				TraceFlags: trace.FlagsSampled,
+			}))
+			observedZapCore, observedLogs := observer.New(zap.WarnLevel)
+			settings := receivertest.NewNopSettings(receivertest.NopType)
+			settings.Logger = zap.New(observedZapCore)
+			lb := NewLogsBuilder(loadLogsBuilderConfig(t, tt.name), settings)
+
+			expectedWarnings := 0
+
+			assert.Equal(t, expectedWarnings, observedLogs.Len())
+
+			defaultEventsCount := 0
+			allEventsCount := 0
+			defaultEventsCount++
+			allEventsCount++
+			lb.RecordOomKillEvent(ctx, timestamp, true, AttributeOomConstraintCpuset, true, "process.executable.name-val", 11, WithContainerRuntimeNameEventAttribute("container.runtime.name-val"), WithOomAnonRssKbEventAttribute(15), WithOomBootIDEventAttribute("oom.boot_id-val"), WithOomCpusetEventAttribute("oom.cpuset-val"), WithOomFileRssKbEventAttribute(15), WithOomInvokerGfpMaskEventAttribute("oom.invoker.gfp_mask-val"), WithOomInvokerNameEventAttribute("oom.invoker.name-val"), WithOomInvokerOrderEventAttribute(17), WithOomInvokerScoreAdjEventAttribute(21), WithOomMemcgEventAttribute("oom.memcg-val"), WithOomMemsAllowedEventAttribute("oom.mems_allowed-val"), WithOomNodemaskEventAttribute("oom.nodemask-val"), WithOomPgtablesKbEventAttribute(15), WithOomPodQosClassEventAttribute("oom.pod.qos_class-val"), WithOomScoreAdjEventAttribute(13), WithOomShmemRssKbEventAttribute(16), WithOomTotalVMKbEventAttribute(15), WithProcessUserIDEventAttribute(15))
+
+			rb := lb.NewResourceBuilder()
+			rb.SetContainerID("container.id-val")
+			rb.SetHostName("host.name-val")
+			rb.SetK8sNodeName("k8s.node.name-val")
+			rb.SetK8sPodUID("k8s.pod.uid-val")
+			rb.SetOomCgroupPath("oom.cgroup.path-val")
+			res := rb.Emit()
+			logs := lb.Emit(WithLogsResource(res))
+
+			if tt.expectEmpty || ((tt.name == "default" || tt.name == "filter_set_include") && defaultEventsCount == 0) {
+				assert.Equal(t, 0, logs.ResourceLogs().Len())
+				return
+			}
+
+			assert.Equal(t, 1, logs.ResourceLogs().Len())
+			rl := logs.ResourceLogs().At(0)
+			assert.Equal(t, res, rl.Resource())
+			assert.Equal(t, 1, rl.ScopeLogs().Len())
+			lrs := rl.ScopeLogs().At(0).LogRecords()
+			if tt.eventsSet == eventTestDataSetDefault {
+				assert.Equal(t, defaultEventsCount, lrs.Len())
+			}
+			if tt.eventsSet == eventTestDataSetAll {
+				assert.Equal(t, allEventsCount, lrs.Len())
+			}
+			validatedEvents := make(map[string]bool)
+			for i := 0; i < lrs.Len(); i++ {
+				switch lrs.At(i).EventName() {
+				case "oom_kill":
+					assert.False(t, validatedEvents["oom_kill"], "Found a duplicate in the events slice: oom_kill")
+					validatedEvents["oom_kill"] = true
+					lr := lrs.At(i)
+					assert.Equal(t, timestamp, lr.Timestamp())
+					assert.Equal(t, pcommon.TraceID(traceID), lr.TraceID())
+					assert.Equal(t, pcommon.SpanID(spanID), lr.SpanID())
+					attrVal, ok := lr.Attributes().Get("container.runtime.name")
+					assert.True(t, ok)
+					assert.Equal(t, "container.runtime.name-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("oom.anon_rss_kb")
+					assert.True(t, ok)
+					assert.EqualValues(t, 15, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("oom.attributed")
+					assert.True(t, ok)
+					assert.True(t, attrVal.Bool())
+					attrVal, ok = lr.Attributes().Get("oom.boot_id")
+					assert.True(t, ok)
+					assert.Equal(t, "oom.boot_id-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("oom.constraint")
+					assert.True(t, ok)
+					assert.Equal(t, "cpuset", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("oom.cpuset")
+					assert.True(t, ok)
+					assert.Equal(t, "oom.cpuset-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("oom.file_rss_kb")
+					assert.True(t, ok)
+					assert.EqualValues(t, 15, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("oom.group_kill")
+					assert.True(t, ok)
+					assert.True(t, attrVal.Bool())
+					attrVal, ok = lr.Attributes().Get("oom.invoker.gfp_mask")
+					assert.True(t, ok)
+					assert.Equal(t, "oom.invoker.gfp_mask-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("oom.invoker.name")
+					assert.True(t, ok)
+					assert.Equal(t, "oom.invoker.name-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("oom.invoker.order")
+					assert.True(t, ok)
+					assert.EqualValues(t, 17, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("oom.invoker.score_adj")
+					assert.True(t, ok)
+					assert.EqualValues(t, 21, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("oom.memcg")
+					assert.True(t, ok)
+					assert.Equal(t, "oom.memcg-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("oom.mems_allowed")
+					assert.True(t, ok)
+					assert.Equal(t, "oom.mems_allowed-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("oom.nodemask")
+					assert.True(t, ok)
+					assert.Equal(t, "oom.nodemask-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("oom.pgtables_kb")
+					assert.True(t, ok)
+					assert.EqualValues(t, 15, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("oom.pod.qos_class")
+					assert.True(t, ok)
+					assert.Equal(t, "oom.pod.qos_class-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("oom.score_adj")
+					assert.True(t, ok)
+					assert.EqualValues(t, 13, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("oom.shmem_rss_kb")
+					assert.True(t, ok)
+					assert.EqualValues(t, 16, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("oom.total_vm_kb")
+					assert.True(t, ok)
+					assert.EqualValues(t, 15, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("process.executable.name")
+					assert.True(t, ok)
+					assert.Equal(t, "process.executable.name-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("process.pid")
+					assert.True(t, ok)
+					assert.EqualValues(t, 11, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("process.user.id")
+					assert.True(t, ok)
+					assert.EqualValues(t, 15, attrVal.Int())
+				}
+			}
+		})
+	}
 }
