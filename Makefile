@@ -9,8 +9,16 @@ PKGS      := ./...
 .PHONY: test unit fuzz vet build run bench generate
 
 ## test: everything CI runs (the README's test command). The collector-level tests
-## (test/collector) run the distribution, so it is built first.
-test: build vet unit fuzz
+## (test/collector) run the distribution, so it is built first; the k8smeta tests run a real
+## kube-apiserver and etcd, built once from the Go module proxy and cached.
+test: build k8s-binaries vet unit fuzz
+
+# kube-apiserver + etcd for tests: ≈16 min the first time on 2 cores, then cached under
+# $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/k8s/, where internal/kubeapitest finds them
+# (or set KUBE_TEST_BINARIES).
+.PHONY: k8s-binaries
+k8s-binaries:
+	test/k8sbin/build.sh
 
 vet:
 	$(GO) vet $(PKGS)
