@@ -90,3 +90,9 @@ run: build
 	fi
 	@mkdir -p $(RUN_STATE)
 	exec $(DIST_BIN) --config $(RUN_CONFIG)
+
+## demo: the seed story on this machine in about a minute (root): a master process survives, the
+## kernel OOM-kills its worker, and the log record and metric name pod, namespace and container.
+.PHONY: demo
+demo: build k8s-binaries
+	scripts/demo.sh

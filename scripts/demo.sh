@@ -121,7 +121,7 @@ exporters:
     endpoint: 127.0.0.1:$prom_port
     resource_to_telemetry_conversion: {enabled: true}
 service:
-  telemetry: {metrics: {level: none}, logs: {level: warn}}
+  telemetry: {metrics: {level: none}}   # the debug exporter prints at info level
   pipelines:
     logs: {receivers: [oomkill], processors: [k8smeta], exporters: [debug]}
     metrics: {receivers: [oomkill], processors: [k8smeta], exporters: [prometheus]}
@@ -150,6 +150,7 @@ note "Kubernetes saw nothing: the container was not restarted, no OOMKilled stat
 
 say "7. What otelcol-oomkill made of it"
 for _ in $(seq 1 50); do grep -q 'EventName: oom_kill' "$work/collector.log" && break; sleep 0.2; done
+grep -q 'EventName: oom_kill' "$work/collector.log" || { tail -30 "$work/collector.log" >&2; die "no log record after 10 s"; }
 note "The log record (debug exporter):"
 sed -n '/ResourceLog #0/,/Trace ID/p' "$work/collector.log" | grep -E 'k8s\.|container\.|process\.|oom\.(constraint|attributed|memcg)|Body|EventName|Timestamp' | sed 's/^/      /'
 for _ in $(seq 1 50); do curl -s "127.0.0.1:$prom_port/metrics" | grep -q '^container_oom_kill_count_total.*k8s_pod_name' && break; sleep 0.2; done
