@@ -77,7 +77,7 @@ type running struct {
 
 // start creates the receiver in a logs and a metrics pipeline (one shared
 // instance) and starts it.
-func start(t *testing.T, cfg *Config, h component.Host, logs consumer.Logs, metrics consumer.Metrics) *running {
+func start(t testing.TB, cfg *Config, h component.Host, logs consumer.Logs, metrics consumer.Metrics) *running {
 	t.Helper()
 	r := &running{logs: &consumertest.LogsSink{}, metrics: &consumertest.MetricsSink{}, tel: componenttest.NewTelemetry()}
 	if logs == nil {
