@@ -1,0 +1,496 @@
+// Package e2e is the user's whole story on real parts: real kernel OOM kills
+// in kubelet-shaped memory cgroups, a real systemd-journald, the built
+// otelcol-oomkill on its default journal settings with k8smeta against a real
+// kube-apiserver, a real Prometheus evaluating the shipped alert rules, and
+// log records over OTLP to a real OTLP/gRPC endpoint.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"google.golang.org/grpc"
+	_ "google.golang.org/grpc/encoding/gzip" // the OTLP exporter compresses by default
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
+)
+
+const (
+	memcgRoot = "/sys/fs/cgroup/memory"
+	node      = "node-e2e"
+	namespace = "shop"
+)
+
+// requireRealKernel checks for what the test needs from the machine; CI
+// has it all, so there a gap fails instead of skipping.
+func requireRealKernel(t *testing.T) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (to create memory cgroups and run journald)")
+	}
+	if _, err := os.Stat(filepath.Join(memcgRoot, "memory.limit_in_bytes")); err != nil {
+		missing = append(missing, "a cgroup v1 memory controller at "+memcgRoot)
+	}
+	for _, p := range []string{"/lib/systemd/systemd-journald", "/usr/bin/prometheus"} {
+		if _, err := os.Stat(p); err != nil {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := "end-to-end test needs " + strings.Join(missing, ", ")
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+func repoPath(t *testing.T, rel string) string {
+	p, err := filepath.Abs(filepath.Join("..", "..", rel))
+	require.NoError(t, err)
+	return p
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// victim is one container the test OOM-kills.
+type victim struct {
+	pod, container, name string // pod and container names, and the victim's process name
+	cgroup               func(uid, id string) string
+	killMain             bool // the container's only process dies (no surviving parent)
+	id                   string
+	uid                  string
+	pid                  int
+}
+
+func TestOOMKillToAlert(t *testing.T) {
+	requireRealKernel(t)
+	collector := repoPath(t, "bin/otelcol-oomkill")
+	_, err := os.Stat(collector)
+	require.NoError(t, err, "run make build first")
+
+	cluster := kubeapitest.Start(t)
+	ctx := context.Background()
+	_, err = cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	victims := []*victim{
+		{pod: "checkout-7f9c6d5b8-x2x9q", container: "php-fpm", name: "php-fpm: pool",
+			cgroup: func(uid, id string) string { return "/kubepods/burstable/pod" + uid + "/" + id }},
+		{pod: "tasks-0", container: "celery", name: "celery worker",
+			cgroup: func(uid, id string) string {
+				return "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice/crio-" + id + ".scope"
+			}},
+		{pod: "report-29012345-abcde", container: "report", name: "java", killMain: true,
+			cgroup: func(uid, id string) string {
+				return "/kubepods.slice/kubepods-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice/cri-containerd-" + id + ".scope"
+			}},
+	}
+	for i, v := range victims {
+		v.id = strings.Repeat(strconv.Itoa(i+1), 8) + fmt.Sprintf("%056x", time.Now().UnixNano())
+		v.uid = createRunningPod(t, cluster, v)
+	}
+
+	ensureJournald(t)
+
+	otlp := startOTLPServer(t)
+	promExporter := freePort(t)
+	startCollector(t, collector, cluster.Kubeconfig, promExporter, otlp.addr)
+	prom := startPrometheus(t, promExporter)
+
+	for _, v := range victims {
+		v.pid = oomKill(t, v)
+		t.Logf("kernel killed %q (pid %d) in %s", v.name, v.pid, v.cgroup(v.uid, v.id))
+	}
+
+	t.Run("log records over OTLP", func(t *testing.T) {
+		for _, v := range victims {
+			lr, res := otlp.waitFor(t, v.pid)
+			a := lr.Attributes().AsRaw()
+			r := res.Resource().Attributes().AsRaw()
+			assert.Equal(t, "oom_kill", lr.EventName())
+			assert.Contains(t, lr.Body().Str(), fmt.Sprintf("Killed process %d (%s)", v.pid, v.name))
+			assert.Equal(t, int64(v.pid), a["process.pid"])
+			assert.Equal(t, v.name, a["process.executable.name"])
+			assert.Equal(t, "memcg", a["oom.constraint"])
+			assert.Equal(t, true, a["oom.attributed"])
+			assert.Equal(t, v.cgroup(v.uid, v.id), a["oom.memcg"])
+			assert.WithinDuration(t, time.Now(), lr.Timestamp().AsTime(), 2*time.Minute)
+			assert.Equal(t, v.uid, r["k8s.pod.uid"])
+			assert.Equal(t, v.id, r["container.id"])
+			assert.Equal(t, v.pod, r["k8s.pod.name"])
+			assert.Equal(t, namespace, r["k8s.namespace.name"])
+			assert.Equal(t, v.container, r["k8s.container.name"])
+			assert.Equal(t, node, r["k8s.node.name"])
+			assert.Equal(t, int64(256<<20), r["k8s.container.memory.limit"])
+		}
+	})
+
+	t.Run("metric scraped by Prometheus and alert firing with names", func(t *testing.T) {
+		for _, v := range victims {
+			q := fmt.Sprintf(`container_oom_kill_count_total{container_id=%q,k8s_pod_name=%q,k8s_namespace_name=%q,k8s_container_name=%q}`, v.id, v.pod, namespace, v.container)
+			ok := assert.Eventually(t, func() bool { return prom.query(t, q) == 1 }, 60*time.Second, 500*time.Millisecond, "%s = 1", q)
+			if !ok {
+				t.Fatalf("series in Prometheus: %s", prom.raw(t, "container_oom_kill_count_total"))
+			}
+		}
+		require.Eventually(t, func() bool {
+			firing := prom.firing(t, "ContainerOOMKilled")
+			for _, v := range victims {
+				found := false
+				for _, l := range firing {
+					found = found || (l["k8s_pod_name"] == v.pod && l["k8s_namespace_name"] == namespace && l["k8s_container_name"] == v.container)
+				}
+				if !found {
+					return false
+				}
+			}
+			return true
+		}, 60*time.Second, time.Second, "ContainerOOMKilled firing for every killed container, on its first kill")
+		assert.Empty(t, prom.firing(t, "OOMKillParserDrift"), "no OOM-looking line went unrecognized")
+	})
+}
+
+// createRunningPod creates the victim's Pod on node and sets its status as
+// a kubelet would once the container runs.
+func createRunningPod(t *testing.T, cluster *kubeapitest.Cluster, v *victim) string {
+	t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: v.pod, Namespace: namespace},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{
+			Name: v.container, Image: "registry.local/" + v.container + ":1.0",
+			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")}},
+		}}},
+	}
+	created, err := cluster.Client.CoreV1().Pods(namespace).Create(ctx, pod, metav1.CreateOptions{})
+	require.NoError(t, err)
+	created.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
+		Name: v.container, Image: pod.Spec.Containers[0].Image, ContainerID: "containerd://" + v.id, Ready: true,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+	}}}
+	_, err = cluster.Client.CoreV1().Pods(namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	return string(created.UID)
+}
+
+// oomKill makes the kernel OOM-kill a process named v.name in the victim's
+// memory cgroup (64 MiB limit, 200 MiB allocated) and returns its pid. For
+// a child, a bash parent in the same cgroup survives (checked); otherwise
+// the process is the cgroup's only one.
+func oomKill(t *testing.T, v *victim) int {
+	t.Helper()
+	dir := memcgRoot + v.cgroup(v.uid, v.id)
+	var made []string
+	for d := dir; d != memcgRoot; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); os.IsNotExist(err) {
+			made = append(made, d)
+		}
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	t.Cleanup(func() {
+		for _, d := range made { // innermost first
+			_ = os.Remove(d)
+		}
+	})
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.Itoa(64<<20)), 0o644))
+	python := "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		python, err = exec.LookPath("python3")
+		require.NoError(t, err)
+	}
+	alloc := fmt.Sprintf(`%s -c 'import os; open("/proc/self/comm","w").write(%q); print(os.getpid(), flush=True); b = bytearray(200 << 20)'`, python, v.name)
+	var script string
+	if v.killMain {
+		script = fmt.Sprintf("echo $$ > %s/cgroup.procs; exec %s", dir, alloc)
+	} else {
+		script = fmt.Sprintf("echo $$ > %s/cgroup.procs; %s & wait $!; echo status=$?; kill -0 $$ && echo parent=alive", dir, alloc)
+	}
+	out, err := exec.Command("bash", "-c", script).Output()
+	lines := strings.Fields(string(out))
+	require.NotEmpty(t, lines, "victim printed nothing: %v", err)
+	pid, perr := strconv.Atoi(lines[0])
+	require.NoError(t, perr)
+	if v.killMain {
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee)
+		require.Equal(t, syscall.SIGKILL, ee.Sys().(syscall.WaitStatus).Signal(), "main process killed by SIGKILL")
+	} else {
+		require.NoError(t, err)
+		require.Contains(t, lines, "status=137", "child killed by SIGKILL")
+		require.Contains(t, lines, "parent=alive", "parent survived")
+	}
+	return pid
+}
+
+// ensureJournald starts a real systemd-journald unless one runs (that one
+// is left alone) and waits until the journal holds a fresh kernel line. The
+// journald it started is stopped, and its journal removed, when the test ends.
+func ensureJournald(t *testing.T) {
+	t.Helper()
+	if exec.Command("pgrep", "-x", "systemd-journal").Run() == nil {
+		t.Log("using the systemd-journald already running")
+		return
+	}
+	_, statErr := os.Stat("/run/log/journal")
+	ours := os.IsNotExist(statErr)
+	require.NoError(t, os.MkdirAll("/run/systemd/journal", 0o755))
+	cmd := exec.Command("/lib/systemd/systemd-journald")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if ours {
+			_ = os.RemoveAll("/run/log/journal")
+		}
+	})
+	// journald replays the kernel ring buffer at start; wait for a marker
+	// after it so the collector's start_at: end is past old kills.
+	marker := fmt.Sprintf("otelcol-oomkill e2e marker %d", time.Now().UnixNano())
+	require.NoError(t, os.WriteFile("/dev/kmsg", []byte(marker+"\n"), 0)) // one record per line
+	var out []byte
+	ok := assert.Eventually(t, func() bool {
+		out, _ = exec.Command("journalctl", "-D", "/run/log/journal", "--no-pager", "-n", "20").CombinedOutput()
+		return strings.Contains(string(out), marker)
+	}, 20*time.Second, 100*time.Millisecond, "journald did not record the marker")
+	if !ok {
+		t.Fatalf("journal tail:\n%s", out)
+	}
+}
+
+func startCollector(t *testing.T, bin, kubeconfig string, promPort int, otlpAddr string) {
+	t.Helper()
+	state := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+extensions:
+  file_storage:
+    directory: %s
+receivers:
+  oomkill:
+    storage: file_storage
+    node_name: %s
+processors:
+  k8smeta:
+    auth_type: kubeConfig
+    node_name: %s
+exporters:
+  prometheus:
+    endpoint: 127.0.0.1:%d
+    resource_to_telemetry_conversion:
+      enabled: true
+  otlp_grpc:
+    endpoint: %s
+    tls:
+      insecure: true
+service:
+  extensions: [file_storage]
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    logs:
+      receivers: [oomkill]
+      processors: [k8smeta]
+      exporters: [otlp_grpc]
+    metrics:
+      receivers: [oomkill]
+      processors: [k8smeta]
+      exporters: [prometheus]
+`, state, node, node, promPort, otlpAddr)), 0o600))
+	cmd := exec.Command(bin, "--config", cfg)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	logf, err := os.Create(filepath.Join(t.TempDir(), "collector.log"))
+	require.NoError(t, err)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("collector log:\n%s", b)
+		}
+	})
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	}, 30*time.Second, 100*time.Millisecond, "collector did not start")
+	time.Sleep(time.Second) // the receiver seeks to the journal's end
+}
+
+// otlpServer is a real OTLP/gRPC logs endpoint.
+type otlpServer struct {
+	plogotlp.UnimplementedGRPCServer
+	addr string
+	mu   sync.Mutex
+	logs []plog.Logs
+}
+
+func startOTLPServer(t *testing.T) *otlpServer {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := &otlpServer{addr: l.Addr().String()}
+	srv := grpc.NewServer()
+	plogotlp.RegisterGRPCServer(srv, s)
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+	return s
+}
+
+func (s *otlpServer) Export(_ context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
+	ld := plog.NewLogs()
+	req.Logs().CopyTo(ld)
+	s.mu.Lock()
+	s.logs = append(s.logs, ld)
+	s.mu.Unlock()
+	return plogotlp.NewExportResponse(), nil
+}
+
+// waitFor returns the log record of the kill of pid and its resource.
+func (s *otlpServer) waitFor(t *testing.T, pid int) (lr plog.LogRecord, res plog.ResourceLogs) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, ld := range s.logs {
+			for i := 0; i < ld.ResourceLogs().Len(); i++ {
+				rl := ld.ResourceLogs().At(i)
+				for j := 0; j < rl.ScopeLogs().Len(); j++ {
+					lrs := rl.ScopeLogs().At(j).LogRecords()
+					for k := 0; k < lrs.Len(); k++ {
+						if p, ok := lrs.At(k).Attributes().Get("process.pid"); ok && p.Int() == int64(pid) {
+							lr, res = lrs.At(k), rl
+							return true
+						}
+					}
+				}
+			}
+		}
+		return false
+	}, 60*time.Second, 200*time.Millisecond, "no log record for pid %d", pid)
+	return lr, res
+}
+
+// prometheus is a real Prometheus server scraping the collector every
+// second and evaluating the shipped alert rules.
+type prometheus struct{ base string }
+
+func startPrometheus(t *testing.T, target int) *prometheus {
+	t.Helper()
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := filepath.Join(dir, "prometheus.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [%q]
+scrape_configs:
+  - job_name: otelcol-oomkill
+    static_configs:
+      - targets: ["127.0.0.1:%d"]
+`, repoPath(t, "examples/prometheus/alerts.yaml"), target)), 0o600))
+	cmd := exec.Command("/usr/bin/prometheus", "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port))
+	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	require.NoError(t, err)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	p := &prometheus{base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(p.base + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 200*time.Millisecond, "prometheus did not start")
+	return p
+}
+
+func (p *prometheus) get(t *testing.T, path string, out any) {
+	t.Helper()
+	resp, err := http.Get(p.base + path)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
+}
+
+// query returns the sum of an instant vector query's values.
+func (p *prometheus) query(t *testing.T, q string) float64 {
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	p.get(t, "/api/v1/query?query="+url.QueryEscape(q), &r)
+	sum := 0.0
+	for _, s := range r.Data.Result {
+		v, _ := strconv.ParseFloat(s.Value[1].(string), 64)
+		sum += v
+	}
+	return sum
+}
+
+// raw returns a query's JSON result, for failure messages.
+func (p *prometheus) raw(t *testing.T, q string) string {
+	var r json.RawMessage
+	p.get(t, "/api/v1/query?query="+url.QueryEscape(q), &r)
+	return string(r)
+}
+
+// firing returns the labels of the firing alerts named name.
+func (p *prometheus) firing(t *testing.T, name string) []map[string]string {
+	var r struct {
+		Data struct {
+			Alerts []struct {
+				Labels map[string]string `json:"labels"`
+				State  string            `json:"state"`
+			} `json:"alerts"`
+		} `json:"data"`
+	}
+	p.get(t, "/api/v1/alerts", &r)
+	var out []map[string]string
+	for _, a := range r.Data.Alerts {
+		if a.Labels["alertname"] == name && a.State == "firing" {
+			out = append(out, a.Labels)
+		}
+	}
+	return out
+}
