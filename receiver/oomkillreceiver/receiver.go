@@ -52,6 +52,8 @@ type oomReceiver struct {
 	cp      checkpoint
 	saved   time.Time
 	pending string // cursor read but not yet checkpointed
+	// lastBoot is the boot ID of the previous entry.
+	lastBoot string
 	pendRT  time.Time
 
 	cancel context.CancelFunc
@@ -131,7 +133,9 @@ func (r *oomReceiver) position() error {
 		if r.cfg.StartAt == StartAtBeginning {
 			return r.reader.SeekHead()
 		}
-		return r.reader.SeekEnd()
+		last, err := r.reader.SeekEnd()
+		r.logger.Info("Positioned at the end of the journal", zap.String("after_cursor", last))
+		return err
 	}
 	saved := time.UnixMicro(r.cp.RealtimeUsec)
 	found, err := r.reader.SeekAfter(r.cp.Cursor, saved)
@@ -273,7 +277,14 @@ func (r *oomReceiver) feedCurrent() (killRecord, oomparse.Outcome, error) {
 	if err != nil {
 		return killRecord{}, 0, err
 	}
-	boot, _ := r.reader.BootID()
+	boot, err := r.reader.BootID()
+	if err != nil {
+		// Treating a missing boot ID as a reboot would drop the report in
+		// progress; assume the boot of the previous entry.
+		r.logger.Debug("Journal entry without readable _BOOT_ID", zap.Error(err))
+		boot = r.lastBoot
+	}
+	r.lastBoot = boot
 	rt, _ := r.reader.Realtime()
 	before := r.asm.Stats().Unrecognized
 	k, out := r.asm.Feed(oomparse.Message{Text: msg, Time: rt, BootID: boot})

@@ -73,17 +73,24 @@ func (r *Reader) Close() error { return r.j.Close() }
 func (r *Reader) SeekHead() error { return r.j.SeekHead() }
 
 // SeekEnd positions after the newest entry, so that Next returns only
-// entries appended from now on.
-func (r *Reader) SeekEnd() error {
+// entries appended from now on. It returns the cursor of that newest entry
+// ("" when the journal holds none).
+func (r *Reader) SeekEnd() (string, error) {
 	if err := r.j.SeekTail(); err != nil {
-		return err
+		return "", err
 	}
-	// After SeekTail the next Next would return the last entry again;
-	// stepping back once and forward once lands exactly on it.
-	if _, err := r.j.Previous(); err != nil {
-		return err
+	// Resolve the tail now, on the newest entry: a tail seek left pending
+	// would be resolved at the next Next, skipping what arrived meanwhile.
+	n, err := r.j.Previous()
+	if err != nil {
+		return "", err
 	}
-	return nil
+	if n == 0 {
+		// No entry yet: everything that arrives is new, so read from the
+		// head rather than leave the tail seek pending.
+		return "", r.j.SeekHead()
+	}
+	return r.j.GetCursor()
 }
 
 // SeekAfter positions right after the entry with the cursor. found is false
