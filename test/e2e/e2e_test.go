@@ -85,9 +85,12 @@ type victim struct {
 	pod, container, name string // pod and container names, and the victim's process name
 	cgroup               func(uid, id string) string
 	killMain             bool // the container's only process dies (no surviving parent)
-	id                   string
-	uid                  string
-	pid                  int
+	// before runs just before the kill: what the API says when the
+	// record arrives (the container already restarted, the pod deleted).
+	before func(*testing.T, *kubeapitest.Cluster, *victim)
+	id     string
+	uid    string
+	pid    int
 }
 
 func TestOOMKillToAlert(t *testing.T) {
@@ -108,10 +111,12 @@ func TestOOMKillToAlert(t *testing.T) {
 			cgroup: func(uid, id string) string {
 				return "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice/crio-" + id + ".scope"
 			}},
-		{pod: "report-29012345-abcde", container: "report", name: "java", killMain: true,
+		{pod: "report-29012345-abcde", container: "report", name: "java", killMain: true, before: restarted,
 			cgroup: func(uid, id string) string {
 				return "/kubepods.slice/kubepods-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice/cri-containerd-" + id + ".scope"
 			}},
+		{pod: "batch-5c8d7-qwert", container: "worker", name: "python3", before: deleted,
+			cgroup: func(uid, id string) string { return "/kubepods/besteffort/pod" + uid + "/" + id }},
 	}
 	for i, v := range victims {
 		v.id = strings.Repeat(strconv.Itoa(i+1), 8) + fmt.Sprintf("%056x", time.Now().UnixNano())
@@ -126,6 +131,9 @@ func TestOOMKillToAlert(t *testing.T) {
 	prom := startPrometheus(t, promExporter)
 
 	for _, v := range victims {
+		if v.before != nil {
+			v.before(t, cluster, v)
+		}
 		v.pid = oomKill(t, v)
 		t.Logf("kernel killed %q (pid %d) in %s", v.name, v.pid, v.cgroup(v.uid, v.id))
 	}
@@ -201,6 +209,32 @@ func createRunningPod(t *testing.T, cluster *kubeapitest.Cluster, v *victim) str
 	return string(created.UID)
 }
 
+// restarted makes the API say what it says once kubelet restarted the
+// container: a new running ID, the killed one only in lastState.
+func restarted(t *testing.T, cluster *kubeapitest.Cluster, v *victim) {
+	ctx := context.Background()
+	pod, err := cluster.Client.CoreV1().Pods(namespace).Get(ctx, v.pod, metav1.GetOptions{})
+	require.NoError(t, err)
+	cs := &pod.Status.ContainerStatuses[0]
+	cs.ContainerID = "containerd://" + strings.Repeat("f", 64)
+	cs.RestartCount = 1
+	cs.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{ContainerID: "containerd://" + v.id, ExitCode: 137, Reason: "OOMKilled"}
+	_, err = cluster.Client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+	require.NoError(t, err)
+}
+
+// deleted deletes the victim's pod, as when its record arrives after the
+// pod is gone.
+func deleted(t *testing.T, cluster *kubeapitest.Cluster, v *victim) {
+	ctx := context.Background()
+	require.NoError(t, cluster.Client.CoreV1().Pods(namespace).Delete(ctx, v.pod, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}))
+	require.Eventually(t, func() bool {
+		_, err := cluster.Client.CoreV1().Pods(namespace).Get(ctx, v.pod, metav1.GetOptions{})
+		return err != nil
+	}, 10*time.Second, 50*time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the collector's watch sees the delete
+}
+
 // oomKill makes the kernel OOM-kill a process named v.name in the victim's
 // memory cgroup (64 MiB limit, 200 MiB allocated) and returns its pid. For
 // a child, a bash parent in the same cgroup survives (checked); otherwise
@@ -265,6 +299,16 @@ func ensureJournald(t *testing.T) {
 	cmd := exec.Command("/lib/systemd/systemd-journald")
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := exec.Command("journalctl", "-D", "/run/log/journal", "-k", "--no-pager", "-o", "short-monotonic", "--since", "-5min").CombinedOutput()
+			var lines []string
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, "invoked oom-killer") || strings.Contains(l, "oom-kill:") || strings.Contains(l, "Killed process") {
+					lines = append(lines, l)
+				}
+			}
+			t.Logf("OOM lines in the journal:\n%s", strings.Join(lines, "\n"))
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 		if ours {
@@ -340,14 +384,12 @@ service:
 			t.Logf("collector log:\n%s", b)
 		}
 	})
+	// Receivers start last, after k8smeta's first pod list: kills before
+	// then are before start_at: end.
 	require.Eventually(t, func() bool {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort))
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	}, 30*time.Second, 100*time.Millisecond, "collector did not start")
-	time.Sleep(time.Second) // the receiver seeks to the journal's end
+		b, _ := os.ReadFile(logf.Name())
+		return strings.Contains(string(b), "Everything is ready")
+	}, 60*time.Second, 100*time.Millisecond, "collector did not start")
 }
 
 // otlpServer is a real OTLP/gRPC logs endpoint.

@@ -12,6 +12,8 @@
 # A binary is built only when it is missing there. A cold build takes about
 # 16 minutes on 2 cores (≈20 s with a warm Go build cache); run it with
 # `nice -n 10` on a shared machine. Delete the directory to force a rebuild.
+# Note: Go's own build cache defaults to $XDG_CACHE_HOME/go-build too, so
+# pointing XDG_CACHE_HOME somewhere new also means a cold Go build (≈10+ min).
 #
 # Needs only Go and the module proxy: the versions are pinned by go.mod/go.sum
 # beside this script (see the comment in go.mod for why it is a wrapper module).
