@@ -11,7 +11,7 @@ PKGS      := ./...
 ## test: everything CI runs (the README's test command). The collector-level tests
 ## (test/collector) run the distribution, so it is built first; the k8smeta tests run a real
 ## kube-apiserver and etcd, built once from the Go module proxy and cached.
-test: build k8s-binaries vet unit fuzz
+test: build k8s-binaries vet rules unit fuzz
 
 # kube-apiserver + etcd for tests: ≈16 min the first time on 2 cores, then cached under
 # $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/k8s/, where internal/kubeapitest finds them
@@ -31,9 +31,16 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzAssembler$$' -fuzztime $(FUZZTIME) ./receiver/oomkillreceiver/internal/oomparse
 	$(GO) test -run '^$$' -fuzz '^FuzzHostileComm$$' -fuzztime $(FUZZTIME) ./receiver/oomkillreceiver/internal/oomparse
 
-## bench: parser micro-benchmarks (messages/s, allocations per message).
+## bench: micro-benchmarks: parser messages/s and allocations per message, cgroup path parsing,
+## journal catch-up entries/s, k8smeta lookups.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./receiver/oomkillreceiver/internal/...
+	$(GO) test -run '^$$' -bench . -benchmem ./receiver/... ./processor/...
+
+## rules: the shipped Prometheus alert rules are valid and behave as their unit tests say.
+.PHONY: rules
+rules:
+	promtool check rules examples/prometheus/alerts.yaml
+	promtool test rules examples/prometheus/alerts_test.yaml
 
 ## build: the collector distribution bin/otelcol-oomkill, built by ocb from builder-config.yaml.
 # ocb regenerates _build/ (sources, go.mod) every time; the Go build cache keeps a warm build at
