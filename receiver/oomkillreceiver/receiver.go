@@ -54,7 +54,7 @@ type oomReceiver struct {
 	pending string // cursor read but not yet checkpointed
 	// lastBoot is the boot ID of the previous entry.
 	lastBoot string
-	pendRT  time.Time
+	pendRT   time.Time
 
 	cancel context.CancelFunc
 	done   chan struct{}
