@@ -67,7 +67,7 @@ type harness struct {
 	tel *componenttest.Telemetry
 }
 
-func newHarness(t *testing.T, mutate func(*Config), objs ...*corev1.Pod) *harness {
+func newHarness(t testing.TB, mutate func(*Config), objs ...*corev1.Pod) *harness {
 	t.Helper()
 	h := &harness{client: fake.NewClientset(), sink: &consumertest.LogsSink{}, tel: componenttest.NewTelemetry()}
 	for _, o := range objs {
