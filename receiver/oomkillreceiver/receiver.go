@@ -201,6 +201,11 @@ func (r *oomReceiver) run(ctx context.Context) {
 		defer t.Stop()
 		refresh = t.C
 	}
+	// Counters restored from the checkpoint are exposed at once, not at
+	// the next kill or refresh.
+	if r.metrics != nil {
+		r.refreshMetrics(ctx)
+	}
 	readFailing := false
 	for ctx.Err() == nil {
 		kills, entries, err := r.readBatch(ctx)
@@ -379,6 +384,7 @@ func (r *oomReceiver) commit(ctx context.Context) {
 		return
 	}
 	r.cp.Series = r.totals.sorted()
+	r.logger.Debug("Saving checkpoint", zap.Time("entry_time", r.pendRT), zap.Int("series", len(r.cp.Series)))
 	if err := saveCheckpoint(ctx, r.client, &r.cp); err != nil {
 		r.logger.Error("Saving checkpoint failed; a restart may read these entries again", zap.Error(err))
 		componentstatus.ReportStatus(r.host, componentstatus.NewRecoverableErrorEvent(err))

@@ -111,6 +111,8 @@ service:
   telemetry:
     metrics:
       level: none
+    logs:
+      level: debug
   pipelines:
     metrics:
       receivers: [oomkill]
