@@ -282,12 +282,17 @@ func (r *oomReceiver) feedCurrent() (killRecord, oomparse.Outcome, error) {
 	if err != nil {
 		return killRecord{}, 0, err
 	}
-	boot, err := r.reader.BootID()
-	if err != nil {
-		// Treating a missing boot ID as a reboot would drop the report in
-		// progress; assume the boot of the previous entry.
-		r.logger.Debug("Journal entry without readable _BOOT_ID", zap.Error(err))
-		boot = r.lastBoot
+	// Most kernel lines are not about OOM and cannot touch the parser's
+	// state: skip the cgo call for their boot ID.
+	boot := r.lastBoot
+	if r.asm.Relevant(msg) {
+		if b, err := r.reader.BootID(); err == nil {
+			boot = b
+		} else {
+			// Treating a missing boot ID as a reboot would drop the report
+			// in progress; assume the boot of the previous entry.
+			r.logger.Debug("Journal entry without readable _BOOT_ID", zap.Error(err))
+		}
 	}
 	r.lastBoot = boot
 	rt, _ := r.reader.Realtime()

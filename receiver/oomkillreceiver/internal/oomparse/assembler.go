@@ -193,6 +193,14 @@ func NewAssembler(opts Options) *Assembler {
 	return &Assembler{opts: opts}
 }
 
+// Relevant reports whether a message with this text could change the
+// assembler's state or counts beyond the message count. Callers may skip
+// reading costly fields (the boot ID) of irrelevant messages: Feed ignores
+// those fields for them.
+func (a *Assembler) Relevant(text string) bool {
+	return len(text) > a.opts.MaxLineBytes || mayBeReportLine(text)
+}
+
 // Stats returns the counts so far.
 func (a *Assembler) Stats() Stats { return a.stats }
 

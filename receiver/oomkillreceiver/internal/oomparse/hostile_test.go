@@ -171,3 +171,21 @@ func TestTrailerDrift(t *testing.T) {
 	assert.Equal(t, int64(9), kills[0].PID)
 	assert.Equal(t, uint64(1), stats.Unrecognized)
 }
+
+// Feeding irrelevant lines with a stale boot ID (as the receiver does to
+// save a field read) changes nothing: the next relevant line still resets
+// the report on a new boot.
+func TestIrrelevantLinesIgnoreBoot(t *testing.T) {
+	memcg := "/kubepods/burstable/pod" + podUID + "/" + ctrID
+	a := NewAssembler(Options{})
+	m := msgs(report61("python3", 100, memcg))
+	require.False(t, a.Relevant("eth0: link up"))
+	require.True(t, a.Relevant(m[2].Text))
+	a.Feed(m[0])
+	a.Feed(m[1])
+	a.Feed(Message{Text: "eth0: link up", Time: m[1].Time, BootID: "b"})
+	m[2].BootID = "rebooted"
+	k, out := a.Feed(m[2])
+	require.Equal(t, OutcomeKill, out)
+	assert.False(t, k.Attributed)
+}
