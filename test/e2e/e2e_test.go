@@ -126,9 +126,9 @@ func TestOOMKillToAlert(t *testing.T) {
 	ensureJournald(t)
 
 	otlp := startOTLPServer(t)
-	promExporter := freePort(t)
-	startCollector(t, collector, cluster.Kubeconfig, promExporter, otlp.addr)
-	prom := startPrometheus(t, promExporter)
+	promExporter, selfTelemetry := freePort(t), freePort(t)
+	startCollector(t, collector, cluster.Kubeconfig, promExporter, selfTelemetry, otlp.addr)
+	prom := startPrometheus(t, promExporter, selfTelemetry)
 
 	for _, v := range victims {
 		if v.before != nil {
@@ -182,6 +182,13 @@ func TestOOMKillToAlert(t *testing.T) {
 			}
 			return true
 		}, 60*time.Second, time.Second, "ContainerOOMKilled firing for every killed container, on its first kill")
+		// The receiver's own counters, scraped from the collector's telemetry:
+		// every real kill counted and attributed, no kernel line unrecognized,
+		// so the drift alert stays silent.
+		require.Eventually(t, func() bool { return prom.query(t, "otelcol_oomkill_receiver_kills") == float64(len(victims)) },
+			30*time.Second, 500*time.Millisecond, "otelcol_oomkill_receiver_kills = %d", len(victims))
+		assert.Zero(t, prom.query(t, "otelcol_oomkill_receiver_unattributed_kills"))
+		assert.Zero(t, prom.query(t, "otelcol_oomkill_receiver_unrecognized_lines"))
 		assert.Empty(t, prom.firing(t, "OOMKillParserDrift"), "no OOM-looking line went unrecognized")
 	})
 }
@@ -329,7 +336,7 @@ func ensureJournald(t *testing.T) {
 	}
 }
 
-func startCollector(t *testing.T, bin, kubeconfig string, promPort int, otlpAddr string) {
+func startCollector(t *testing.T, bin, kubeconfig string, promPort, selfPort int, otlpAddr string) {
 	t.Helper()
 	state := t.TempDir()
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
@@ -358,7 +365,12 @@ service:
   extensions: [file_storage]
   telemetry:
     metrics:
-      level: none
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: %d
   pipelines:
     logs:
       receivers: [oomkill]
@@ -368,7 +380,7 @@ service:
       receivers: [oomkill]
       processors: [k8smeta]
       exporters: [prometheus]
-`, state, node, node, promPort, otlpAddr)), 0o600))
+`, state, node, node, promPort, otlpAddr, selfPort)), 0o600))
 	cmd := exec.Command(bin, "--config", cfg)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	logf, err := os.Create(filepath.Join(t.TempDir(), "collector.log"))
@@ -449,7 +461,9 @@ func (s *otlpServer) waitFor(t *testing.T, pid int) (lr plog.LogRecord, res plog
 // second and evaluating the shipped alert rules.
 type prometheus struct{ base string }
 
-func startPrometheus(t *testing.T, target int) *prometheus {
+// startPrometheus scrapes the collector's exporter (target) and its own
+// telemetry (self), where the receiver's counters live.
+func startPrometheus(t *testing.T, target, self int) *prometheus {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
@@ -462,8 +476,8 @@ rule_files: [%q]
 scrape_configs:
   - job_name: otelcol-oomkill
     static_configs:
-      - targets: ["127.0.0.1:%d"]
-`, repoPath(t, "examples/prometheus/alerts.yaml"), target)), 0o600))
+      - targets: ["127.0.0.1:%d", "127.0.0.1:%d"]
+`, repoPath(t, "examples/prometheus/alerts.yaml"), target, self)), 0o600))
 	cmd := exec.Command("/usr/bin/prometheus", "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port))
 	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
