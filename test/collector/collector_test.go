@@ -28,7 +28,13 @@ func collectorBinary(t *testing.T) string {
 	t.Helper()
 	p, err := filepath.Abs(filepath.Join("..", "..", "bin", "otelcol-oomkill"))
 	require.NoError(t, err)
-	journaltest.Require(t, p, "(none: run `make build`)")
+	if _, err := os.Stat(p); err != nil {
+		msg := p + " is missing: run `make build` (make test does)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
 	return p
 }
 
@@ -46,17 +52,7 @@ const boot = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 func report(pid int, at time.Time) []journaltest.Entry {
 	pod := fmt.Sprintf("1f6a2c3e-8b4d-4e5f-9a0b-12345678900%d", pid%3)
 	ctr := strings.Repeat(strconv.Itoa(pid%3), 64)
-	memcg := "/kubepods/burstable/pod" + pod + "/" + ctr
-	lines := []string{
-		"php-fpm invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
-		fmt.Sprintf("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=%s,task_memcg=%s,task=php-fpm,pid=%d,uid=33", memcg, memcg, pid),
-		fmt.Sprintf("Memory cgroup out of memory: Killed process %d (php-fpm) total-vm:221368kB, anon-rss:65024kB, file-rss:1628kB, shmem-rss:0kB, UID:33 pgtables:184kB oom_score_adj:0", pid),
-	}
-	out := make([]journaltest.Entry, len(lines))
-	for i, l := range lines {
-		out[i] = journaltest.Entry{Message: l, Time: at.Add(time.Duration(i) * time.Microsecond), BootID: boot, Hostname: "node-a"}
-	}
-	return out
+	return journaltest.Entries(journaltest.OOMReport("php-fpm", pid, 33, "/kubepods/burstable/pod"+pod+"/"+ctr), at, boot, "node-a")
 }
 
 // scrapeKills sums container_oom_kill_count_total on the Prometheus
