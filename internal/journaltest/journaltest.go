@@ -139,3 +139,22 @@ func WriteExport(t testing.TB, path string, export []byte) {
 		t.Fatalf("systemd-journal-remote: %v\n%s", err, out)
 	}
 }
+
+// OOMReport is what a 6.x kernel prints for a memory-cgroup OOM that kills
+// pid (named comm, owned by uid) in memcg: invoker, summary, victim line.
+func OOMReport(comm string, pid, uid int, memcg string) []string {
+	return []string{
+		comm + " invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+		fmt.Sprintf("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=%s,task_memcg=%s,task=%s,pid=%d,uid=%d", memcg, memcg, comm, pid, uid),
+		fmt.Sprintf("Memory cgroup out of memory: Killed process %d (%s) total-vm:221368kB, anon-rss:65024kB, file-rss:1628kB, shmem-rss:0kB, UID:%d pgtables:184kB oom_score_adj:0", pid, comm, uid),
+	}
+}
+
+// Entries turns kernel lines into journal entries 1µs apart from at.
+func Entries(lines []string, at time.Time, bootID, host string) []Entry {
+	out := make([]Entry, len(lines))
+	for i, l := range lines {
+		out[i] = Entry{Message: l, Time: at.Add(time.Duration(i) * time.Microsecond), BootID: bootID, Hostname: host}
+	}
+	return out
+}

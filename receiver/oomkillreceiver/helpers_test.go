@@ -2,7 +2,6 @@ package oomkillreceiver
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -124,16 +123,7 @@ func kernelFixture(t *testing.T, name string, start time.Time, boot string) []jo
 // report is a 6.x memcg OOM report killing pid in the test container.
 func report(pid int, at time.Time, boot string) []journaltest.Entry {
 	memcg := "/kubepods/burstable/pod" + testPod + "/" + testCtr
-	lines := []string{
-		"python3 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
-		fmt.Sprintf("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=%s,task_memcg=%s,task=python3,pid=%d,uid=0", memcg, memcg, pid),
-		fmt.Sprintf("Memory cgroup out of memory: Killed process %d (python3) total-vm:221368kB, anon-rss:65024kB, file-rss:1628kB, shmem-rss:0kB, UID:0 pgtables:184kB oom_score_adj:0", pid),
-	}
-	out := make([]journaltest.Entry, len(lines))
-	for i, l := range lines {
-		out[i] = journaltest.Entry{Message: l, Time: at.Add(time.Duration(i) * time.Microsecond), BootID: boot, Hostname: hostName}
-	}
-	return out
+	return journaltest.Entries(journaltest.OOMReport("python3", pid, 0, memcg), at, boot, hostName)
 }
 
 // logRecords flattens every log record the sink received.

@@ -1,7 +1,6 @@
 package oomparse
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,16 +8,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/kubecgroup"
 )
 
 // report61 renders a 6.x memcg report for a victim with the given comm.
 func report61(comm string, pid int, memcg string) []string {
-	return []string{
-		fmt.Sprintf("%s invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0", comm),
-		fmt.Sprintf("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=%s,task_memcg=%s,task=%s,pid=%d,uid=0", memcg, memcg, comm, pid),
-		fmt.Sprintf("Memory cgroup out of memory: Killed process %d (%s) total-vm:221368kB, anon-rss:65024kB, file-rss:1628kB, shmem-rss:0kB, UID:0 pgtables:184kB oom_score_adj:0", pid, comm),
-	}
+	return journaltest.OOMReport(comm, pid, 0, memcg)
 }
 
 func msgs(lines []string) []Message {
