@@ -32,7 +32,9 @@ type k8smeta struct {
 	waiting chan struct{}
 
 	stop, done             chan struct{}
-	reportedPods, reported int64
+	// reportedPods and reportedContainers are the cache sizes last added
+	// to the up-down counters.
+	reportedPods, reportedContainers int64
 }
 
 func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (kubernetes.Interface, error)) (*k8smeta, error) {
@@ -106,8 +108,8 @@ func (p *k8smeta) reportSizes() {
 	pods, ctrs := p.store.Sizes()
 	ctx := context.Background()
 	p.tb.K8smetaCachedPods.Add(ctx, int64(pods)-p.reportedPods)
-	p.tb.K8smetaCachedContainers.Add(ctx, int64(ctrs)-p.reported)
-	p.reportedPods, p.reported = int64(pods), int64(ctrs)
+	p.tb.K8smetaCachedContainers.Add(ctx, int64(ctrs)-p.reportedContainers)
+	p.reportedPods, p.reportedContainers = int64(pods), int64(ctrs)
 }
 
 // Shutdown stops the watch.

@@ -229,7 +229,6 @@ func splitTaskTail(tail, comm string, commKnown bool) string {
 type selectionLine struct {
 	prefix string
 	pid    int64
-	comm   string
 }
 
 func parseSelection(t string) (selectionLine, bool) {
@@ -246,11 +245,11 @@ func parseSelection(t string) (selectionLine, bool) {
 	}
 	sel.pid = pid
 	rest = rest[n+2:]
-	j := strings.LastIndex(rest, ") score ")
-	if j < 0 {
+	// The name ends at the kernel's ") score " (unused: the victim line
+	// names the killed process).
+	if !strings.Contains(rest, ") score ") {
 		return selectionLine{}, false
 	}
-	sel.comm = rest[:j]
 	return sel, true
 }
 
