@@ -31,7 +31,7 @@ type k8smeta struct {
 	// waiting is a semaphore bounding batches held for unknown IDs.
 	waiting chan struct{}
 
-	stop, done             chan struct{}
+	stop, done chan struct{}
 	// reportedPods and reportedContainers are the cache sizes last added
 	// to the up-down counters.
 	reportedPods, reportedContainers int64
