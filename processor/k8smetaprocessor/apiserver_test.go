@@ -8,14 +8,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/component/componenttest"
-	"go.opentelemetry.io/collector/consumer/consumertest"
-	"go.opentelemetry.io/collector/processor/processortest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
-	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadata"
 )
 
 // These tests run the processor against a real kube-apiserver and etcd
@@ -26,25 +22,14 @@ import (
 func startReal(t *testing.T, cluster *kubeapitest.Cluster, mutate func(*Config)) *harness {
 	t.Helper()
 	t.Setenv("KUBECONFIG", cluster.Kubeconfig)
-	h := &harness{sink: &consumertest.LogsSink{}, tel: componenttest.NewTelemetry()}
-	f := NewFactory()
-	cfg := f.CreateDefaultConfig().(*Config)
-	cfg.AuthType = "kubeConfig"
-	cfg.NodeName = "node-a"
-	cfg.Extract.Labels = []string{"app"}
-	cfg.Extract.Annotations = []string{"team"}
-	cfg.WaitForUnknown = 500 * time.Millisecond
-	if mutate != nil {
-		mutate(cfg)
-	}
-	set := processortest.NewNopSettings(metadata.Type)
-	set.TelemetrySettings = h.tel.NewTelemetrySettings()
-	p, err := f.CreateLogs(context.Background(), set, cfg, h.sink)
-	require.NoError(t, err)
-	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
-	t.Cleanup(func() { require.NoError(t, p.Shutdown(context.Background())) })
-	h.proc = p
-	return h
+	return startHarness(t, NewFactory(), func(cfg *Config) {
+		cfg.AuthType = "kubeConfig"
+		cfg.NodeName = "node-a"
+		cfg.WaitForUnknown = 500 * time.Millisecond
+		if mutate != nil {
+			mutate(cfg)
+		}
+	})
 }
 
 // createPod creates a pod like testPod on node with the given container IDs

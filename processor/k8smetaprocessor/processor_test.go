@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -69,12 +70,22 @@ type harness struct {
 
 func newHarness(t testing.TB, mutate func(*Config), objs ...*corev1.Pod) *harness {
 	t.Helper()
-	h := &harness{client: fake.NewClientset(), sink: &consumertest.LogsSink{}, tel: componenttest.NewTelemetry()}
+	client := fake.NewClientset()
 	for _, o := range objs {
-		_, err := h.client.CoreV1().Pods(o.Namespace).Create(context.Background(), o, metav1.CreateOptions{})
+		_, err := client.CoreV1().Pods(o.Namespace).Create(context.Background(), o, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}
-	f := newFactory(func(*Config) (kubernetes.Interface, error) { return h.client, nil })
+	h := startHarness(t, newFactory(func(*Config) (kubernetes.Interface, error) { return client, nil }), mutate)
+	h.client = client
+	return h
+}
+
+// startHarness starts a logs processor from f with the tests' settings
+// (labels "app", annotations "team", a short wait for unknown IDs) and a
+// sink behind it; both stop when the test ends.
+func startHarness(t testing.TB, f processor.Factory, mutate func(*Config)) *harness {
+	t.Helper()
+	h := &harness{sink: &consumertest.LogsSink{}, tel: componenttest.NewTelemetry()}
 	cfg := f.CreateDefaultConfig().(*Config)
 	cfg.Extract.Labels = []string{"app"}
 	cfg.Extract.Annotations = []string{"team"}
