@@ -283,16 +283,26 @@ func (r *oomReceiver) feedCurrent() (killRecord, oomparse.Outcome, error) {
 		return killRecord{}, 0, err
 	}
 	// Most kernel lines are not about OOM and cannot touch the parser's
-	// state: skip the cgo call for their boot ID.
+	// state: skip the cgo calls for their identifier, boot ID and time.
+	if !r.asm.Relevant(msg) {
+		r.asm.Skip()
+		return killRecord{}, oomparse.OutcomeIgnored, nil
+	}
+	if id := r.reader.Identifier(); id != journal.KernelIdentifier {
+		// Written to /dev/kmsg by a process, not printed by the kernel: a
+		// forged "Killed process" line must not count.
+		r.tb.OomkillReceiverForeignLines.Add(context.Background(), 1)
+		r.logger.Debug("Ignoring a kernel-transport line not from the kernel", zap.String("identifier", id), zap.String("line", msg))
+		r.asm.Skip()
+		return killRecord{}, oomparse.OutcomeIgnored, nil
+	}
 	boot := r.lastBoot
-	if r.asm.Relevant(msg) {
-		if b, err := r.reader.BootID(); err == nil {
-			boot = b
-		} else {
-			// Treating a missing boot ID as a reboot would drop the report
-			// in progress; assume the boot of the previous entry.
-			r.logger.Debug("Journal entry without readable _BOOT_ID", zap.Error(err))
-		}
+	if b, err := r.reader.BootID(); err == nil {
+		boot = b
+	} else {
+		// Treating a missing boot ID as a reboot would drop the report in
+		// progress; assume the boot of the previous entry.
+		r.logger.Debug("Journal entry without readable _BOOT_ID", zap.Error(err))
 	}
 	r.lastBoot = boot
 	rt, _ := r.reader.Realtime()

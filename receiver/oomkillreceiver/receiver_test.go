@@ -135,6 +135,27 @@ func TestCorruptedJournalFile(t *testing.T) {
 	metadatatest.AssertEqualOomkillReceiverReadErrors(t, r.tel, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
 }
 
+// A process with write access to /dev/kmsg can put any line in the journal
+// under the kernel transport: journald tags it with the writer's identifier,
+// and the receiver must not count it as a kill.
+func TestIgnoresLinesWrittenToKmsgByProcesses(t *testing.T) {
+	dir := t.TempDir()
+	entries := report(600, t0, bootA)
+	for _, e := range report(601, t0.Add(time.Second), bootA) {
+		e.Identifier = "evil" // as journald tags "evil: ..." written to /dev/kmsg
+		entries = append(entries, e)
+	}
+	entries = append(entries, report(602, t0.Add(2*time.Second), bootA)...)
+	journaltest.Write(t, filepath.Join(dir, "system.journal"), entries)
+
+	r := start(t, testConfig(dir), componenttest.NewNopHost(), nil, nil)
+	eventually(t, "the kernel's 2 kills", func() bool { return len(logRecords(r.logs)) == 2 })
+	r.stop()
+	assert.Equal(t, map[int64]int{600: 1, 602: 1}, pids(logRecords(r.logs)))
+	// Each forged line that could touch the parser is counted: invoker, summary, victim.
+	metadatatest.AssertEqualOomkillReceiverForeignLines(t, r.tel, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
+}
+
 // corrupt garbles the journal object holding the victim line of pid 401,
 // as a torn write or a bad disk would: its object header and the start of
 // its payload.

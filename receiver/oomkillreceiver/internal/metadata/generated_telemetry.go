@@ -29,6 +29,7 @@ type TelemetryBuilder struct {
 	OomkillReceiverCheckpointGaps    metric.Int64Counter
 	OomkillReceiverDeliveryRetries   metric.Int64Counter
 	OomkillReceiverEntriesRead       metric.Int64Counter
+	OomkillReceiverForeignLines      metric.Int64Counter
 	OomkillReceiverKills             metric.Int64Counter
 	OomkillReceiverReadErrors        metric.Int64Counter
 	OomkillReceiverUnattributedKills metric.Int64Counter
@@ -80,6 +81,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_oomkill_receiver_entries_read",
 		metric.WithDescription("Kernel journal entries read. [Development]"),
 		metric.WithUnit("{entry}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.OomkillReceiverForeignLines, err = builder.meter.Int64Counter(
+		"otelcol_oomkill_receiver_foreign_lines",
+		metric.WithDescription("OOM-like lines a process wrote to /dev/kmsg (kernel transport, but a SYSLOG_IDENTIFIER other than kernel); ignored, so they cannot forge a kill. [Development]"),
+		metric.WithUnit("{line}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.OomkillReceiverKills, err = builder.meter.Int64Counter(

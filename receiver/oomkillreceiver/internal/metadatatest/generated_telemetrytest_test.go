@@ -22,6 +22,7 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.OomkillReceiverCheckpointGaps.Add(context.Background(), 1)
 	tb.OomkillReceiverDeliveryRetries.Add(context.Background(), 1)
 	tb.OomkillReceiverEntriesRead.Add(context.Background(), 1)
+	tb.OomkillReceiverForeignLines.Add(context.Background(), 1)
 	tb.OomkillReceiverKills.Add(context.Background(), 1)
 	tb.OomkillReceiverReadErrors.Add(context.Background(), 1)
 	tb.OomkillReceiverUnattributedKills.Add(context.Background(), 1)
@@ -33,6 +34,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualOomkillReceiverEntriesRead(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualOomkillReceiverForeignLines(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualOomkillReceiverKills(t, testTel,

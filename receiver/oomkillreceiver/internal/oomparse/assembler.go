@@ -201,6 +201,14 @@ func (a *Assembler) Relevant(text string) bool {
 	return len(text) > a.opts.MaxLineBytes || mayBeReportLine(text)
 }
 
+// Skip counts a message Relevant said is irrelevant. Such a message only
+// ages the report in progress, so callers need not read its time or boot;
+// Feed would do the same with it.
+func (a *Assembler) Skip() {
+	a.stats.Messages++
+	a.sinceReportLine++
+}
+
 // Stats returns the counts so far.
 func (a *Assembler) Stats() Stats { return a.stats }
 

@@ -11,7 +11,9 @@ import (
 
 // FuzzAssembler feeds arbitrary bytes, one message per line, with boot and
 // clock changes driven by the input. Nothing may panic, and every kill must
-// come from a victim line of the input with consistent fields.
+// come from a victim line of the input with consistent fields. A second
+// assembler gets only the lines Relevant accepts, and Skip for the others,
+// as the receiver does: it must find the same kills.
 func FuzzAssembler(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join(kernelFixtures, "*.txt"))
 	for _, p := range files {
@@ -21,6 +23,7 @@ func FuzzAssembler(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a := NewAssembler(Options{MaxLineBytes: 4096})
+		skipping := NewAssembler(Options{MaxLineBytes: 4096})
 		now := time.Unix(1_700_000_000, 0)
 		boot := "a"
 		kills := uint64(0)
@@ -33,6 +36,16 @@ func FuzzAssembler(f *testing.F) {
 			}
 			text := string(line)
 			k, out := a.Feed(Message{Text: text, Time: now, BootID: boot})
+			if skipping.Relevant(text) {
+				if sk, sout := skipping.Feed(Message{Text: text, Time: now, BootID: boot}); sout != out || sk.PID != k.PID || sk.Attributed != k.Attributed {
+					t.Fatalf("line %q: Feed gave %v %+v, after Skips %v %+v", text, out, k, sout, sk)
+				}
+			} else {
+				if out != OutcomeIgnored {
+					t.Fatalf("Relevant said no to %q, Feed gave %v", text, out)
+				}
+				skipping.Skip()
+			}
 			if out != OutcomeKill {
 				continue
 			}
@@ -50,8 +63,15 @@ func FuzzAssembler(f *testing.F) {
 				t.Fatalf("comm %q not delimited in %q", k.Comm, text)
 			}
 		}
-		if s := a.Stats(); s.Kills != kills {
+		s, ss := a.Stats(), skipping.Stats()
+		if s.Kills != kills {
 			t.Fatalf("stats say %d kills, saw %d", s.Kills, kills)
+		}
+		// Expired may differ: a skipped line does not expire a report, the
+		// next relevant line does.
+		s.Expired, ss.Expired = 0, 0
+		if s != ss {
+			t.Fatalf("stats differ: Feed %+v, with Skip %+v", s, ss)
 		}
 	})
 }
