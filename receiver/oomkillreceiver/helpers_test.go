@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/zap"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadatatest"
@@ -78,6 +79,12 @@ type running struct {
 // instance) and starts it.
 func start(t testing.TB, cfg *Config, h component.Host, logs consumer.Logs, metrics consumer.Metrics) *running {
 	t.Helper()
+	return startLogging(t, cfg, h, logs, metrics, nil)
+}
+
+// startLogging is start with the receiver's log going to logger.
+func startLogging(t testing.TB, cfg *Config, h component.Host, logs consumer.Logs, metrics consumer.Metrics, logger *zap.Logger) *running {
+	t.Helper()
 	r := &running{logs: &consumertest.LogsSink{}, metrics: &consumertest.MetricsSink{}, tel: componenttest.NewTelemetry()}
 	if logs == nil {
 		logs = r.logs
@@ -86,6 +93,9 @@ func start(t testing.TB, cfg *Config, h component.Host, logs consumer.Logs, metr
 		metrics = r.metrics
 	}
 	set := metadatatest.NewSettings(r.tel)
+	if logger != nil {
+		set.Logger = logger
+	}
 	f := NewFactory()
 	lr, err := f.CreateLogs(context.Background(), set, cfg, logs)
 	require.NoError(t, err)

@@ -35,6 +35,11 @@ const (
 	unrecognizedLogged = 20
 )
 
+// reopenAfter: after reading this many entries through one handle, the
+// journal is reopened to unmap the files read: this bounds the memory a
+// catch-up holds (a variable so a test can lower it).
+var reopenAfter = 100_000
+
 type oomReceiver struct {
 	cfg     *Config
 	set     receiver.Settings
@@ -55,6 +60,8 @@ type oomReceiver struct {
 	// lastBoot is the boot ID of the previous entry.
 	lastBoot string
 	pendRT   time.Time
+	// sinceOpen counts entries read through the current journal handle.
+	sinceOpen int
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -231,6 +238,9 @@ func (r *oomReceiver) run(ctx context.Context) {
 			// begun, or the next start would send it again.
 			r.commit(context.WithoutCancel(ctx))
 		}
+		if r.sinceOpen += entries; r.sinceOpen >= reopenAfter {
+			r.reopen()
+		}
 		if entries > 0 || err != nil {
 			continue
 		}
@@ -243,6 +253,32 @@ func (r *oomReceiver) run(ctx context.Context) {
 			r.logger.Warn("Waiting for journal changes failed", zap.Error(err))
 			sleep(ctx, waitTimeout)
 		}
+	}
+}
+
+// reopen gives back the memory the journal files read so far hold, by
+// reopening the journal right after the last entry read. Called between
+// batches, after delivery.
+func (r *oomReceiver) reopen() {
+	read := r.sinceOpen
+	r.sinceOpen = 0
+	cursor, rt := r.pending, r.pendRT
+	if cursor == "" {
+		cursor, rt = r.cp.Cursor, time.UnixMicro(r.cp.RealtimeUsec)
+	}
+	if cursor == "" {
+		return
+	}
+	found, err := r.reader.Reopen(cursor, rt)
+	switch {
+	case err != nil:
+		r.logger.Warn("Reopening the journal to release memory failed; reading on with the open handle", zap.Error(err))
+	case !found:
+		// The entry just read is gone: the journal was vacuumed meanwhile.
+		r.tb.OomkillReceiverCheckpointGaps.Add(context.Background(), 1)
+		r.logger.Warn("Last entry read vanished while reopening the journal; resuming at the oldest entry after its time", zap.Time("entry_time", rt))
+	default:
+		r.logger.Debug("Reopened the journal, releasing mapped journal files", zap.Int("entries_read", read))
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadatatest"
@@ -85,6 +87,29 @@ func TestFollowsAppendsAndNewFiles(t *testing.T) {
 	eventually(t, "kill in a new file", func() bool { return r.logs.LogRecordCount() == 2 })
 	assert.Equal(t, map[int64]int{101: 1, 102: 1}, pids(logRecords(r.logs)))
 	eventually(t, "metrics total 2", func() bool { return lastTotal(r.metrics) == 2 })
+}
+
+// After catching up the receiver reopens the journal to unmap what it read;
+// reading goes on right after the last entry: nothing skipped, nothing twice.
+func TestReopensJournalAfterCatchingUp(t *testing.T) {
+	defer func(n int) { reopenAfter = n }(reopenAfter)
+	reopenAfter = 1
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.journal")
+	journaltest.Write(t, a, append(report(700, t0, bootA), report(701, t0.Add(time.Second), bootA)...))
+	core, logged := observer.New(zap.DebugLevel)
+	r := startLogging(t, testConfig(dir), componenttest.NewNopHost(), nil, nil, zap.New(core))
+	eventually(t, "2 kills", func() bool { return r.logs.LogRecordCount() == 2 })
+	eventually(t, "a reopen", func() bool { return logged.FilterMessageSnippet("Reopened the journal").Len() > 0 })
+	journaltest.Write(t, a, report(702, t0.Add(2*time.Second), bootA))
+	journaltest.Write(t, filepath.Join(dir, "b.journal"), report(703, t0.Add(3*time.Second), bootA))
+	eventually(t, "4 kills", func() bool { return r.logs.LogRecordCount() == 4 })
+	eventually(t, "a second reopen", func() bool { return logged.FilterMessageSnippet("Reopened the journal").Len() > 1 })
+	journaltest.Write(t, a, report(704, t0.Add(4*time.Second), bootA))
+	eventually(t, "5 kills", func() bool { return r.logs.LogRecordCount() == 5 })
+	r.stop()
+	assert.Equal(t, map[int64]int{700: 1, 701: 1, 702: 1, 703: 1, 704: 1}, pids(logRecords(r.logs)))
+	assert.Zero(t, logged.FilterMessageSnippet("failed").Len()+logged.FilterMessageSnippet("vanished").Len())
 }
 
 // The next consumer refuses for a while: reading pauses, nothing is lost,
