@@ -35,10 +35,14 @@ const (
 	unrecognizedLogged = 20
 )
 
-// reopenAfter: after reading this many entries through one handle, the
-// journal is reopened to unmap the files read: this bounds the memory a
-// catch-up holds (a variable so a test can lower it).
-var reopenAfter = 100_000
+// The journal is reopened, to unmap the files read, after reading
+// reopenAfter entries through one handle (this bounds what a catch-up
+// holds), or on reaching its end after reopenIdleAfter (so what a catch-up
+// read is not kept while idle). Variables so a test can lower them.
+var (
+	reopenAfter     = 100_000
+	reopenIdleAfter = 10_000
+)
 
 type oomReceiver struct {
 	cfg     *Config
@@ -238,7 +242,8 @@ func (r *oomReceiver) run(ctx context.Context) {
 			// begun, or the next start would send it again.
 			r.commit(context.WithoutCancel(ctx))
 		}
-		if r.sinceOpen += entries; r.sinceOpen >= reopenAfter {
+		r.sinceOpen += entries
+		if caughtUp := entries == 0 && err == nil; r.sinceOpen >= reopenAfter || (caughtUp && r.sinceOpen >= reopenIdleAfter) {
 			r.reopen()
 		}
 		if entries > 0 || err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -89,11 +90,12 @@ func TestFollowsAppendsAndNewFiles(t *testing.T) {
 	eventually(t, "metrics total 2", func() bool { return lastTotal(r.metrics) == 2 })
 }
 
-// After catching up the receiver reopens the journal to unmap what it read;
-// reading goes on right after the last entry: nothing skipped, nothing twice.
+// On reaching the end the receiver reopens the journal to unmap what it
+// read; reading goes on right after the last entry: nothing skipped,
+// nothing twice.
 func TestReopensJournalAfterCatchingUp(t *testing.T) {
-	defer func(n int) { reopenAfter = n }(reopenAfter)
-	reopenAfter = 1
+	defer func(n, idle int) { reopenAfter, reopenIdleAfter = n, idle }(reopenAfter, reopenIdleAfter)
+	reopenAfter, reopenIdleAfter = 1000, 1 // reopen on reaching the end
 	dir := t.TempDir()
 	a := filepath.Join(dir, "a.journal")
 	journaltest.Write(t, a, append(report(700, t0, bootA), report(701, t0.Add(time.Second), bootA)...))
@@ -110,6 +112,37 @@ func TestReopensJournalAfterCatchingUp(t *testing.T) {
 	r.stop()
 	assert.Equal(t, map[int64]int{700: 1, 701: 1, 702: 1, 703: 1, 704: 1}, pids(logRecords(r.logs)))
 	assert.Zero(t, logged.FilterMessageSnippet("failed").Len()+logged.FilterMessageSnippet("vanished").Len())
+}
+
+// Mid-read, every reopenAfter entries, the same: every kill before and
+// after the reopens is read once.
+func TestReopensJournalWhileCatchingUp(t *testing.T) {
+	defer func(n, idle int) { reopenAfter, reopenIdleAfter = n, idle }(reopenAfter, reopenIdleAfter)
+	reopenAfter, reopenIdleAfter = batchEntries, 1<<30
+	dir := t.TempDir()
+	var entries []journaltest.Entry
+	for i := 0; len(entries) < 5*batchEntries; i++ {
+		at := t0.Add(time.Duration(len(entries)) * time.Millisecond)
+		if i%1000 == 999 {
+			entries = append(entries, report(800+i/1000, at, bootA)...)
+			continue
+		}
+		entries = append(entries, journaltest.Entry{Message: fmt.Sprintf("eth0: renamed from tmp%05d", i), Time: at, BootID: bootA, Hostname: hostName})
+	}
+	journaltest.Write(t, filepath.Join(dir, "system.journal"), entries)
+	core, logged := observer.New(zap.DebugLevel)
+	r := startLogging(t, testConfig(dir), componenttest.NewNopHost(), nil, nil, zap.New(core))
+	want := map[int64]int{}
+	for _, e := range entries {
+		var pid int64
+		if _, err := fmt.Sscanf(e.Message, "Memory cgroup out of memory: Killed process %d", &pid); err == nil {
+			want[pid] = 1
+		}
+	}
+	eventually(t, "every kill", func() bool { return r.logs.LogRecordCount() >= len(want) })
+	r.stop()
+	assert.Equal(t, want, pids(logRecords(r.logs)))
+	assert.GreaterOrEqual(t, logged.FilterMessageSnippet("Reopened the journal").Len(), 4)
 }
 
 // The next consumer refuses for a while: reading pauses, nothing is lost,
