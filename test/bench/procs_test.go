@@ -81,17 +81,22 @@ func (p *proc) logTail() string {
 	return string(b)
 }
 
-// tree is pid and its descendants.
+// tree is pid and its descendants. The kernel lists a child under the
+// thread that forked it, and a Go program forks from any of its threads, so
+// every thread's list is read.
 func tree(pid int) []int {
 	out := []int{pid}
 	for i := 0; i < len(out); i++ {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", out[i], out[i]))
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
+		lists, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", out[i]))
+		for _, l := range lists {
+			b, err := os.ReadFile(l)
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					out = append(out, c)
+				}
 			}
 		}
 	}
