@@ -56,9 +56,9 @@ func Open(src Source) (*Reader, error) {
 	// One match, not also SYSLOG_IDENTIFIER=kernel: libsystemd intersects
 	// two matches entry by entry, which costs more than checking the
 	// identifier of the few lines that matter (BENCHMARKS.md).
-	if err := j.AddMatch(KernelTransportMatch); err != nil {
+	if err := j.AddMatch(kernelTransportMatch); err != nil {
 		j.Close()
-		return nil, fmt.Errorf("journal match %s: %w", KernelTransportMatch, err)
+		return nil, fmt.Errorf("journal match %s: %w", kernelTransportMatch, err)
 	}
 	// Kernel lines are short; never let libsystemd truncate one.
 	if err := j.SetDataThreshold(0); err != nil {
@@ -73,7 +73,8 @@ func Open(src Source) (*Reader, error) {
 // journal file it has read mapped until the handle is closed: after catching
 // up on a large journal that is hundreds of MiB of resident journal pages
 // (BENCHMARKS.md), which a fresh handle gives back. On error the old handle
-// stays in place, where it was.
+// stays in place, where it was; after success the old one is closed, and a
+// failure to close a handle no longer used changes nothing for reading.
 func (r *Reader) Reopen(cursor string, notBefore time.Time) (found bool, err error) {
 	fresh, err := Open(r.src)
 	if err != nil {
@@ -85,7 +86,8 @@ func (r *Reader) Reopen(cursor string, notBefore time.Time) (found bool, err err
 	}
 	old := r.j
 	r.j = fresh.j
-	return found, old.Close()
+	_ = old.Close()
+	return found, nil
 }
 
 // Close releases the journal. It waits for a Wait in progress to return.
@@ -160,8 +162,8 @@ func (r *Reader) Message() (string, error) {
 	return r.field("MESSAGE")
 }
 
-// KernelTransportMatch selects the entries the reader walks.
-const KernelTransportMatch = "_TRANSPORT=kernel"
+// kernelTransportMatch selects the entries the reader walks.
+const kernelTransportMatch = "_TRANSPORT=kernel"
 
 // KernelIdentifier is the SYSLOG_IDENTIFIER journald gives the kernel's own
 // messages; a userspace write to /dev/kmsg gets its own tag or none.
