@@ -3,10 +3,11 @@
 // Package bench is the side-by-side benchmark of BENCHMARKS.md: otelcol-oomkill
 // against journalctl, node-problem-detector and contrib's journald receiver,
 // on one generated busy-node journal, in one run. Run it with `make bench`.
-// It needs root (pod cache through a real kube-apiserver aside, nothing here
-// touches the host), the binaries `make build`, `make k8s-binaries`,
-// test/bench/npd/build.sh and test/bench/journaldcol/build.sh produce, and
-// about 12 minutes.
+// It runs as root (systemd-journal-remote writes journal files readable by
+// root only) and writes nothing outside its temporary directories. It needs
+// the binaries of `make build` and `make k8s-binaries`; it runs
+// test/bench/npd/build.sh and test/bench/journaldcol/build.sh itself (cached
+// after the first time). About 10 minutes.
 package bench
 
 import (
