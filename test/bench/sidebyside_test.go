@@ -4,7 +4,8 @@
 // against journalctl, node-problem-detector and contrib's journald receiver,
 // on one generated busy-node journal, in one run. Run it with `make bench`.
 // It runs as root (systemd-journal-remote writes journal files readable by
-// root only) and writes nothing outside its temporary directories. It needs
+// root only) and writes nothing outside temporary directories but the build
+// caches and BENCH_OUT. It needs
 // the binaries of `make build` and `make k8s-binaries`; it runs
 // test/bench/npd/build.sh and test/bench/journaldcol/build.sh itself (cached
 // after the first time). About 10 minutes.
