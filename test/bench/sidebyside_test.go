@@ -5,10 +5,10 @@
 // on one generated busy-node journal, in one run. Run it with `make bench`.
 // It runs as root (systemd-journal-remote writes journal files readable by
 // root only) and writes nothing outside temporary directories but the build
-// caches and BENCH_OUT. It needs
-// the binaries of `make build` and `make k8s-binaries`; it runs
-// test/bench/npd/build.sh and test/bench/journaldcol/build.sh itself (cached
-// after the first time). About 10 minutes.
+// caches and BENCH_OUT. It needs the binaries of `make build` and `make
+// k8s-binaries`; it runs test/bench/npd/build.sh and
+// test/bench/journaldcol/build.sh itself (cached after the first time).
+// About 10 minutes.
 package bench
 
 import (
