@@ -103,30 +103,12 @@ func tree(pid int) []int {
 	return out
 }
 
-// treeRSS sums VmRSS over the tree, in bytes.
-func treeRSS(pid int) int64 {
+// treeStatus sums a memory line of /proc/<pid>/status ("VmRSS:" resident,
+// "VmHWM:" peak resident, "RssAnon:" heap and stacks) over the tree, in bytes.
+func treeStatus(pid int, key string) int64 {
 	var sum int64
 	for _, p := range tree(pid) {
-		sum += statusKB(p, "VmRSS:") * 1024
-	}
-	return sum
-}
-
-// treePeakRSS sums VmHWM (each process's peak resident memory) over the
-// tree, in bytes.
-func treePeakRSS(pid int) int64 {
-	var sum int64
-	for _, p := range tree(pid) {
-		sum += statusKB(p, "VmHWM:") * 1024
-	}
-	return sum
-}
-
-// treeAnon sums RssAnon (heap and stacks, not mapped files) over the tree.
-func treeAnon(pid int) int64 {
-	var sum int64
-	for _, p := range tree(pid) {
-		sum += statusKB(p, "RssAnon:") * 1024
+		sum += statusKB(p, key) * 1024
 	}
 	return sum
 }

@@ -143,7 +143,7 @@ func TestSideBySide(t *testing.T) {
 	time.Sleep(idleFor)
 	for i, in := range running {
 		used := treeCPU(in.pid()) - cpu0[i]
-		report.addf("| %s | %.2f %% | %s | %s |\n", idleTools[i].name, 100*used.Seconds()/idleFor.Seconds(), mib(treeRSS(in.pid())), mib(treeAnon(in.pid())))
+		report.addf("| %s | %.2f %% | %s | %s |\n", idleTools[i].name, 100*used.Seconds()/idleFor.Seconds(), mib(treeStatus(in.pid(), "VmRSS:")), mib(treeStatus(in.pid(), "RssAnon:")))
 	}
 	if pods, err := (counter{url: running[0].selfURL, metric: "otelcol_k8smeta_cached_pods"}).read(); err != nil || int(pods) != podsOnNode {
 		t.Errorf("k8smeta caches %v pods (%v), want %d", pods, err, podsOnNode)
@@ -275,7 +275,7 @@ func measureCatchUp(t *testing.T, tl tool, dir string, want int) catchUp {
 	in := tl.start(t, dir)
 	defer in.stop()
 	n, at := waitKills(t, in, want, stallTimeout)
-	return catchUp{wall: at.Sub(in.started), cpu: treeCPU(in.pid()), peakRSS: treePeakRSS(in.pid()), kills: n}
+	return catchUp{wall: at.Sub(in.started), cpu: treeCPU(in.pid()), peakRSS: treeStatus(in.pid(), "VmHWM:"), kills: n}
 }
 
 // victimLine counts kills in journalctl's output the way the reports were
