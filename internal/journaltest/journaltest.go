@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -73,15 +74,22 @@ func Export(entries []Entry) []byte {
 		if e.SourceMonotonic > 0 {
 			fmt.Fprintf(&b, "_SOURCE_MONOTONIC_TIMESTAMP=%d\n", e.SourceMonotonic.Microseconds())
 		}
-		writeField(&b, "MESSAGE", e.Message)
+		WriteField(&b, "MESSAGE", e.Message)
 		b.WriteByte('\n')
 	}
 	return b.Bytes()
 }
 
-// writeField writes a text field, or the binary form the export format
+// ExportWriter is where WriteField writes (a bytes.Buffer, a bufio.Writer).
+type ExportWriter interface {
+	io.Writer
+	io.ByteWriter
+	io.StringWriter
+}
+
+// WriteField writes a text field, or the binary form the export format
 // requires for values holding a newline.
-func writeField(b *bytes.Buffer, name, value string) {
+func WriteField(b ExportWriter, name, value string) {
 	if !strings.Contains(value, "\n") {
 		fmt.Fprintf(b, "%s=%s\n", name, value)
 		return

@@ -19,10 +19,12 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
 )
 
 // RemoteBinary converts the journal export format to journal files.
-const RemoteBinary = "/lib/systemd/systemd-journal-remote"
+const RemoteBinary = journaltest.RemoteBinary
 
 // victimLine is the kernel's "Killed process <pid> (<comm>)" line, with the
 // prefixes kernels put before it: one per kill, whatever else the report
@@ -231,21 +233,10 @@ func (s *Stream) Service(at time.Time, n int) {
 	s.message(msg)
 }
 
-// message writes MESSAGE, in the binary form for values with a newline.
+// message writes MESSAGE and ends the entry.
 func (s *Stream) message(msg string) {
-	if !strings.Contains(msg, "\n") {
-		s.w.WriteString("MESSAGE=")
-		s.w.WriteString(msg)
-		s.w.WriteString("\n\n")
-		return
-	}
-	s.w.WriteString("MESSAGE\n")
-	n := uint64(len(msg))
-	for i := 0; i < 8; i++ {
-		s.w.WriteByte(byte(n >> (8 * i)))
-	}
-	s.w.WriteString(msg)
-	s.w.WriteString("\n\n")
+	journaltest.WriteField(s.w, "MESSAGE", msg)
+	s.w.WriteByte('\n')
 }
 
 // noiseKernel is an ordinary kernel message of a busy node: pod network
