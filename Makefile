@@ -11,7 +11,7 @@ PKGS      := ./...
 ## test: everything CI runs (the README's test command). The collector-level tests
 ## (test/collector) run the distribution, so it is built first; the k8smeta tests run a real
 ## kube-apiserver and etcd, built once from the Go module proxy and cached.
-test: build k8s-binaries vet rules unit fuzz
+test: build k8s-binaries lint vet rules unit fuzz
 
 # kube-apiserver + etcd for tests: ≈16 min the first time on 2 cores, then cached under
 # $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/k8s/, where internal/kubeapitest finds them
@@ -24,6 +24,18 @@ k8s-binaries:
 vet:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags sidebyside ./test/bench/
+
+## lint: golangci-lint v2 with .golangci.yml (linters and gofumpt/goimports formatting), pinned in
+## the tools module like mdatagen and built by `go tool` from the Go module proxy (a few minutes the
+## first time, then cached). `make lint-fix` applies the fixes and formatting it can.
+TOOLS_MOD := $(CURDIR)/internal/tools/go.mod
+LINT      := $(GO) tool -modfile=$(TOOLS_MOD) golangci-lint
+.PHONY: lint lint-fix
+lint:
+	$(LINT) run ./...
+
+lint-fix:
+	$(LINT) run --fix ./...
 
 unit:
 	$(GO) test -count=1 $(PKGS)

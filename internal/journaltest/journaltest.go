@@ -88,20 +88,21 @@ type ExportWriter interface {
 }
 
 // WriteField writes a text field, or the binary form the export format
-// requires for values holding a newline.
+// requires for values holding a newline. Write errors are the writer's to
+// keep: a bytes.Buffer has none, a bufio.Writer returns them from Flush.
 func WriteField(b ExportWriter, name, value string) {
 	if !strings.Contains(value, "\n") {
 		fmt.Fprintf(b, "%s=%s\n", name, value)
 		return
 	}
-	b.WriteString(name)
-	b.WriteByte('\n')
+	_, _ = b.WriteString(name)
+	_ = b.WriteByte('\n')
 	n := uint64(len(value))
 	for i := 0; i < 8; i++ {
-		b.WriteByte(byte(n >> (8 * i)))
+		_ = b.WriteByte(byte(n >> (8 * i)))
 	}
-	b.WriteString(value)
-	b.WriteByte('\n')
+	_, _ = b.WriteString(value)
+	_ = b.WriteByte('\n')
 }
 
 // Write appends entries to the journal file at path (created if missing;

@@ -45,8 +45,10 @@ func createPod(t *testing.T, cluster *kubeapitest.Cluster, name, node, running, 
 	p.OwnerReferences[0].APIVersion, p.OwnerReferences[0].UID = "apps/v1", "00000000-0000-0000-0000-000000000001"
 	created, err := cluster.Client.CoreV1().Pods("shop").Create(ctx, p, metav1.CreateOptions{})
 	require.NoError(t, err)
-	cs := corev1.ContainerStatus{Name: "php", Image: "php:8.3-fpm", ContainerID: "containerd://" + running, Ready: true,
-		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}
+	cs := corev1.ContainerStatus{
+		Name: "php", Image: "php:8.3-fpm", ContainerID: "containerd://" + running, Ready: true,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+	}
 	if previous != "" {
 		cs.RestartCount = 1
 		cs.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{ContainerID: "containerd://" + previous, Reason: "OOMKilled", ExitCode: 137}

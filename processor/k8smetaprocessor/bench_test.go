@@ -12,9 +12,7 @@ import (
 // allocations per record. Run with `make bench`.
 func BenchmarkEnrich(b *testing.B) {
 	h := newHarness(b, nil, testPod())
-	p := h.proc.(interface {
-		ConsumeLogs(context.Context, plog.Logs) error
-	})
+	p := h.proc
 	payloads := make([]plog.Logs, 0, 1024)
 	fresh := func() plog.Logs {
 		ld := plog.NewLogs()

@@ -13,7 +13,6 @@ import (
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
-	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -54,7 +53,7 @@ func fileStorage(t *testing.T, dir string) host {
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { require.NoError(t, ext.Shutdown(context.Background())) }) })
 	storageStops[ext] = func() { once.Do(func() { require.NoError(t, ext.Shutdown(context.Background())) }) }
-	return host{Host: componenttest.NewNopHost(), ext: map[component.ID]component.Component{storageID: extension.Extension(ext)}}
+	return host{Host: componenttest.NewNopHost(), ext: map[component.ID]component.Component{storageID: ext}}
 }
 
 // storageStops shuts a fileStorage down before the test ends (a restart).

@@ -14,6 +14,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -255,7 +256,7 @@ func waitKills(t *testing.T, in *instance, want int, stall time.Duration) (int, 
 	var at time.Time
 	for {
 		n, err := in.kills.read()
-		if err == nil || err == errNoSample {
+		if err == nil || errors.Is(err, errNoSample) {
 			if int(n) != last {
 				last, lastChange, at = int(n), time.Now(), time.Now()
 			}
@@ -458,8 +459,10 @@ func createPod(t *testing.T, c *kubeapitest.Cluster, name string, containerIDs [
 	for i, id := range containerIDs {
 		cn := fmt.Sprintf("c%d", i)
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: cn, Image: "registry.local/app:1.0"})
-		statuses = append(statuses, corev1.ContainerStatus{Name: cn, Image: "registry.local/app:1.0", ContainerID: "containerd://" + id, Ready: true,
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}})
+		statuses = append(statuses, corev1.ContainerStatus{
+			Name: cn, Image: "registry.local/app:1.0", ContainerID: "containerd://" + id, Ready: true,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+		})
 	}
 	created, err := c.Client.CoreV1().Pods("bench").Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
@@ -481,7 +484,7 @@ func uptime(t *testing.T) time.Duration {
 	return time.Duration(s * float64(time.Second))
 }
 
-func dirSize(t *testing.T, dir string) int64 {
+func dirSize(_ *testing.T, dir string) int64 {
 	var n int64
 	files, _ := filepath.Glob(filepath.Join(dir, "*"))
 	for _, f := range files {

@@ -105,18 +105,26 @@ func TestOOMKillToAlert(t *testing.T) {
 	require.NoError(t, err)
 
 	victims := []*victim{
-		{pod: "checkout-7f9c6d5b8-x2x9q", container: "php-fpm", name: "php-fpm: pool",
-			cgroup: func(uid, id string) string { return "/kubepods/burstable/pod" + uid + "/" + id }},
-		{pod: "tasks-0", container: "celery", name: "celery worker",
+		{
+			pod: "checkout-7f9c6d5b8-x2x9q", container: "php-fpm", name: "php-fpm: pool",
+			cgroup: func(uid, id string) string { return "/kubepods/burstable/pod" + uid + "/" + id },
+		},
+		{
+			pod: "tasks-0", container: "celery", name: "celery worker",
 			cgroup: func(uid, id string) string {
 				return "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice/crio-" + id + ".scope"
-			}},
-		{pod: "report-29012345-abcde", container: "report", name: "java", killMain: true, before: restarted,
+			},
+		},
+		{
+			pod: "report-29012345-abcde", container: "report", name: "java", killMain: true, before: restarted,
 			cgroup: func(uid, id string) string {
 				return "/kubepods.slice/kubepods-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice/cri-containerd-" + id + ".scope"
-			}},
-		{pod: "batch-5c8d7-qwert", container: "worker", name: "python3", before: deleted,
-			cgroup: func(uid, id string) string { return "/kubepods/besteffort/pod" + uid + "/" + id }},
+			},
+		},
+		{
+			pod: "batch-5c8d7-qwert", container: "worker", name: "python3", before: deleted,
+			cgroup: func(uid, id string) string { return "/kubepods/besteffort/pod" + uid + "/" + id },
+		},
 	}
 	for i, v := range victims {
 		v.id = strings.Repeat(strconv.Itoa(i+1), 8) + fmt.Sprintf("%056x", time.Now().UnixNano())

@@ -171,7 +171,7 @@ func WriteFiles(dir string, spec Spec) (Result, error) {
 	res, werr := Write(in, spec)
 	cerr := in.Close()
 	if err := cmd.Wait(); err != nil {
-		return res, fmt.Errorf("systemd-journal-remote: %v: %s", err, stderr.String())
+		return res, fmt.Errorf("systemd-journal-remote: %w: %s", err, stderr.String())
 	}
 	return res, errors.Join(werr, cerr)
 }
@@ -236,7 +236,7 @@ func (s *Stream) Service(at time.Time, n int) {
 // message writes MESSAGE and ends the entry.
 func (s *Stream) message(msg string) {
 	journaltest.WriteField(s.w, "MESSAGE", msg)
-	s.w.WriteByte('\n')
+	_ = s.w.WriteByte('\n') // bufio keeps the error for Flush
 }
 
 // noiseKernel is an ordinary kernel message of a busy node: pod network
@@ -284,7 +284,7 @@ func (l *Live) Close() error {
 	ferr := l.Flush()
 	cerr := l.in.Close()
 	if err := l.cmd.Wait(); err != nil {
-		return fmt.Errorf("systemd-journal-remote: %v: %s", err, l.stderr.String())
+		return fmt.Errorf("systemd-journal-remote: %w: %s", err, l.stderr.String())
 	}
 	return errors.Join(ferr, cerr)
 }

@@ -124,7 +124,7 @@ func isKubepodsRoot(c string) bool {
 
 func qosLevel(c string) (string, bool) {
 	for _, q := range []string{"burstable", "besteffort"} {
-		if c == q || (strings.HasSuffix(c, "kubepods-"+q+".slice")) {
+		if c == q || strings.HasSuffix(c, "kubepods-"+q+".slice") {
 			return q, true
 		}
 	}

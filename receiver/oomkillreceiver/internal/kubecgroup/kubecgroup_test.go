@@ -8,7 +8,7 @@ import (
 
 const (
 	uid  = "1f6a2c3e-8b4d-4e5f-9a0b-123456789abc"
-	uid_ = "1f6a2c3e_8b4d_4e5f_9a0b_123456789abc"
+	uid_ = "1f6a2c3e_8b4d_4e5f_9a0b_123456789abc" //nolint:revive // uid spelled with underscores, as systemd slice names carry it
 	id   = "94fa0437bf378ced2c1cd2f9cb3eccb62ae833f896541a9407e69ebe3c03ec57"
 )
 

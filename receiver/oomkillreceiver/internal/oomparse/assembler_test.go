@@ -11,7 +11,7 @@ import (
 
 const (
 	podUID  = "1f6a2c3e-8b4d-4e5f-9a0b-123456789abc"
-	podUID_ = "1f6a2c3e_8b4d_4e5f_9a0b_123456789abc"
+	podUID_ = "1f6a2c3e_8b4d_4e5f_9a0b_123456789abc" //nolint:revive // podUID spelled with underscores, as systemd slice names carry it
 	ctrID   = "94fa0437bf378ced2c1cd2f9cb3eccb62ae833f896541a9407e69ebe3c03ec57"
 )
 
@@ -124,9 +124,11 @@ func TestFixtures(t *testing.T) {
 		{file: "not-a-kill.txt"},
 		{file: "drift.txt", unrecognized: 4},
 		{file: "public-examples.txt", want: []wantKill{
-			{pid: 1381, comm: "gunpowder-memho", attributed: true, constraint: ConstraintMemcg,
+			{
+				pid: 1381, comm: "gunpowder-memho", attributed: true, constraint: ConstraintMemcg,
 				taskMemcg: "/docker/2e088fe462e25e60be1dafafe2c05c47bda1a97978648d10ad2b7484fc0b8f50",
-				kind:      kubecgroup.KindStandaloneContainer, containerID: "2e088fe462e25e60be1dafafe2c05c47bda1a97978648d10ad2b7484fc0b8f50"},
+				kind:      kubecgroup.KindStandaloneContainer, containerID: "2e088fe462e25e60be1dafafe2c05c47bda1a97978648d10ad2b7484fc0b8f50",
+			},
 			{pid: 2962, comm: "python3", attributed: true, constraint: ConstraintMemcg, taskMemcg: cgfs, kind: kubecgroup.KindContainer, podUID: podUID, containerID: ctrID},
 		}},
 	}
