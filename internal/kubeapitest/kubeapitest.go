@@ -1,3 +1,8 @@
+//go:build linux
+
+// Linux only: the children get Pdeathsig, so that a crashed test leaves no
+// etcd or kube-apiserver behind, and test/k8sbin builds Linux binaries.
+
 // Package kubeapitest runs a real etcd and kube-apiserver for tests, from
 // binaries built once by test/k8sbin/build.sh (from the Go module proxy)
 // and cached. No kubelet runs: pods stay Pending unless a test sets their

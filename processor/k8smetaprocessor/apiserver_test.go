@@ -1,3 +1,7 @@
+//go:build linux
+
+// Linux only: internal/kubeapitest runs a real kube-apiserver there.
+
 package k8smetaprocessor
 
 import (

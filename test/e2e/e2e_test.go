@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e is the user's whole story on real parts: real kernel OOM kills
 // in kubelet-shaped memory cgroups, a real systemd-journald, the built
 // otelcol-oomkill on its default journal settings with k8smeta against a real

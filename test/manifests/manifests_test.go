@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package manifests validates the shipped Kubernetes manifests against a
 // real kube-apiserver with a server-side dry run, as
 // `kubectl apply --server-side --dry-run=server` does.

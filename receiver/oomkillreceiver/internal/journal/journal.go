@@ -1,3 +1,5 @@
+//go:build linux && cgo
+
 // Package journal reads kernel messages from systemd journal files in
 // process, through libsystemd (github.com/coreos/go-systemd/v22/sdjournal).
 // It is the only cgo in the project.

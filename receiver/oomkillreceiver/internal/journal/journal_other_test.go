@@ -1,0 +1,18 @@
+//go:build !linux || !cgo
+
+package journal
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestUnsupported(t *testing.T) {
+	_, err := CheckReadable(Source{})
+	require.ErrorIs(t, err, ErrUnsupported)
+	r, err := Open(Source{Directory: t.TempDir()})
+	require.ErrorIs(t, err, ErrUnsupported)
+	require.Nil(t, r)
+	require.ErrorContains(t, err, "runs only on Linux, built with cgo (CGO_ENABLED=1)")
+}
