@@ -11,7 +11,7 @@ PKGS      := ./...
 ## test: everything CI runs (the README's test command). The collector-level tests
 ## (test/collector) run the distribution, so it is built first; the k8smeta tests run a real
 ## kube-apiserver and etcd, built once from the Go module proxy and cached.
-test: build k8s-binaries lint vet rules unit fuzz
+test: build k8s-binaries lint vet cross rules unit fuzz
 
 # kube-apiserver + etcd for tests: ≈16 min the first time on 2 cores, then cached under
 # $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/k8s/, where internal/kubeapitest finds them
@@ -35,7 +35,21 @@ lint:
 	$(LINT) run ./...
 
 lint-fix:
+	$(LINT) fmt ./...
 	$(LINT) run --fix ./...
+
+## cross: the pure-Go packages build on any OS. Only the journal reader needs cgo and Linux; elsewhere
+## (and with CGO_ENABLED=0) a stub makes the receiver fail at start, which the last step runs.
+.PHONY: cross
+cross:
+	CGO_ENABLED=0 GOOS=darwin $(GO) vet $(PKGS)
+	CGO_ENABLED=0 $(GO) test -count=1 -run '^(TestStartWithoutJournalReader|TestUnsupported)$$' \
+	  ./receiver/oomkillreceiver/ ./receiver/oomkillreceiver/internal/journal/
+
+## generate: regenerate each component's internal/metadata and generated tests from its metadata.yaml
+## (mdatagen, pinned in internal/tools/go.mod; see the //go:generate line in each doc.go).
+generate:
+	$(GO) generate ./receiver/... ./processor/...
 
 unit:
 	$(GO) test -count=1 $(PKGS)
