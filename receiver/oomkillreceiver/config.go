@@ -36,6 +36,11 @@ type Config struct {
 	// without new kills, so exporters that expire idle series (Prometheus:
 	// 5m) keep them. 0 disables.
 	MetricsRefreshInterval time.Duration `mapstructure:"metrics_refresh_interval"`
+	// Series bounds the counter series kept, exported and checkpointed.
+	Series SeriesConfig `mapstructure:"series"`
+	// Outcome configures how the receiver observes whether a victim's
+	// container lived on after the kill (oom.container.outcome).
+	Outcome OutcomeConfig `mapstructure:"outcome"`
 	// Retry bounds the backoff while the next consumer refuses data. Data
 	// is never dropped for a retryable error: reading pauses instead.
 	Retry RetryConfig `mapstructure:"retry"`
@@ -53,6 +58,48 @@ type JournalConfig struct {
 	Files []string `mapstructure:"files"`
 }
 
+// SeriesConfig bounds the state behind container.oom_kill.count. Kills
+// beyond a cap are counted in an overflow series (otel.metric.overflow),
+// so the sum over all series is still every kill.
+type SeriesConfig struct {
+	// MaxSeries caps the live series (each about 0.5 KiB of memory and one
+	// checkpoint key). Kills of new series beyond it go to one overflow
+	// series without pod or container.
+	MaxSeries int `mapstructure:"max_series"`
+	// MaxSeriesPerContainer caps the series of one container (one per
+	// process name, constraint and outcome): a process that renames itself
+	// cannot use up MaxSeries. Beyond it, kills go to the container's own
+	// overflow series, which keeps the pod and container.
+	MaxSeriesPerContainer int `mapstructure:"max_series_per_container"`
+	// Retention: a series that has not grown for this long, counted from
+	// when this collector last counted a kill in it, and whose cgroup has
+	// no process left (or cannot be observed), stops being exported and
+	// leaves the checkpoint. It must exceed the alert rules' windows.
+	Retention time.Duration `mapstructure:"retention"`
+	// MaxExpiredSeries is how many expired series' totals are remembered
+	// (24 bytes each, in memory and in the checkpoint), so that a series
+	// that comes back continues its count rather than restarting at 1.
+	MaxExpiredSeries int `mapstructure:"max_expired_series"`
+}
+
+// OutcomeConfig: after a kill, the receiver looks at the victim's cgroup
+// to tell whether processes lived on (survived) or the container exited.
+type OutcomeConfig struct {
+	// CgroupRoot is where the node's cgroup filesystem is mounted: the
+	// host's /sys/fs/cgroup, mounted read-only into the DaemonSet's pods.
+	// Empty disables the observation (every outcome is unknown).
+	CgroupRoot string `mapstructure:"cgroup_root"`
+	// Delay is how long after the kill the cgroup is looked at: long
+	// enough for the killed process to exit, short enough not to delay
+	// alerts. Kills are held back (not delivered, not checkpointed) this
+	// long at most.
+	Delay time.Duration `mapstructure:"delay"`
+	// MaxAge: a kill read more than this long after it happened (a
+	// catch-up of history) was not observed in time; if its cgroup is
+	// gone or empty by now, its outcome is unknown, not exited.
+	MaxAge time.Duration `mapstructure:"max_age"`
+}
+
 // RetryConfig is the backoff between deliveries the next consumer refused.
 type RetryConfig struct {
 	InitialInterval time.Duration `mapstructure:"initial_interval"`
@@ -65,8 +112,15 @@ func createDefaultConfig() component.Config {
 	return &Config{
 		StartAt:                StartAtEnd,
 		MetricsRefreshInterval: time.Minute,
-		Retry:                  RetryConfig{InitialInterval: 500 * time.Millisecond, MaxInterval: 30 * time.Second},
-		MetricsBuilderConfig:   metadata.NewDefaultMetricsBuilderConfig(),
+		Series: SeriesConfig{
+			MaxSeries:             1000,
+			MaxSeriesPerContainer: 20,
+			Retention:             time.Hour,
+			MaxExpiredSeries:      10000,
+		},
+		Outcome:              OutcomeConfig{CgroupRoot: "/sys/fs/cgroup", Delay: 2 * time.Second, MaxAge: 30 * time.Second},
+		Retry:                RetryConfig{InitialInterval: 500 * time.Millisecond, MaxInterval: 30 * time.Second},
+		MetricsBuilderConfig: metadata.NewDefaultMetricsBuilderConfig(),
 	}
 }
 
@@ -89,6 +143,26 @@ func (c *Config) Validate() error {
 	}
 	if c.MetricsRefreshInterval < 0 {
 		errs = append(errs, fmt.Errorf("metrics_refresh_interval %v: must be 0 (off) or positive", c.MetricsRefreshInterval))
+	}
+	if c.Series.MaxSeries < 1 {
+		errs = append(errs, fmt.Errorf("series.max_series %d: must be at least 1", c.Series.MaxSeries))
+	}
+	if c.Series.MaxSeriesPerContainer < 1 {
+		errs = append(errs, fmt.Errorf("series.max_series_per_container %d: must be at least 1", c.Series.MaxSeriesPerContainer))
+	}
+	if c.Series.Retention <= 0 {
+		errs = append(errs, fmt.Errorf("series.retention %v: must be positive (series expire only when their container is gone)", c.Series.Retention))
+	} else if c.MetricsRefreshInterval > 0 && c.Series.Retention < 2*c.MetricsRefreshInterval {
+		errs = append(errs, fmt.Errorf("series.retention %v: must be at least twice metrics_refresh_interval (%v)", c.Series.Retention, c.MetricsRefreshInterval))
+	}
+	if c.Series.MaxExpiredSeries < 0 {
+		errs = append(errs, fmt.Errorf("series.max_expired_series %d: must be 0 (forget) or positive", c.Series.MaxExpiredSeries))
+	}
+	if c.Outcome.Delay < 0 || c.Outcome.Delay > time.Minute {
+		errs = append(errs, fmt.Errorf("outcome.delay %v: must be between 0 and 1m (kills are held back this long)", c.Outcome.Delay))
+	}
+	if c.Outcome.MaxAge < c.Outcome.Delay {
+		errs = append(errs, fmt.Errorf("outcome.max_age %v: must not be below outcome.delay (%v)", c.Outcome.MaxAge, c.Outcome.Delay))
 	}
 	if c.Retry.InitialInterval <= 0 || c.Retry.MaxInterval < c.Retry.InitialInterval {
 		errs = append(errs, fmt.Errorf("retry: initial_interval (%v) must be positive and not above max_interval (%v)", c.Retry.InitialInterval, c.Retry.MaxInterval))

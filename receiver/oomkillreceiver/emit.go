@@ -1,6 +1,7 @@
 package oomkillreceiver
 
 import (
+	"cmp"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -19,6 +20,8 @@ type killRecord struct {
 	oomparse.Kill
 	// Host is the journal entry's _HOSTNAME.
 	Host string
+	// Outcome is oom.container.outcome (outcome.go).
+	Outcome string
 }
 
 // emitter turns kills and totals into pdata. A fresh payload is built for
@@ -51,7 +54,7 @@ func (e *emitter) logs(kills []killRecord, observed time.Time) plog.Logs {
 	ld := plog.NewLogs()
 	byResource := map[resourceKey]plog.LogRecordSlice{}
 	for _, k := range kills {
-		rk := keyOf(k.Kill, k.Host).resourceKey
+		rk := keyOf(k).resourceKey
 		records, ok := byResource[rk]
 		if !ok {
 			rl := ld.ResourceLogs().AppendEmpty()
@@ -83,6 +86,7 @@ func fillLogRecord(lr plog.LogRecord, k killRecord, observed time.Time) {
 	a.PutStr("oom.constraint", string(k.Constraint))
 	a.PutBool("oom.attributed", k.Attributed)
 	a.PutBool("oom.group_kill", k.GroupKill)
+	a.PutStr("oom.container.outcome", cmp.Or(k.Outcome, outcomeUnknown))
 	putStrIf(a, "oom.memcg", k.OOMMemcg)
 	putStrIf(a, "oom.cpuset", k.Cpuset)
 	putStrIf(a, "oom.nodemask", k.Nodemask)
@@ -116,20 +120,56 @@ func putStrIf(a pcommon.Map, key, v string) {
 	}
 }
 
-// metrics builds the cumulative counter from the totals: every series,
-// each with the receiver's persisted start time.
-func (e *emitter) metrics(t totals, now time.Time) pmetric.Metrics {
+// metrics builds the cumulative counter for the given series (grouped by
+// resource, as sortSeries leaves them), each with its own start time.
+func (e *emitter) metrics(series []*series, now time.Time) pmetric.Metrics {
 	ts := pcommon.NewTimestampFromTime(now)
-	series := t.sorted()
 	for i, s := range series {
 		constraint, ok := metadata.MapAttributeOomConstraint[s.Constraint]
 		if !ok {
 			constraint = metadata.AttributeOomConstraintUnknown
 		}
-		e.mb.RecordContainerOomKillCountDataPoint(ts, s.Count, constraint, s.Executable)
+		outcome, ok := metadata.MapAttributeOomContainerOutcome[s.Outcome]
+		if !ok {
+			outcome = metadata.AttributeOomContainerOutcomeUnknown
+		}
+		e.mb.RecordContainerOomKillCountDataPoint(ts, s.count, constraint, outcome, s.Executable)
 		if i == len(series)-1 || series[i+1].resourceKey != s.resourceKey {
 			e.mb.EmitForResource(metadata.WithResource(e.resource(s.resourceKey)))
 		}
 	}
-	return e.mb.Emit()
+	md := e.mb.Emit()
+	setSeriesDetails(md, series)
+	return md
 }
+
+// setSeriesDetails gives each data point its series' start time and turns
+// overflow points into what the OpenTelemetry convention says: only
+// otel.metric.overflow=true. The generated builder knows neither; it emits
+// data points in the order they were recorded, one resource per group.
+func setSeriesDetails(md pmetric.Metrics, series []*series) {
+	next := 0
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		sms := rms.At(i).ScopeMetrics()
+		for j := 0; j < sms.Len(); j++ {
+			ms := sms.At(j).Metrics()
+			for k := 0; k < ms.Len(); k++ {
+				dps := ms.At(k).Sum().DataPoints()
+				for d := 0; d < dps.Len() && next < len(series); d++ {
+					s := series[next]
+					next++
+					dp := dps.At(d)
+					dp.SetStartTimestamp(pcommon.NewTimestampFromTime(s.start))
+					if s.Overflow {
+						dp.Attributes().Clear()
+						dp.Attributes().PutBool(overflowAttribute, true)
+					}
+				}
+			}
+		}
+	}
+}
+
+// overflowAttribute marks the data point of kills beyond a series cap.
+const overflowAttribute = "otel.metric.overflow"

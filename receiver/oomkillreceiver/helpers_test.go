@@ -2,6 +2,7 @@ package oomkillreceiver
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/extension/extensiontest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.uber.org/zap"
@@ -152,18 +154,20 @@ func logRecords(sink *consumertest.LogsSink) []plog.LogRecord {
 	return out
 }
 
-// lastTotal sums container.oom_kill.count over the series of the newest
-// metrics payload (each payload carries every series).
+// lastTotal sums container.oom_kill.count over the newest value of every
+// series the sink received (a delivery carries only the series it changed).
 func lastTotal(sink *consumertest.MetricsSink) int64 {
-	all := sink.AllMetrics()
-	if len(all) == 0 {
-		return 0
-	}
-	return total(all[len(all)-1])
+	return total(latest(sink.AllMetrics()))
 }
 
 func total(md pmetric.Metrics) int64 {
 	var n int64
+	forEachPoint(md, func(_ pcommon.Resource, dp pmetric.NumberDataPoint) { n += dp.IntValue() })
+	return n
+}
+
+// forEachPoint calls fn for every container.oom_kill.count data point.
+func forEachPoint(md pmetric.Metrics, fn func(pcommon.Resource, pmetric.NumberDataPoint)) {
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		sms := rms.At(i).ScopeMetrics()
@@ -175,12 +179,48 @@ func total(md pmetric.Metrics) int64 {
 				}
 				dps := ms.At(k).Sum().DataPoints()
 				for d := 0; d < dps.Len(); d++ {
-					n += dps.At(d).IntValue()
+					fn(rms.At(i).Resource(), dps.At(d))
 				}
 			}
 		}
 	}
-	return n
+}
+
+// latest folds payloads into one with the newest data point of each series,
+// one ResourceMetrics per data point.
+func latest(payloads []pmetric.Metrics) pmetric.Metrics {
+	type point struct {
+		res pcommon.Resource
+		dp  pmetric.NumberDataPoint
+	}
+	byKey := map[string]point{}
+	var order []string
+	for _, md := range payloads {
+		forEachPoint(md, func(res pcommon.Resource, dp pmetric.NumberDataPoint) {
+			key := fmt.Sprint(res.Attributes().AsRaw(), dp.Attributes().AsRaw())
+			if _, ok := byKey[key]; !ok {
+				order = append(order, key)
+			}
+			byKey[key] = point{res, dp}
+		})
+	}
+	out := pmetric.NewMetrics()
+	if len(payloads) == 0 {
+		return out
+	}
+	for _, key := range order {
+		p := byKey[key]
+		rm := out.ResourceMetrics().AppendEmpty()
+		p.res.CopyTo(rm.Resource())
+		sm := rm.ScopeMetrics().AppendEmpty()
+		first := payloads[0].ResourceMetrics().At(0).ScopeMetrics().At(0)
+		first.Scope().CopyTo(sm.Scope())
+		m := sm.Metrics().AppendEmpty()
+		first.Metrics().At(0).CopyTo(m)
+		m.Sum().DataPoints().RemoveIf(func(pmetric.NumberDataPoint) bool { return true })
+		p.dp.CopyTo(m.Sum().DataPoints().AppendEmpty())
+	}
+	return out
 }
 
 func pids(records []plog.LogRecord) map[int64]int {

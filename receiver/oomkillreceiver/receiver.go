@@ -52,20 +52,28 @@ type oomReceiver struct {
 	metrics consumer.Metrics
 	tb      *metadata.TelemetryBuilder
 
-	host    component.Host
-	client  storage.Client
-	reader  *journal.Reader
-	asm     *oomparse.Assembler
-	emit    emitter
-	totals  totals
-	cp      checkpoint
-	saved   time.Time
-	pending string // cursor read but not yet checkpointed
+	host   component.Host
+	client storage.Client
+	reader *journal.Reader
+	asm    *oomparse.Assembler
+	emit   emitter
+	series *seriesTable
+	// outcomes observes what became of each victim's container.
+	outcomes *outcomeObserver
+	// reportedSeries is the live series count last added to telemetry.
+	reportedSeries int
+	// overflowLogged: the first kill into each kind of overflow is logged.
+	overflowLogged map[overflowKind]bool
+	cp             checkpoint
+	saved          time.Time
+	pending        string // cursor read but not yet checkpointed
 	// lastBoot is the boot ID of the previous entry.
 	lastBoot string
 	pendRT   time.Time
 	// sinceOpen counts entries read through the current journal handle.
 	sinceOpen int
+	// stateChanged: series expired since the last checkpoint.
+	stateChanged bool
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -77,7 +85,7 @@ func newReceiver(cfg *Config, set receiver.Settings) (*oomReceiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &oomReceiver{cfg: cfg, set: set, logger: set.Logger, tb: tb, totals: totals{}}, nil
+	return &oomReceiver{cfg: cfg, set: set, logger: set.Logger, tb: tb, overflowLogged: map[overflowKind]bool{}}, nil
 }
 
 func (r *oomReceiver) source() journal.Source {
@@ -102,23 +110,23 @@ func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	} else {
 		r.logger.Warn("No storage extension configured: kills that happen while the collector is down are not counted, and counters restart from zero on every start. Set `storage` to a file_storage extension to keep them.")
 	}
+	r.series = newSeriesTable(r.cfg.Series)
 	var cp *checkpoint
 	if r.client != nil {
-		if cp, err = loadCheckpoint(ctx, r.client); err != nil {
+		if cp, err = loadCheckpoint(ctx, r.client, r.series); err != nil {
 			// A broken checkpoint cannot be repaired; say so loudly and
 			// start as configured rather than refuse to run.
 			r.logger.Error("Ignoring unusable checkpoint", zap.Error(err))
 			componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
-			cp = nil
+			cp, r.series = nil, newSeriesTable(r.cfg.Series)
 		}
 	}
 	if cp == nil {
 		cp = &checkpoint{StartTimeUnixNano: time.Now().UnixNano()}
 	}
 	r.cp = *cp
-	for _, s := range cp.Series {
-		r.totals[s.seriesKey] = s.Count
-	}
+	r.reportSeries(ctx)
+	r.outcomes = newOutcomeObserver(r.cfg.Outcome, r.logger)
 	r.emit = emitter{cfg: r.cfg, version: r.set.BuildInfo.Version, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
 		metadata.WithStartTime(pcommon.NewTimestampFromTime(cp.startTime())))}
 	r.asm = oomparse.NewAssembler(oomparse.Options{})
@@ -154,7 +162,7 @@ func (r *oomReceiver) position() error {
 		return err
 	}
 	if found {
-		r.logger.Info("Resuming after checkpoint", zap.Time("checkpoint_time", saved), zap.Int("series", len(r.totals)))
+		r.logger.Info("Resuming after checkpoint", zap.Time("checkpoint_time", saved), zap.Int("series", len(r.series.live)))
 		return nil
 	}
 	r.tb.OomkillReceiverCheckpointGaps.Add(context.Background(), 1)
@@ -203,7 +211,9 @@ func (r *oomReceiver) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// run follows the journal until Shutdown.
+// run follows the journal until Shutdown. Each round is the same stages:
+// read and assemble a batch of entries, observe the victims' cgroups,
+// account the kills in their series, deliver, checkpoint.
 func (r *oomReceiver) run(ctx context.Context) {
 	defer close(r.done)
 	var refresh <-chan time.Time
@@ -212,32 +222,29 @@ func (r *oomReceiver) run(ctx context.Context) {
 		defer t.Stop()
 		refresh = t.C
 	}
+	sweep := time.NewTicker(expirySweepInterval(r.cfg.Series.Retention))
+	defer sweep.Stop()
 	// Counters restored from the checkpoint are exposed at once, not at
 	// the next kill or refresh.
 	if r.metrics != nil {
-		r.refreshMetrics(ctx)
+		r.refreshMetrics(ctx, 0)
 	}
 	readFailing := false
 	for ctx.Err() == nil {
 		kills, entries, err := r.readBatch(ctx)
-		if err != nil {
-			r.tb.OomkillReceiverReadErrors.Add(ctx, 1)
-			r.logger.Error("Reading the journal failed; retrying", zap.Error(err))
-			if !readFailing {
-				componentstatus.ReportStatus(r.host, componentstatus.NewRecoverableErrorEvent(err))
-				readFailing = true
-			}
-			sleep(ctx, waitTimeout)
-		} else if readFailing {
-			componentstatus.ReportStatus(r.host, componentstatus.NewEvent(componentstatus.StatusOK))
-			readFailing = false
-		}
+		readFailing = r.noteRead(ctx, err, readFailing)
 		if len(kills) > 0 {
-			if !r.deliver(ctx, kills) {
+			unobservable, ok := r.outcomes.observe(ctx, kills)
+			if !ok {
 				return // shutting down: the checkpoint stays before these kills
 			}
+			r.tb.OomkillReceiverOutcomeUnobservable.Add(ctx, int64(unobservable))
+			r.account(ctx, kills)
+			if !r.deliver(ctx, kills) {
+				return
+			}
 		}
-		if len(kills) > 0 || (r.pending != "" && time.Since(r.saved) > progressEvery) {
+		if len(kills) > 0 || r.stateChanged || (r.pending != "" && time.Since(r.saved) > progressEvery) {
 			// Delivered data must be checkpointed even when Shutdown has
 			// begun, or the next start would send it again.
 			r.commit(context.WithoutCancel(ctx))
@@ -251,7 +258,9 @@ func (r *oomReceiver) run(ctx context.Context) {
 		}
 		select {
 		case <-refresh:
-			r.refreshMetrics(ctx)
+			r.refreshMetrics(ctx, r.cfg.MetricsRefreshInterval/2)
+		case <-sweep.C:
+			r.expireSeries(ctx)
 		default:
 		}
 		if _, err := r.reader.Wait(waitTimeout); err != nil {
@@ -259,6 +268,30 @@ func (r *oomReceiver) run(ctx context.Context) {
 			sleep(ctx, waitTimeout)
 		}
 	}
+}
+
+// expirySweepInterval: often enough that a series leaves soon after its
+// retention, rarely enough to cost nothing.
+func expirySweepInterval(retention time.Duration) time.Duration {
+	return max(min(retention/4, time.Minute), 10*time.Millisecond)
+}
+
+// noteRead counts and reports a failed read (once per failing spell) and
+// its recovery; it returns whether reads are failing.
+func (r *oomReceiver) noteRead(ctx context.Context, err error, failing bool) bool {
+	switch {
+	case err != nil:
+		r.tb.OomkillReceiverReadErrors.Add(ctx, 1)
+		r.logger.Error("Reading the journal failed; retrying", zap.Error(err))
+		if !failing {
+			componentstatus.ReportStatus(r.host, componentstatus.NewRecoverableErrorEvent(err))
+		}
+		sleep(ctx, waitTimeout)
+		return true
+	case failing:
+		componentstatus.ReportStatus(r.host, componentstatus.NewEvent(componentstatus.StatusOK))
+	}
+	return false
 }
 
 // reopen gives back the memory the journal files read so far hold, by
@@ -365,20 +398,65 @@ func (r *oomReceiver) feedCurrent() (killRecord, oomparse.Outcome, error) {
 	return killRecord{Kill: k, Host: r.reader.Hostname()}, out, nil
 }
 
-// deliver hands kills to the next consumers, retrying with backoff until
-// they accept or the receiver shuts down (false). Logs and metrics are
-// retried separately so a consumer that accepted is not sent data twice.
-func (r *oomReceiver) deliver(ctx context.Context, kills []killRecord) bool {
+// account counts each kill in its series (or an overflow series) and logs it.
+func (r *oomReceiver) account(ctx context.Context, kills []killRecord) {
+	now := time.Now()
 	for _, k := range kills {
-		r.totals[keyOf(k.Kill, k.Host)]++
+		if kind := r.series.count(keyOf(k), now); kind != noOverflow {
+			r.tb.OomkillReceiverOverflowKills.Add(ctx, 1)
+			r.logOverflow(kind, k)
+		}
 		r.tb.OomkillReceiverKills.Add(ctx, 1)
 		if !k.Attributed {
 			r.tb.OomkillReceiverUnattributedKills.Add(ctx, 1)
 		}
 		r.logger.Info("OOM kill", zap.Int64("pid", k.PID), zap.String("process", k.Comm),
 			zap.String("k8s.pod.uid", k.Cgroup.PodUID), zap.String("container.id", k.Cgroup.ContainerID),
-			zap.String("constraint", string(k.Constraint)), zap.Bool("attributed", k.Attributed))
+			zap.String("constraint", string(k.Constraint)), zap.Bool("attributed", k.Attributed),
+			zap.String("outcome", k.Outcome))
 	}
+	r.reportSeries(ctx)
+}
+
+// logOverflow says once per kind of overflow that a cap was reached.
+func (r *oomReceiver) logOverflow(kind overflowKind, k killRecord) {
+	if r.overflowLogged[kind] {
+		return
+	}
+	r.overflowLogged[kind] = true
+	if kind == containerOverflow {
+		r.logger.Warn("A container reached series.max_series_per_container: its further process names, constraints and outcomes are counted in its overflow series (otel.metric.overflow=true); logged once",
+			zap.String("k8s.pod.uid", k.Cgroup.PodUID), zap.String("container.id", k.Cgroup.ContainerID),
+			zap.String("cgroup", k.TaskMemcg), zap.Int("max_series_per_container", r.cfg.Series.MaxSeriesPerContainer))
+		return
+	}
+	r.logger.Warn("series.max_series reached: kills of further series are counted in one overflow series without pod or container (otel.metric.overflow=true); totals stay exact. Raise series.max_series if this node needs more; logged once",
+		zap.Int("max_series", r.cfg.Series.MaxSeries))
+}
+
+// reportSeries keeps the live series gauge current.
+func (r *oomReceiver) reportSeries(ctx context.Context) {
+	n := len(r.series.live)
+	r.tb.OomkillReceiverSeries.Add(ctx, int64(n-r.reportedSeries))
+	r.reportedSeries = n
+}
+
+// expireSeries retires series of gone containers past their retention.
+func (r *oomReceiver) expireSeries(ctx context.Context) {
+	if n := r.series.expire(time.Now(), r.outcomes.alive); n > 0 {
+		r.tb.OomkillReceiverSeriesExpired.Add(ctx, int64(n))
+		r.logger.Debug("Series expired", zap.Int("expired", n), zap.Int("live", len(r.series.live)))
+		r.reportSeries(ctx)
+		r.stateChanged = true
+	}
+}
+
+// deliver hands the kills' log records and the series they changed to the
+// next consumers, retrying with backoff until they accept or the receiver
+// shuts down (false). Logs and metrics are retried separately so a
+// consumer that accepted is not sent data twice.
+func (r *oomReceiver) deliver(ctx context.Context, kills []killRecord) bool {
+	changed := r.series.takeChanged(time.Now())
 	if r.logs != nil {
 		ok := r.retry(ctx, "logs", func() error {
 			return r.logs.ConsumeLogs(ctx, r.emit.logs(kills, time.Now()))
@@ -389,7 +467,7 @@ func (r *oomReceiver) deliver(ctx context.Context, kills []killRecord) bool {
 	}
 	if r.metrics != nil {
 		return r.retry(ctx, "metrics", func() error {
-			return r.metrics.ConsumeMetrics(ctx, r.emit.metrics(r.totals, time.Now()))
+			return r.metrics.ConsumeMetrics(ctx, r.emit.metrics(changed, time.Now()))
 		})
 	}
 	return true
@@ -428,32 +506,37 @@ func (r *oomReceiver) retry(ctx context.Context, signal string, send func() erro
 	}
 }
 
-// commit checkpoints the pending cursor with the totals.
+// commit checkpoints the pending cursor with the series changed up to it.
 func (r *oomReceiver) commit(ctx context.Context) {
-	if r.pending == "" {
-		return
+	if r.pending != "" {
+		r.cp.Cursor, r.cp.RealtimeUsec = r.pending, r.pendRT.UnixMicro()
+		r.pending = ""
 	}
-	r.cp.Cursor, r.cp.RealtimeUsec = r.pending, r.pendRT.UnixMicro()
-	r.pending = ""
 	r.saved = time.Now()
+	r.stateChanged = false
 	if r.client == nil {
+		clear(r.series.dirtySlots)
 		return
 	}
-	r.cp.Series = r.totals.sorted()
-	r.logger.Debug("Saving checkpoint", zap.Time("entry_time", r.pendRT), zap.Int("series", len(r.cp.Series)))
-	if err := saveCheckpoint(ctx, r.client, &r.cp); err != nil {
+	if r.cp.Cursor == "" && len(r.series.dirtySlots) == 0 {
+		return
+	}
+	r.logger.Debug("Saving checkpoint", zap.Time("entry_time", r.pendRT), zap.Int("changed_series", len(r.series.dirtySlots)))
+	if err := saveCheckpoint(ctx, r.client, &r.cp, r.series); err != nil {
 		r.logger.Error("Saving checkpoint failed; a restart may read these entries again", zap.Error(err))
 		componentstatus.ReportStatus(r.host, componentstatus.NewRecoverableErrorEvent(err))
 	}
 }
 
-// refreshMetrics re-emits the counters so idle series do not expire in
-// exporters. Best effort: the next kill or refresh sends them again.
-func (r *oomReceiver) refreshMetrics(ctx context.Context) {
-	if len(r.totals) == 0 {
+// refreshMetrics re-emits the series not emitted within notWithin, so idle
+// series do not expire in exporters. Best effort: the next kill or refresh
+// sends them again.
+func (r *oomReceiver) refreshMetrics(ctx context.Context, notWithin time.Duration) {
+	due := r.series.due(time.Now(), notWithin)
+	if len(due) == 0 {
 		return
 	}
-	if err := r.metrics.ConsumeMetrics(ctx, r.emit.metrics(r.totals, time.Now())); err != nil {
+	if err := r.metrics.ConsumeMetrics(ctx, r.emit.metrics(due, time.Now())); err != nil {
 		r.logger.Debug("Metrics refresh refused", zap.Error(err))
 	}
 }

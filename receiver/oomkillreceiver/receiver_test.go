@@ -49,7 +49,7 @@ func TestReadsJournalDirectoryGolden(t *testing.T) {
 
 	logs := r.logs.AllLogs()
 	metrics := r.metrics.AllMetrics()
-	gotLogs, gotMetrics := logs[0], metrics[len(metrics)-1]
+	gotLogs, gotMetrics := logs[0], latest(metrics)
 	for _, ld := range logs[1:] {
 		ld.ResourceLogs().MoveAndAppendTo(gotLogs.ResourceLogs())
 	}
@@ -66,7 +66,8 @@ func TestReadsJournalDirectoryGolden(t *testing.T) {
 	wantMetrics, err := golden.ReadMetrics(metricsFile)
 	require.NoError(t, err)
 	require.NoError(t, pmetrictest.CompareMetrics(wantMetrics, gotMetrics, pmetrictest.IgnoreTimestamp(),
-		pmetrictest.IgnoreStartTimestamp(), pmetrictest.IgnoreResourceMetricsOrder(), pmetrictest.IgnoreMetricDataPointsOrder()))
+		pmetrictest.IgnoreStartTimestamp(), pmetrictest.IgnoreResourceMetricsOrder(), pmetrictest.IgnoreMetricDataPointsOrder(),
+		pmetrictest.IgnoreMetricsOrder()))
 
 	metadatatest.AssertEqualOomkillReceiverKills(t, r.tel, []metricdata.DataPoint[int64]{{Value: 8}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualOomkillReceiverUnattributedKills(t, r.tel, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())

@@ -2,9 +2,10 @@ package oomkillreceiver
 
 import (
 	"cmp"
+	"encoding/binary"
+	"hash/fnv"
 	"slices"
-
-	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/oomparse"
+	"time"
 )
 
 // resourceKey is what tells one emitted resource from another.
@@ -16,47 +17,380 @@ type resourceKey struct {
 }
 
 // seriesKey is one counter series: a resource and the data point attributes.
+// An overflow series (Overflow set) has no data point attributes but
+// otel.metric.overflow=true: a container's own overflow keeps its resource,
+// the receiver's global overflow (overflowKey) has none.
 type seriesKey struct {
 	resourceKey
-	Constraint string `json:"oom.constraint"`
-	Executable string `json:"process.executable.name"`
+	Constraint string `json:"oom.constraint,omitempty"`
+	Executable string `json:"process.executable.name,omitempty"`
+	Outcome    string `json:"oom.container.outcome,omitempty"`
+	Overflow   bool   `json:"otel.metric.overflow,omitempty"`
 }
 
-// seriesCount is a series and its cumulative count, as checkpointed.
-type seriesCount struct {
-	seriesKey
-	Count int64 `json:"count"`
-}
+// overflowKey is the series of kills that found no room under max_series.
+var overflowKey = seriesKey{Overflow: true}
 
-// totals are the cumulative kill counts behind container.oom_kill.count.
-// They only grow; restoring them from the checkpoint is what keeps the
-// counter from resetting across restarts.
-type totals map[seriesKey]int64
-
-func keyOf(k oomparse.Kill, host string) seriesKey {
+func keyOf(k killRecord) seriesKey {
 	return seriesKey{
 		resourceKey: resourceKey{
 			PodUID:      k.Cgroup.PodUID,
 			ContainerID: k.Cgroup.ContainerID,
-			HostName:    host,
+			HostName:    k.Host,
 			CgroupPath:  k.TaskMemcg,
 		},
 		Constraint: string(k.Constraint),
 		Executable: k.Comm,
+		Outcome:    k.Outcome,
 	}
 }
 
-// sorted lists the series grouped by resource, in a stable order.
-func (t totals) sorted() []seriesCount {
-	out := make([]seriesCount, 0, len(t))
-	for k, n := range t {
-		out = append(out, seriesCount{seriesKey: k, Count: n})
+// hash identifies a series among the expired ones (64 bits: collisions in
+// a few thousand remembered totals are negligible).
+func (k seriesKey) hash() uint64 {
+	h := fnv.New64a()
+	for _, s := range []string{k.PodUID, k.ContainerID, k.HostName, k.CgroupPath, k.Constraint, k.Executable, k.Outcome} {
+		_, _ = h.Write([]byte(s))
+		_, _ = h.Write([]byte{0})
 	}
-	slices.SortFunc(out, func(a, b seriesCount) int {
-		return cmp.Or(
-			cmp.Compare(a.PodUID, b.PodUID), cmp.Compare(a.ContainerID, b.ContainerID),
-			cmp.Compare(a.HostName, b.HostName), cmp.Compare(a.CgroupPath, b.CgroupPath),
-			cmp.Compare(a.Constraint, b.Constraint), cmp.Compare(a.Executable, b.Executable))
-	})
+	if k.Overflow {
+		_, _ = h.Write([]byte{1})
+	}
+	return h.Sum64()
+}
+
+func compareKeys(a, b seriesKey) int {
+	return cmp.Or(
+		cmp.Compare(a.PodUID, b.PodUID), cmp.Compare(a.ContainerID, b.ContainerID),
+		cmp.Compare(a.HostName, b.HostName), cmp.Compare(a.CgroupPath, b.CgroupPath),
+		cmp.Compare(a.Constraint, b.Constraint), cmp.Compare(a.Executable, b.Executable),
+		cmp.Compare(a.Outcome, b.Outcome), compareBool(a.Overflow, b.Overflow))
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case b:
+		return -1
+	default:
+		return 1
+	}
+}
+
+// series is one cumulative counter and what its lifecycle needs.
+type series struct {
+	seriesKey
+	count int64
+	// start is the counter's start time: when this collector (with this
+	// storage) first counted a kill in it.
+	start time.Time
+	// lastCounted is when the collector last counted a kill in it, by the
+	// collector's clock: retention runs from here, not from the kill's time
+	// in the journal, so history read in a catch-up is exported too.
+	lastCounted time.Time
+	// emitted is when it was last handed to the metrics consumer.
+	emitted time.Time
+	// slot is its storage key in the checkpoint (checkpoint.go).
+	slot int
+}
+
+// overflowKind says where a kill went when its own series had no room.
+type overflowKind int
+
+const (
+	noOverflow        overflowKind = iota
+	containerOverflow              // max_series_per_container reached
+	globalOverflow                 // max_series reached
+)
+
+// seriesTable holds the live series, bounded by SeriesConfig: memory, each
+// delivery and each checkpoint write grow with what changed, not with
+// history. The sum over all series (overflow included) is every kill
+// counted; expiry only stops exporting series of gone containers that
+// stopped growing, and remembers their totals so one that comes back
+// continues its count instead of looking like a counter reset.
+type seriesTable struct {
+	cfg  SeriesConfig
+	live map[seriesKey]*series
+	// perResource counts the live series of each resource (container
+	// overflow included, global overflow not).
+	perResource map[resourceKey]int
+	expired     expiredTotals
+	slots       slotAllocator
+
+	// changed: counted since the last delivery.
+	changed map[*series]struct{}
+	// dirtySlots: slot -> series to write (nil: delete) at the next checkpoint.
+	dirtySlots   map[int]*series
+	expiredDirty bool
+}
+
+func newSeriesTable(cfg SeriesConfig) *seriesTable {
+	return &seriesTable{
+		cfg:         cfg,
+		live:        map[seriesKey]*series{},
+		perResource: map[resourceKey]int{},
+		expired:     newExpiredTotals(cfg.MaxExpiredSeries),
+		changed:     map[*series]struct{}{},
+		dirtySlots:  map[int]*series{},
+	}
+}
+
+// named is the number of live series excluding the global overflow.
+func (t *seriesTable) named() int {
+	n := len(t.live)
+	if _, ok := t.live[overflowKey]; ok {
+		n--
+	}
+	return n
+}
+
+// count adds one kill to its series, or to an overflow series when its own
+// would exceed a cap.
+func (t *seriesTable) count(k seriesKey, now time.Time) overflowKind {
+	s, kind := t.live[k], noOverflow
+	if s == nil {
+		k, kind = t.route(k)
+		if s = t.live[k]; s == nil {
+			s = t.create(k, now)
+		}
+	}
+	s.count++
+	s.lastCounted = now
+	t.changed[s] = struct{}{}
+	t.dirtySlots[s.slot] = s
+	return kind
+}
+
+// route picks the series a kill of a new series goes to.
+func (t *seriesTable) route(k seriesKey) (seriesKey, overflowKind) {
+	room := t.named() < t.cfg.MaxSeries
+	if t.perResource[k.resourceKey] >= t.cfg.MaxSeriesPerContainer {
+		own := seriesKey{resourceKey: k.resourceKey, Overflow: true}
+		if _, ok := t.live[own]; ok || room {
+			return own, containerOverflow
+		}
+		return overflowKey, globalOverflow
+	}
+	if !room {
+		return overflowKey, globalOverflow
+	}
+	return k, noOverflow
+}
+
+func (t *seriesTable) create(k seriesKey, now time.Time) *series {
+	s := &series{seriesKey: k, start: now, slot: t.slots.take()}
+	if tomb, ok := t.expired.take(k.hash()); ok {
+		s.count, s.start = tomb.count, time.Unix(0, tomb.startUnixNano)
+		t.expiredDirty = true
+	}
+	t.add(s)
+	return s
+}
+
+func (t *seriesTable) add(s *series) {
+	t.live[s.seriesKey] = s
+	if s.seriesKey != overflowKey {
+		t.perResource[s.resourceKey]++
+	}
+}
+
+func (t *seriesTable) remove(s *series) {
+	delete(t.live, s.seriesKey)
+	delete(t.changed, s)
+	if s.seriesKey != overflowKey {
+		if t.perResource[s.resourceKey]--; t.perResource[s.resourceKey] <= 0 {
+			delete(t.perResource, s.resourceKey)
+		}
+	}
+	t.slots.free(s.slot)
+	t.dirtySlots[s.slot] = nil
+}
+
+// restore puts a series read from the checkpoint back (dirty: write it at
+// the next commit). A series beyond the caps (lowered since) is folded into
+// the global overflow, so the totals still add up.
+func (t *seriesTable) restore(s *series, dirty bool) {
+	fits := t.named() < t.cfg.MaxSeries && t.perResource[s.resourceKey] < t.cfg.MaxSeriesPerContainer
+	if s.seriesKey == overflowKey || fits {
+		if have := t.live[s.seriesKey]; have != nil {
+			// The same series in two slots cannot be written by this
+			// receiver; merge rather than lose either count.
+			t.fold(s, have)
+			return
+		}
+		t.add(s)
+		if dirty {
+			t.dirtySlots[s.slot] = s
+		}
+		return
+	}
+	o := t.live[overflowKey]
+	if o == nil {
+		o = &series{seriesKey: overflowKey, start: s.start, lastCounted: s.lastCounted, slot: t.slots.take()}
+		t.add(o)
+	}
+	t.fold(s, o)
+}
+
+func (t *seriesTable) fold(from, into *series) {
+	into.count += from.count
+	into.lastCounted = maxTime(into.lastCounted, from.lastCounted)
+	t.slots.free(from.slot)
+	t.dirtySlots[from.slot] = nil
+	t.dirtySlots[into.slot] = into
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// expire stops exporting the series that have not grown for the retention
+// and whose container is not alive any more; their totals are remembered.
+// alive is asked only about series past the retention.
+func (t *seriesTable) expire(now time.Time, alive func(resourceKey) bool) int {
+	n := 0
+	for _, s := range t.live {
+		if s.seriesKey == overflowKey || now.Sub(s.lastCounted) < t.cfg.Retention {
+			continue
+		}
+		if s.CgroupPath != "" && alive(s.resourceKey) {
+			continue
+		}
+		t.remove(s)
+		t.expired.put(s.hash(), expiredTotal{count: s.count, startUnixNano: s.start.UnixNano()})
+		t.expiredDirty = true
+		n++
+	}
+	return n
+}
+
+// takeChanged returns the series counted since the last call, in a stable
+// order: what a delivery carries.
+func (t *seriesTable) takeChanged(now time.Time) []*series {
+	out := make([]*series, 0, len(t.changed))
+	for s := range t.changed {
+		out = append(out, s)
+		s.emitted = now
+	}
+	clear(t.changed)
+	sortSeries(out)
 	return out
 }
+
+// due returns the series not emitted within the last interval: what a
+// refresh carries so idle series do not expire in exporters.
+func (t *seriesTable) due(now time.Time, interval time.Duration) []*series {
+	var out []*series
+	for _, s := range t.live {
+		if now.Sub(s.emitted) >= interval {
+			out = append(out, s)
+			s.emitted = now
+		}
+	}
+	sortSeries(out)
+	return out
+}
+
+// all returns every live series (for the start-up export and tests).
+func (t *seriesTable) all(now time.Time) []*series {
+	return t.due(now, 0)
+}
+
+// sortSeries orders series grouped by resource, in a stable order.
+func sortSeries(s []*series) {
+	slices.SortFunc(s, func(a, b *series) int { return compareKeys(a.seriesKey, b.seriesKey) })
+}
+
+// expiredTotal is what is remembered of an expired series.
+type expiredTotal struct {
+	count         int64
+	startUnixNano int64
+}
+
+// expiredTotals remembers up to max expired series' totals by key hash,
+// forgetting the oldest first.
+type expiredTotals struct {
+	max   int
+	byKey map[uint64]expiredTotal
+	order []uint64 // oldest first; may hold hashes taken back since
+}
+
+func newExpiredTotals(maxEntries int) expiredTotals {
+	return expiredTotals{max: maxEntries, byKey: map[uint64]expiredTotal{}}
+}
+
+func (e *expiredTotals) put(h uint64, v expiredTotal) {
+	if e.max <= 0 {
+		return
+	}
+	if _, ok := e.byKey[h]; !ok {
+		e.order = append(e.order, h)
+	}
+	e.byKey[h] = v
+	for len(e.byKey) > e.max && len(e.order) > 0 {
+		delete(e.byKey, e.order[0])
+		e.order = e.order[1:]
+	}
+	// Drop stale hashes left in order by take, so order stays bounded.
+	if len(e.order) > 2*e.max+16 {
+		e.order = slices.DeleteFunc(e.order, func(h uint64) bool { _, ok := e.byKey[h]; return !ok })
+	}
+}
+
+func (e *expiredTotals) take(h uint64) (expiredTotal, bool) {
+	v, ok := e.byKey[h]
+	if ok {
+		delete(e.byKey, h)
+	}
+	return v, ok
+}
+
+// marshal encodes the remembered totals, oldest first, 24 bytes each.
+func (e *expiredTotals) marshal() []byte {
+	b := make([]byte, 0, 24*len(e.byKey))
+	seen := make(map[uint64]bool, len(e.byKey))
+	for _, h := range e.order {
+		v, ok := e.byKey[h]
+		if !ok || seen[h] {
+			continue
+		}
+		seen[h] = true
+		b = binary.LittleEndian.AppendUint64(b, h)
+		b = binary.LittleEndian.AppendUint64(b, uint64(v.count))
+		b = binary.LittleEndian.AppendUint64(b, uint64(v.startUnixNano))
+	}
+	return b
+}
+
+func (e *expiredTotals) unmarshal(b []byte) {
+	for ; len(b) >= 24; b = b[24:] {
+		e.put(binary.LittleEndian.Uint64(b), expiredTotal{
+			count:         int64(binary.LittleEndian.Uint64(b[8:])),
+			startUnixNano: int64(binary.LittleEndian.Uint64(b[16:])),
+		})
+	}
+}
+
+// slotAllocator hands out checkpoint slots, reusing freed ones, so the
+// number of slot keys is bounded by the number of live series.
+type slotAllocator struct {
+	next  int
+	freed []int
+}
+
+func (a *slotAllocator) take() int {
+	if n := len(a.freed); n > 0 {
+		s := a.freed[n-1]
+		a.freed = a.freed[:n-1]
+		return s
+	}
+	a.next++
+	return a.next - 1
+}
+
+func (a *slotAllocator) free(s int) { a.freed = append(a.freed, s) }

@@ -14,6 +14,7 @@ type ContainerOomKillCountMetricAttributeKey string
 
 const (
 	ContainerOomKillCountMetricAttributeKeyOomConstraint         ContainerOomKillCountMetricAttributeKey = "oom.constraint"
+	ContainerOomKillCountMetricAttributeKeyOomContainerOutcome   ContainerOomKillCountMetricAttributeKey = "oom.container.outcome"
 	ContainerOomKillCountMetricAttributeKeyProcessExecutableName ContainerOomKillCountMetricAttributeKey = "process.executable.name"
 )
 
@@ -43,9 +44,9 @@ func (ms *ContainerOomKillCountMetricConfig) Unmarshal(parser *confmap.Conf) err
 func (ms *ContainerOomKillCountMetricConfig) Validate() error {
 	for _, val := range ms.EnabledAttributes {
 		switch val {
-		case ContainerOomKillCountMetricAttributeKeyOomConstraint, ContainerOomKillCountMetricAttributeKeyProcessExecutableName:
+		case ContainerOomKillCountMetricAttributeKeyOomConstraint, ContainerOomKillCountMetricAttributeKeyOomContainerOutcome, ContainerOomKillCountMetricAttributeKeyProcessExecutableName:
 		default:
-			return fmt.Errorf("metric container.oom_kill.count doesn't have an attribute %v, valid attributes: [oom.constraint, process.executable.name]", val)
+			return fmt.Errorf("metric container.oom_kill.count doesn't have an attribute %v, valid attributes: [oom.constraint, oom.container.outcome, process.executable.name]", val)
 		}
 	}
 
@@ -68,7 +69,7 @@ func DefaultMetricsConfig() MetricsConfig {
 		ContainerOomKillCount: ContainerOomKillCountMetricConfig{
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategySum,
-			EnabledAttributes:   []ContainerOomKillCountMetricAttributeKey{ContainerOomKillCountMetricAttributeKeyOomConstraint, ContainerOomKillCountMetricAttributeKeyProcessExecutableName},
+			EnabledAttributes:   []ContainerOomKillCountMetricAttributeKey{ContainerOomKillCountMetricAttributeKeyOomConstraint, ContainerOomKillCountMetricAttributeKeyOomContainerOutcome, ContainerOomKillCountMetricAttributeKeyProcessExecutableName},
 		},
 	}
 }

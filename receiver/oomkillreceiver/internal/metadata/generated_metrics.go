@@ -57,10 +57,40 @@ var MapAttributeOomConstraint = map[string]AttributeOomConstraint{
 	"unknown":   AttributeOomConstraintUnknown,
 }
 
+// AttributeOomContainerOutcome specifies the value oom.container.outcome attribute.
+type AttributeOomContainerOutcome int
+
+const (
+	_ AttributeOomContainerOutcome = iota
+	AttributeOomContainerOutcomeExited
+	AttributeOomContainerOutcomeSurvived
+	AttributeOomContainerOutcomeUnknown
+)
+
+// String returns the string representation of the AttributeOomContainerOutcome.
+func (av AttributeOomContainerOutcome) String() string {
+	switch av {
+	case AttributeOomContainerOutcomeExited:
+		return "exited"
+	case AttributeOomContainerOutcomeSurvived:
+		return "survived"
+	case AttributeOomContainerOutcomeUnknown:
+		return "unknown"
+	}
+	return ""
+}
+
+// MapAttributeOomContainerOutcome is a helper map of string to AttributeOomContainerOutcome attribute value.
+var MapAttributeOomContainerOutcome = map[string]AttributeOomContainerOutcome{
+	"exited":   AttributeOomContainerOutcomeExited,
+	"survived": AttributeOomContainerOutcomeSurvived,
+	"unknown":  AttributeOomContainerOutcomeUnknown,
+}
+
 var MetricsInfo = metricsInfo{
 	ContainerOomKillCount: metricInfo{
 		Name:       "container.oom_kill.count",
-		Attributes: []string{"oom.constraint", "process.executable.name"},
+		Attributes: []string{"oom.constraint", "oom.container.outcome", "process.executable.name"},
 	},
 }
 
@@ -83,7 +113,7 @@ type metricContainerOomKillCount struct {
 // init fills container.oom_kill.count metric with initial data.
 func (m *metricContainerOomKillCount) init() {
 	m.data.SetName("container.oom_kill.count")
-	m.data.SetDescription("Processes killed by the kernel OOM killer, one per killed process, whether or not the container was restarted.")
+	m.data.SetDescription("Processes killed by the kernel OOM killer, one per killed process, whether or not the container was restarted. Kills of series beyond `series.max_series` (or a container's `series.max_series_per_container`) are counted in an overflow data point that carries only `otel.metric.overflow=true` (and, for a container's overflow, its resource), so the sum over all data points is every kill.")
 	m.data.SetUnit("{kill}")
 	m.data.SetEmptySum()
 	m.data.Sum().SetIsMonotonic(true)
@@ -92,7 +122,7 @@ func (m *metricContainerOomKillCount) init() {
 	m.aggDataPoints = m.aggDataPoints[:0]
 }
 
-func (m *metricContainerOomKillCount) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, oomConstraintAttributeValue string, processExecutableNameAttributeValue string) {
+func (m *metricContainerOomKillCount) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, oomConstraintAttributeValue string, oomContainerOutcomeAttributeValue string, processExecutableNameAttributeValue string) {
 	if !m.config.Enabled {
 		return
 	}
@@ -102,6 +132,9 @@ func (m *metricContainerOomKillCount) recordDataPoint(start pcommon.Timestamp, t
 	dp.SetTimestamp(ts)
 	if slices.Contains(m.config.EnabledAttributes, ContainerOomKillCountMetricAttributeKeyOomConstraint) {
 		dp.Attributes().PutStr("oom.constraint", oomConstraintAttributeValue)
+	}
+	if slices.Contains(m.config.EnabledAttributes, ContainerOomKillCountMetricAttributeKeyOomContainerOutcome) {
+		dp.Attributes().PutStr("oom.container.outcome", oomContainerOutcomeAttributeValue)
 	}
 	if slices.Contains(m.config.EnabledAttributes, ContainerOomKillCountMetricAttributeKeyProcessExecutableName) {
 		dp.Attributes().PutStr("process.executable.name", processExecutableNameAttributeValue)
@@ -339,8 +372,8 @@ func (mb *MetricsBuilder) Emit(options ...ResourceMetricsOption) pmetric.Metrics
 }
 
 // RecordContainerOomKillCountDataPoint adds a data point to container.oom_kill.count metric.
-func (mb *MetricsBuilder) RecordContainerOomKillCountDataPoint(ts pcommon.Timestamp, val int64, oomConstraintAttributeValue AttributeOomConstraint, processExecutableNameAttributeValue string) {
-	mb.metricContainerOomKillCount.recordDataPoint(mb.startTime, ts, val, oomConstraintAttributeValue.String(), processExecutableNameAttributeValue)
+func (mb *MetricsBuilder) RecordContainerOomKillCountDataPoint(ts pcommon.Timestamp, val int64, oomConstraintAttributeValue AttributeOomConstraint, oomContainerOutcomeAttributeValue AttributeOomContainerOutcome, processExecutableNameAttributeValue string) {
+	mb.metricContainerOomKillCount.recordDataPoint(mb.startTime, ts, val, oomConstraintAttributeValue.String(), oomContainerOutcomeAttributeValue.String(), processExecutableNameAttributeValue)
 }
 
 // Reset resets metrics builder to its initial state. It should be used when external metrics source is restarted,

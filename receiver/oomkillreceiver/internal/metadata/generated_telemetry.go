@@ -23,17 +23,21 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                            metric.Meter
-	mu                               sync.Mutex
-	registrations                    []metric.Registration
-	OomkillReceiverCheckpointGaps    metric.Int64Counter
-	OomkillReceiverDeliveryRetries   metric.Int64Counter
-	OomkillReceiverEntriesRead       metric.Int64Counter
-	OomkillReceiverForeignLines      metric.Int64Counter
-	OomkillReceiverKills             metric.Int64Counter
-	OomkillReceiverReadErrors        metric.Int64Counter
-	OomkillReceiverUnattributedKills metric.Int64Counter
-	OomkillReceiverUnrecognizedLines metric.Int64Counter
+	meter                              metric.Meter
+	mu                                 sync.Mutex
+	registrations                      []metric.Registration
+	OomkillReceiverCheckpointGaps      metric.Int64Counter
+	OomkillReceiverDeliveryRetries     metric.Int64Counter
+	OomkillReceiverEntriesRead         metric.Int64Counter
+	OomkillReceiverForeignLines        metric.Int64Counter
+	OomkillReceiverKills               metric.Int64Counter
+	OomkillReceiverOutcomeUnobservable metric.Int64Counter
+	OomkillReceiverOverflowKills       metric.Int64Counter
+	OomkillReceiverReadErrors          metric.Int64Counter
+	OomkillReceiverSeries              metric.Int64UpDownCounter
+	OomkillReceiverSeriesExpired       metric.Int64Counter
+	OomkillReceiverUnattributedKills   metric.Int64Counter
+	OomkillReceiverUnrecognizedLines   metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -95,10 +99,34 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{kill}"),
 	)
 	errs = errors.Join(errs, err)
+	builder.OomkillReceiverOutcomeUnobservable, err = builder.meter.Int64Counter(
+		"otelcol_oomkill_receiver_outcome_unobservable",
+		metric.WithDescription("Kills with a cgroup whose outcome could not be observed (no cgroup filesystem at outcome.cgroup_root, no namespace-independent process count, or a read error); their oom.container.outcome is unknown. [Development]"),
+		metric.WithUnit("{kill}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.OomkillReceiverOverflowKills, err = builder.meter.Int64Counter(
+		"otelcol_oomkill_receiver_overflow_kills",
+		metric.WithDescription("Kills counted in an overflow series because a series cap was reached (series.max_series, series.max_series_per_container). [Development]"),
+		metric.WithUnit("{kill}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.OomkillReceiverReadErrors, err = builder.meter.Int64Counter(
 		"otelcol_oomkill_receiver_read_errors",
 		metric.WithDescription("Errors reading the journal (corrupted entries, unreadable files). [Development]"),
 		metric.WithUnit("{error}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.OomkillReceiverSeries, err = builder.meter.Int64UpDownCounter(
+		"otelcol_oomkill_receiver_series",
+		metric.WithDescription("Live counter series (exported and checkpointed), overflow series included. [Development]"),
+		metric.WithUnit("{series}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.OomkillReceiverSeriesExpired, err = builder.meter.Int64Counter(
+		"otelcol_oomkill_receiver_series_expired",
+		metric.WithDescription("Series that stopped being exported because their container was gone and they had not grown for series.retention. [Development]"),
+		metric.WithUnit("{series}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.OomkillReceiverUnattributedKills, err = builder.meter.Int64Counter(

@@ -24,7 +24,11 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.OomkillReceiverEntriesRead.Add(context.Background(), 1)
 	tb.OomkillReceiverForeignLines.Add(context.Background(), 1)
 	tb.OomkillReceiverKills.Add(context.Background(), 1)
+	tb.OomkillReceiverOutcomeUnobservable.Add(context.Background(), 1)
+	tb.OomkillReceiverOverflowKills.Add(context.Background(), 1)
 	tb.OomkillReceiverReadErrors.Add(context.Background(), 1)
+	tb.OomkillReceiverSeries.Add(context.Background(), 1)
+	tb.OomkillReceiverSeriesExpired.Add(context.Background(), 1)
 	tb.OomkillReceiverUnattributedKills.Add(context.Background(), 1)
 	tb.OomkillReceiverUnrecognizedLines.Add(context.Background(), 1)
 	AssertEqualOomkillReceiverCheckpointGaps(t, testTel,
@@ -42,7 +46,19 @@ func TestSetupTelemetry(t *testing.T) {
 	AssertEqualOomkillReceiverKills(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
+	AssertEqualOomkillReceiverOutcomeUnobservable(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualOomkillReceiverOverflowKills(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
 	AssertEqualOomkillReceiverReadErrors(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualOomkillReceiverSeries(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualOomkillReceiverSeriesExpired(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualOomkillReceiverUnattributedKills(t, testTel,
