@@ -163,17 +163,18 @@ func (t *seriesTable) count(k seriesKey, now time.Time) overflowKind {
 	return kind
 }
 
-// route picks the series a kill of a new series goes to.
+// route picks the series a kill of a new series goes to. A container has
+// at most max_series_per_container series, its own overflow included.
 func (t *seriesTable) route(k seriesKey) (seriesKey, overflowKind) {
-	room := t.named() < t.cfg.MaxSeries
-	if t.perResource[k.resourceKey] >= t.cfg.MaxSeriesPerContainer {
-		own := seriesKey{resourceKey: k.resourceKey, Overflow: true}
-		if _, ok := t.live[own]; ok || room {
+	own := seriesKey{resourceKey: k.resourceKey, Overflow: true}
+	_, hasOwn := t.live[own]
+	if hasOwn || t.perResource[k.resourceKey] >= t.cfg.MaxSeriesPerContainer-1 {
+		if hasOwn || t.named() < t.cfg.MaxSeries {
 			return own, containerOverflow
 		}
 		return overflowKey, globalOverflow
 	}
-	if !room {
+	if t.named() >= t.cfg.MaxSeries {
 		return overflowKey, globalOverflow
 	}
 	return k, noOverflow

@@ -133,6 +133,10 @@ func (o *Observer) Observe(path string) (State, error) {
 	if err != nil {
 		return Unknown, err
 	}
+	if rel == "." {
+		// The root cgroup always holds processes (init, kernel threads).
+		return Populated, nil
+	}
 	var state State
 	var hierarchy string
 	switch o.layout {
@@ -145,7 +149,7 @@ func (o *Observer) Observe(path string) (State, error) {
 	default:
 		return Unknown, nil
 	}
-	if state == Gone && rel != "." {
+	if state == Gone {
 		if ok, perr := dirExists(filepath.Join(hierarchy, filepath.Dir(rel))); perr != nil || !ok {
 			return Unknown, perr
 		}
@@ -212,24 +216,17 @@ func goneIfNotExist(err error) (State, error) {
 	return Unknown, err
 }
 
-// clean turns a kernel-printed cgroup path into a relative path that cannot
-// leave the root: the path comes from kernel text, which a process can
-// influence only through names it chose, but a reader must not follow it
-// out of the cgroup filesystem whatever it says.
+// clean turns a kernel-printed cgroup path into a path relative to the
+// root. Cleaning an absolute path never climbs above it, so whatever the
+// text says ("/a/../../etc" is "/etc"), the reader stays under the root.
 func clean(path string) (string, error) {
 	if path == "" || path[0] != '/' {
 		return "", fmt.Errorf("cgroup path %q is not absolute", path)
 	}
-	rel := filepath.Clean(path)[1:]
-	if rel == "" {
-		return ".", nil
+	if rel := filepath.Clean(path)[1:]; rel != "" {
+		return rel, nil
 	}
-	for _, part := range strings.Split(rel, "/") {
-		if part == ".." {
-			return "", fmt.Errorf("cgroup path %q leaves the cgroup root", path)
-		}
-	}
-	return rel, nil
+	return ".", nil
 }
 
 func readInt(path string) (int64, error) {
