@@ -35,6 +35,10 @@ func TestLoadConfig(t *testing.T) {
 	files := createDefaultConfig().(*Config)
 	files.Journal.Files = []string{"/var/log/journal/abc/system.journal", "/var/log/journal/abc/system@x.journal~"}
 
+	bounded := createDefaultConfig().(*Config)
+	bounded.Series = SeriesConfig{MaxSeries: 200, MaxSeriesPerContainer: 5, Retention: 24 * time.Hour}
+	bounded.Outcome = OutcomeConfig{CgroupRoot: "/host/sys/fs/cgroup", Delay: 500 * time.Millisecond, MaxAge: 10 * time.Second}
+
 	tests := []struct {
 		id      component.ID
 		want    *Config
@@ -47,6 +51,9 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bad_start"), wantErr: `start_at "yesterday": use "end" or "beginning"`},
 		{id: component.NewIDWithName(metadata.Type, "bad_file"), wantErr: `journal.files[0] "/var/log/messages": journal files end in .journal`},
 		{id: component.NewIDWithName(metadata.Type, "bad_retry"), wantErr: "retry: initial_interval (0s) must be positive"},
+		{id: component.NewIDWithName(metadata.Type, "bad_series"), wantErr: "series.max_series 0: must be at least 1\nseries.retention 30s: must be at least twice metrics_refresh_interval (1m0s)"},
+		{id: component.NewIDWithName(metadata.Type, "bad_outcome"), wantErr: "outcome.delay 2m0s: must be between 0 and 1m"},
+		{id: component.NewIDWithName(metadata.Type, "bounded"), want: bounded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {
