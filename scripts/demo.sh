@@ -142,18 +142,26 @@ note "$cg (limit 64 MiB)"
 say "6. A master process forks a worker; the worker allocates 200 MiB; the kernel kills the worker"
 python=$(command -v python3)
 [ -x /usr/bin/python3 ] && python=/usr/bin/python3
+# The master lives on after its worker's death (as php-fpm's would), until the demo ends.
 bash -c '
   echo $$ > '"$cg"'/cgroup.procs
   '"$python"' -c "open(\"/proc/self/comm\",\"w\").write(\"php-fpm: pool\"); b = bytearray(200 << 20)" &
-  wait $!; echo "    worker exit status $? (137 = SIGKILL by the OOM killer); master PID $$ still alive"'
+  wait $!; echo "    worker exit status $? (137 = SIGKILL by the OOM killer); master PID $$ still alive"
+  exec sleep 120' >"$work/master.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q 'worker exit status' "$work/master.out" && break; sleep 0.1; done
+cat "$work/master.out"
 note "Kubernetes saw nothing: the container was not restarted, no OOMKilled status, no event."
 
 say "7. What otelcol-oomkill made of it"
 for _ in $(seq 1 50); do grep -q 'EventName: oom_kill' "$work/collector.log" && break; sleep 0.2; done
 grep -q 'EventName: oom_kill' "$work/collector.log" || { tail -30 "$work/collector.log" >&2; die "no log record after 10 s"; }
 note "The log record (debug exporter):"
-sed -n '/ResourceLog #0/,/Trace ID/p' "$work/collector.log" | grep -E 'k8s\.|container\.|process\.|oom\.(constraint|attributed|memcg)|Body|EventName|Timestamp' | sed 's/^/      /'
+sed -n '/ResourceLog #0/,/Trace ID/p' "$work/collector.log" | grep -E 'k8s\.|container\.|process\.|oom\.(constraint|attributed|memcg|container\.outcome)|Body|EventName|Timestamp' | sed 's/^/      /'
 for _ in $(seq 1 50); do curl -s "127.0.0.1:$prom_port/metrics" | grep -q '^container_oom_kill_count_total.*k8s_pod_name' && break; sleep 0.2; done
 note "The metric (Prometheus exporter):"
 curl -s "127.0.0.1:$prom_port/metrics" | grep '^container_oom_kill_count_total' | tr ',' '\n' |
-  grep -E 'k8s_pod_name|k8s_namespace_name|k8s_container_name|k8s_deployment_name|process_executable_name|} ' | sed 's/^/      /'
+  grep -E 'k8s_pod_name|k8s_namespace_name|k8s_container_name|k8s_deployment_name|oom_container_outcome|process_executable_name|} ' | sed 's/^/      /'
+note "oom.container.outcome=survived: the receiver looked at the container's cgroup right after the kill"
+note "and found processes still running in it. This is the kill Kubernetes never shows; the alert"
+note "ContainerOOMKilledSilently (examples/prometheus/alerts.yaml) pages on exactly these."
