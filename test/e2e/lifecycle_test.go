@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
+)
+
+// TestSeriesExpireAndReturnInPrometheus: the built collector on real
+// journal files, scraped by a real Prometheus. A gone container's series
+// stops being exported after series.retention, disappears from Prometheus,
+// and comes back continuing its count when the same identity is killed
+// again, so the counter never looks reset.
+func TestSeriesExpireAndReturnInPrometheus(t *testing.T) {
+	requireRealKernel(t)
+	bin := repoPath(t, "bin/otelcol-oomkill")
+	_, err := os.Stat(bin)
+	require.NoError(t, err, "run make build first")
+
+	const boot = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	pod, ctr := "7c1d0e2f-1111-4a2b-9c3d-00000000aaaa", "ab"+fmt.Sprintf("%062x", time.Now().UnixNano())
+	memcg := "/kubepods/burstable/pod" + pod + "/" + ctr // no such cgroup here: the container is gone
+	kill := func(pid int) []journaltest.Entry {
+		return journaltest.Entries(journaltest.OOMReport("php-fpm", pid, 33, memcg), time.Now(), boot, "node-a")
+	}
+	dir, state := t.TempDir(), t.TempDir()
+	journaltest.Write(t, filepath.Join(dir, "a.journal"), append(kill(101), kill(102)...))
+
+	exporter, self := freePort(t), freePort(t)
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+extensions:
+  file_storage:
+    directory: %s
+receivers:
+  oomkill:
+    journal:
+      directory: %s
+    start_at: beginning
+    storage: file_storage
+    node_name: node-a
+    metrics_refresh_interval: 1s
+    series:
+      retention: 3s
+exporters:
+  prometheus:
+    endpoint: 127.0.0.1:%d
+    metric_expiration: 2s
+    resource_to_telemetry_conversion:
+      enabled: true
+service:
+  extensions: [file_storage]
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: %d
+  pipelines:
+    metrics:
+      receivers: [oomkill]
+      exporters: [prometheus]
+`, state, dir, exporter, self)), 0o600))
+	cmd := exec.Command(bin, "--config", cfg)
+	logf, err := os.Create(filepath.Join(t.TempDir(), "collector.log"))
+	require.NoError(t, err)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("collector log:\n%s", b)
+		}
+	})
+	prom := startPrometheus(t, exporter, self)
+	series := fmt.Sprintf(`container_oom_kill_count_total{container_id=%q}`, ctr)
+	present := fmt.Sprintf(`count(%s)`, series)
+
+	require.Eventually(t, func() bool { return prom.query(t, series) == 2 }, 60*time.Second, 250*time.Millisecond, "two kills scraped")
+	require.Eventually(t, func() bool { return prom.query(t, present) == 0 }, 60*time.Second, 250*time.Millisecond,
+		"the gone container's series expired and left Prometheus: %s", prom.raw(t, series))
+	require.Eventually(t, func() bool { return prom.query(t, "otelcol_oomkill_receiver_series_expired") >= 1 }, 30*time.Second, 250*time.Millisecond)
+	require.Equal(t, 1.0, prom.query(t, "count(otelcol_oomkill_receiver_series == 0)"), "no live series left")
+
+	// The same identity killed again: back, continuing from 2.
+	journaltest.Write(t, filepath.Join(dir, "b.journal"), kill(103))
+	require.Eventually(t, func() bool { return prom.query(t, series) == 3 }, 60*time.Second, 250*time.Millisecond,
+		"the series came back continuing its count: %s", prom.raw(t, series))
+	// Never a lower value in between: the highest and the latest agree.
+	require.Equal(t, 3.0, prom.query(t, fmt.Sprintf(`max_over_time(%s[5m])`, series)))
+}
