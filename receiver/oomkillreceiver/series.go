@@ -297,11 +297,6 @@ func (t *seriesTable) due(now time.Time, interval time.Duration) []*series {
 	return out
 }
 
-// all returns every live series (for the start-up export and tests).
-func (t *seriesTable) all(now time.Time) []*series {
-	return t.due(now, 0)
-}
-
 // sortSeries orders series grouped by resource, in a stable order.
 func sortSeries(s []*series) {
 	slices.SortFunc(s, func(a, b *series) int { return compareKeys(a.seriesKey, b.seriesKey) })

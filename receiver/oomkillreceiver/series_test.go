@@ -105,7 +105,7 @@ func TestExpiredTotalsAreBounded(t *testing.T) {
 	_, ok := e.byKey[99]
 	assert.True(t, ok, "the newest is remembered")
 
-	var back expiredTotals = newExpiredTotals(3)
+	back := newExpiredTotals(3)
 	back.unmarshal(e.marshal())
 	assert.Equal(t, e.byKey, back.byKey)
 }

@@ -37,8 +37,10 @@ func TestBoundedState(t *testing.T) {
 		{name: "200k kernel entries, 500 kills in 500 containers", kernelEntries: 200_000, kills: 500, containers: 500, maxSeries: 1000},
 		{name: "200k kernel entries, 20,000 kills in 20,000 containers", kernelEntries: 200_000, kills: 20_000, containers: 20_000, maxSeries: 1000},
 		{name: "400k kernel entries, 100,000 kills over 50,000 containers", kernelEntries: 400_000, kills: 100_000, containers: 50_000, maxSeries: 1000},
-		{name: "10,000 live series (max_series 10000), steady state", kernelEntries: 60_000, kills: 10_000, containers: 10_000, maxSeries: 10_000,
-			steadyFor: 60 * time.Second, refreshEvery: 10 * time.Second},
+		{
+			name: "10,000 live series (max_series 10000), steady state", kernelEntries: 60_000, kills: 10_000, containers: 10_000, maxSeries: 10_000,
+			steadyFor: 60 * time.Second, refreshEvery: 10 * time.Second,
+		},
 	}
 	var res results
 	res.addf("| journal | catch-up wall | CPU | peak RSS | idle RSS | checkpoint on disk | kills counted | series exported |\n|---|---|---|---|---|---|---|---|\n")
@@ -75,7 +77,7 @@ func TestBoundedState(t *testing.T) {
 		if c.steadyFor > 0 {
 			before := treeCPU(p.pid())
 			time.Sleep(c.steadyFor)
-			per := (treeCPU(p.pid()) - before) / time.Duration(c.steadyFor/c.refreshEvery)
+			per := (treeCPU(p.pid()) - before) / (c.steadyFor / c.refreshEvery)
 			steady = fmt.Sprintf("; steady state: %v CPU per %v refresh of %d series (%.2f%% of a core), RSS %s",
 				per.Round(time.Millisecond), c.refreshEvery, series, 100*float64(per)/float64(c.refreshEvery), mib(treeStatus(p.pid(), "VmRSS:")))
 		}

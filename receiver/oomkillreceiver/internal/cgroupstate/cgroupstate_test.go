@@ -33,13 +33,13 @@ func TestUnifiedLayoutFromFiles(t *testing.T) {
 		"/kubepods.slice/pod.slice/gone.scope":   Gone,
 		"/kubepods.slice/other.slice/gone.scope": Unknown, // parent missing: not this hierarchy's
 	} {
-		got, err := o.Observe(path)
-		require.NoError(t, err, path)
+		got, oerr := o.Observe(path)
+		require.NoError(t, oerr, path)
 		assert.Equal(t, want, got, path)
 	}
 	for _, bad := range []string{"", "relative/path"} {
-		_, err := o.Observe(bad)
-		assert.Error(t, err, bad)
+		_, oerr := o.Observe(bad)
+		assert.Error(t, oerr, bad)
 	}
 	// A path that climbs stays under the root: here it is the root cgroup,
 	// which always has processes.
