@@ -2,6 +2,7 @@ package oomkillreceiver
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -44,4 +45,43 @@ func BenchmarkCatchUp(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(len(batch))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkCatchUpManyContainers is BenchmarkCatchUp with one kill in 5
+// kernel entries, each in a container of its own (a churning node's
+// history): what bounded series make cheap. Reports entries/s and kills/s.
+func BenchmarkCatchUpManyContainers(b *testing.B) {
+	const kills = 20_000
+	dir := b.TempDir()
+	first := time.Now().Add(-time.Hour)
+	var batch []journaltest.Entry
+	for i := 0; i < kills; i++ {
+		at := first.Add(time.Duration(i) * time.Millisecond)
+		memcg := fmt.Sprintf("/kubepods/burstable/pod%08x-0000-4000-8000-%012x/%064x", i, i, i+1)
+		batch = append(batch, journaltest.Entries(journaltest.OOMReport("php-fpm", 1000+i, 33, memcg), at, bootA, hostName)...)
+		batch = append(batch, journaltest.Entry{Message: fmt.Sprintf("cni0: port %d(veth%08x) entered forwarding state", i%64, i), Time: at, BootID: bootA, Hostname: hostName})
+		batch = append(batch, journaltest.Entry{Message: fmt.Sprintf("cni0: port %d(veth%08x) entered disabled state", i%64, i), Time: at, BootID: bootA, Hostname: hostName})
+	}
+	journaltest.Write(b, filepath.Join(dir, "system.journal"), batch)
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		cfg := testConfig(dir)
+		cfg.StorageID = &storageID
+		if os.Getenv("NO_OUTCOME") != "" {
+			cfg.Outcome.CgroupRoot = ""
+		}
+		h := fileStorage(b, b.TempDir())
+		b.StartTimer()
+		r := start(b, cfg, h, nil, nil)
+		for r.logs.LogRecordCount() < kills {
+			time.Sleep(time.Millisecond)
+		}
+		b.StopTimer()
+		r.stop()
+		stopStorage(h)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(len(batch))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+	b.ReportMetric(float64(kills)*float64(b.N)/b.Elapsed().Seconds(), "kills/s")
 }

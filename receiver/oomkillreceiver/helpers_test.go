@@ -44,7 +44,7 @@ func (h host) GetExtensions() map[component.ID]component.Component { return h.ex
 
 // fileStorage starts contrib's real file_storage extension on dir; it is
 // shut down when the test ends, or earlier by stopStorage.
-func fileStorage(t *testing.T, dir string) host {
+func fileStorage(t testing.TB, dir string) host {
 	t.Helper()
 	f := filestorage.NewFactory()
 	cfg := f.CreateDefaultConfig().(*filestorage.Config)

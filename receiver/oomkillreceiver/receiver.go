@@ -40,7 +40,7 @@ const (
 // holds), or on reaching its end after reopenIdleAfter (so what a catch-up
 // read is not kept while idle). Variables so a test can lower them.
 var (
-	reopenAfter     = 100_000
+	reopenAfter     = 25_000
 	reopenIdleAfter = 10_000
 )
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,16 @@ func TestBoundedState(t *testing.T) {
 			name: "10,000 live series (max_series 10000), steady state", kernelEntries: 60_000, kills: 10_000, containers: 10_000, maxSeries: 10_000,
 			steadyFor: 60 * time.Second, refreshEvery: 10 * time.Second,
 		},
+	}
+	// BENCH_CASES=0,1 runs only those cases (and BENCH_SKIP_1M=1 skips the 1M-entry run).
+	if sel := os.Getenv("BENCH_CASES"); sel != "" {
+		var picked []boundedCase
+		for _, f := range strings.Split(sel, ",") {
+			if i, err := strconv.Atoi(f); err == nil && i >= 0 && i < len(cases) {
+				picked = append(picked, cases[i])
+			}
+		}
+		cases = picked
 	}
 	var res results
 	res.addf("| journal | catch-up wall | CPU | peak RSS | idle RSS | checkpoint on disk | kills counted | series exported |\n|---|---|---|---|---|---|---|---|\n")
@@ -98,6 +109,10 @@ func TestBoundedState(t *testing.T) {
 	}
 	// The 1M-entry journal of the side-by-side run, ours from process start
 	// against journalctl.
+	if os.Getenv("BENCH_SKIP_1M") != "" {
+		res.write(t)
+		return
+	}
 	dir := filepath.Join(t.TempDir(), "journal")
 	reports, err := busyjournal.LoadReports(repo("testdata/kernel/captured"))
 	if err != nil {
