@@ -19,6 +19,8 @@ type killRecord struct {
 	oomparse.Kill
 	// Host is the journal entry's _HOSTNAME.
 	Host string
+	// ID is oom.kill.id (killid.go).
+	ID string
 }
 
 // emitter turns kills and totals into pdata. A fresh payload is built for
@@ -77,6 +79,7 @@ func fillLogRecord(lr plog.LogRecord, k killRecord, observed time.Time) {
 	lr.SetSeverityText("ERROR")
 	lr.Body().SetStr(k.Line)
 	a := lr.Attributes()
+	a.PutStr("oom.kill.id", k.ID)
 	a.PutInt("process.pid", k.PID)
 	a.PutStr("process.executable.name", k.Comm)
 	putOpt(a, "process.user.id", k.UID)

@@ -135,7 +135,7 @@ type eventOomKill struct {
 	config EventConfig         // event config provided by user.
 }
 
-func (e *eventOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, oomAttributedAttributeValue bool, oomConstraintAttributeValue string, oomGroupKillAttributeValue bool, processExecutableNameAttributeValue string, processPidAttributeValue int64, options ...EventAttributeOption) {
+func (e *eventOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, oomAttributedAttributeValue bool, oomConstraintAttributeValue string, oomGroupKillAttributeValue bool, oomKillIDAttributeValue string, processExecutableNameAttributeValue string, processPidAttributeValue int64, options ...EventAttributeOption) {
 	if !e.config.Enabled {
 		return
 	}
@@ -150,6 +150,7 @@ func (e *eventOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timest
 	dp.Attributes().PutBool("oom.attributed", oomAttributedAttributeValue)
 	dp.Attributes().PutStr("oom.constraint", oomConstraintAttributeValue)
 	dp.Attributes().PutBool("oom.group_kill", oomGroupKillAttributeValue)
+	dp.Attributes().PutStr("oom.kill.id", oomKillIDAttributeValue)
 	dp.Attributes().PutStr("process.executable.name", processExecutableNameAttributeValue)
 	dp.Attributes().PutInt("process.pid", processPidAttributeValue)
 
@@ -311,6 +312,6 @@ func (lb *LogsBuilder) Emit(options ...ResourceLogsOption) plog.Logs {
 }
 
 // RecordOomKillEvent adds a log record of oom_kill event.
-func (lb *LogsBuilder) RecordOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, oomAttributedAttributeValue bool, oomConstraintAttributeValue AttributeOomConstraint, oomGroupKillAttributeValue bool, processExecutableNameAttributeValue string, processPidAttributeValue int64, options ...EventAttributeOption) {
-	lb.eventOomKill.recordEvent(ctx, timestamp, oomAttributedAttributeValue, oomConstraintAttributeValue.String(), oomGroupKillAttributeValue, processExecutableNameAttributeValue, processPidAttributeValue, options...)
+func (lb *LogsBuilder) RecordOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, oomAttributedAttributeValue bool, oomConstraintAttributeValue AttributeOomConstraint, oomGroupKillAttributeValue bool, oomKillIDAttributeValue string, processExecutableNameAttributeValue string, processPidAttributeValue int64, options ...EventAttributeOption) {
+	lb.eventOomKill.recordEvent(ctx, timestamp, oomAttributedAttributeValue, oomConstraintAttributeValue.String(), oomGroupKillAttributeValue, oomKillIDAttributeValue, processExecutableNameAttributeValue, processPidAttributeValue, options...)
 }
