@@ -118,3 +118,70 @@ func TestMemoryLimiterRefusalPausesReading(t *testing.T) {
 	}
 	assert.Equal(t, int64(len(kills)), sink.killTotal())
 }
+
+// A full persistent queue (backend down, queue_size 1) is not a drop
+// either: Offer returns a retryable error, the receiver retries and stops
+// reading, and once the backend is back every kill arrives. Only
+// sending_queue::queue_size differs from the shipped OTLP pipeline (and
+// the receiver's backoff, as above).
+func TestFullQueuePausesReading(t *testing.T) {
+	bin := collectorBinary(t)
+	journaltest.Require(t, journaltest.RemoteBinary, "systemd-journal-remote")
+	journalDir, stateDir := t.TempDir(), t.TempDir()
+	journal := filepath.Join(journalDir, "system.journal")
+	sink := newOTLPSink(t)
+	sink.down()
+	selfPort := freePort(t)
+	b, err := os.ReadFile(durableConfig(t, journalDir, stateDir, selfPort))
+	require.NoError(t, err)
+	var cfg map[string]any
+	require.NoError(t, yaml.Unmarshal(b, &cfg))
+	cfg["exporters"].(map[string]any)["otlp_grpc"].(map[string]any)["sending_queue"].(map[string]any)["queue_size"] = 1
+	cfg["receivers"].(map[string]any)["oomkill"].(map[string]any)["retry"] = map[string]any{"initial_interval": "50ms", "max_interval": "200ms"}
+	out, err := yaml.Marshal(cfg)
+	require.NoError(t, err)
+	small := filepath.Join(t.TempDir(), "small-queue.yaml")
+	require.NoError(t, os.WriteFile(small, out, 0o600))
+	logPath := filepath.Join(t.TempDir(), "collector.log")
+	log, err := os.Create(logPath)
+	require.NoError(t, err)
+	defer log.Close()
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("collector log:\n%s", b)
+		}
+	})
+
+	c := startReady(t, bin, small, []string{"K8S_NODE_NAME=node-a", "OTLP_ENDPOINT=" + sink.addr}, log)
+	retries := func() float64 { return scrapeSelf(t, selfPort, "otelcol_oomkill_receiver_delivery_retries") }
+	var kills []durableKill
+	for pid := 40001; pid <= 40004; pid++ {
+		kills = append(kills, writeKill(t, journal, pid))
+		time.Sleep(100 * time.Millisecond) // separate deliveries, one queue request each
+	}
+	require.Eventually(t, func() bool { return retries() >= 5 }, 60*time.Second, 50*time.Millisecond, "a full queue makes the receiver retry")
+	require.True(t, c.logged("sending queue is full"), "the receiver was refused by the full queue")
+	read := scrapeSelf(t, selfPort, "otelcol_oomkill_receiver_entries_read")
+	r0 := retries()
+	require.Eventually(t, func() bool { return retries() >= r0+5 }, 60*time.Second, 50*time.Millisecond)
+	assert.Equal(t, read, scrapeSelf(t, selfPort, "otelcol_oomkill_receiver_entries_read"), "no entry read while the queue is full")
+	assert.Less(t, read, float64(3*len(kills)), "reading stopped before the last kill")
+
+	sink.up(t)
+	ids := func() map[string]int {
+		got := map[string]int{}
+		for _, lr := range sink.logRecords() {
+			id, _ := lr.Attributes().Get("oom.kill.id")
+			got[id.Str()]++
+		}
+		return got
+	}
+	require.Eventually(t, func() bool { return len(ids()) == len(kills) && sink.killTotal() == int64(len(kills)) },
+		90*time.Second, 100*time.Millisecond, "every kill arrives once the backend is back")
+	c.signal(t, syscall.SIGTERM)
+	for _, k := range kills {
+		assert.Equal(t, 1, ids()[k.id], "pid %d", k.pid)
+	}
+	t.Logf("queue full: %v delivery retries while entries read stayed at %v of %d", r0, read, 3*len(kills))
+}
