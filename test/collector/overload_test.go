@@ -155,18 +155,20 @@ func TestFullQueuePausesReading(t *testing.T) {
 
 	c := startReady(t, bin, small, []string{"K8S_NODE_NAME=node-a", "OTLP_ENDPOINT=" + sink.addr}, log)
 	retries := func() float64 { return scrapeSelf(t, selfPort, "otelcol_oomkill_receiver_delivery_retries") }
-	var kills []durableKill
-	for pid := 40001; pid <= 40004; pid++ {
-		kills = append(kills, writeKill(t, journal, pid))
-		time.Sleep(100 * time.Millisecond) // separate deliveries, one queue request each
-	}
-	require.Eventually(t, func() bool { return retries() >= 5 }, 60*time.Second, 50*time.Millisecond, "a full queue makes the receiver retry")
+	entriesRead := func() float64 { return scrapeSelf(t, selfPort, "otelcol_oomkill_receiver_entries_read") }
+	// The first kill fills the queue (its request stays in it while the
+	// export is retried); the second is refused.
+	kills := []durableKill{writeKill(t, journal, 40001)}
+	require.Eventually(t, func() bool { return entriesRead() >= 3 }, 60*time.Second, 50*time.Millisecond, "first kill read")
+	kills = append(kills, writeKill(t, journal, 40002))
+	require.Eventually(t, func() bool { return retries() >= 3 }, 60*time.Second, 50*time.Millisecond, "a full queue makes the receiver retry")
 	require.True(t, c.logged("sending queue is full"), "the receiver was refused by the full queue")
-	read := scrapeSelf(t, selfPort, "otelcol_oomkill_receiver_entries_read")
+	read := entriesRead()
+	kills = append(kills, writeKill(t, journal, 40003), writeKill(t, journal, 40004))
 	r0 := retries()
 	require.Eventually(t, func() bool { return retries() >= r0+5 }, 60*time.Second, 50*time.Millisecond)
-	assert.Equal(t, read, scrapeSelf(t, selfPort, "otelcol_oomkill_receiver_entries_read"), "no entry read while the queue is full")
-	assert.Less(t, read, float64(3*len(kills)), "reading stopped before the last kill")
+	assert.Equal(t, read, entriesRead(), "no entry read while the queue is full")
+	full := retries()
 
 	sink.up(t)
 	ids := func() map[string]int {
@@ -183,5 +185,5 @@ func TestFullQueuePausesReading(t *testing.T) {
 	for _, k := range kills {
 		assert.Equal(t, 1, ids()[k.id], "pid %d", k.pid)
 	}
-	t.Logf("queue full: %v delivery retries while entries read stayed at %v of %d", r0, read, 3*len(kills))
+	t.Logf("queue full: %v delivery retries while entries read stayed at %v of %d", full, read, 3*len(kills))
 }
