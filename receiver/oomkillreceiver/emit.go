@@ -16,11 +16,11 @@ const EventName = "oom_kill"
 
 // killRecord is a kill as read from the journal, ready to emit.
 type killRecord struct {
+	// ID is oom.kill.id (killid.go).
+	ID string
 	oomparse.Kill
 	// Host is the journal entry's _HOSTNAME.
 	Host string
-	// ID is oom.kill.id (killid.go).
-	ID string
 }
 
 // emitter turns kills and totals into pdata. A fresh payload is built for
