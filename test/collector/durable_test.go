@@ -76,8 +76,9 @@ type collectorProc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 
-	mu    sync.Mutex
-	lines []string
+	mu     sync.Mutex
+	lines  []string
+	killed bool // killWithin sent the SIGKILL
 }
 
 // logged reports whether the collector logged a line containing s.
@@ -128,11 +129,30 @@ func startReady(t *testing.T, bin, cfg string, env []string, log io.Writer) *col
 	return p
 }
 
+// signal sends sig (unless killWithin did already) and waits for the exit.
 func (p *collectorProc) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(sig))
+	p.mu.Lock()
+	sent := p.killed
+	p.mu.Unlock()
+	if !sent {
+		require.NoError(t, p.cmd.Process.Signal(sig))
+	}
 	<-p.done
 	_ = p.cmd.Wait()
+}
+
+// killWithin SIGKILLs the collector at a random moment in the next d,
+// while the caller goes on (e.g. appends to the journal).
+func (p *collectorProc) killWithin(d time.Duration) {
+	p.mu.Lock()
+	p.killed = true
+	p.mu.Unlock()
+	delay := time.Duration(rand.Int64N(int64(d)))
+	go func() {
+		time.Sleep(delay)
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	}()
 }
 
 // durableKill is a kill as the test wrote it to the journal.
@@ -190,6 +210,7 @@ func TestDurableDeliveryUnderSIGKILL(t *testing.T) {
 	downAt := map[int]bool{3: true, 10: true}
 	upAt := map[int]bool{7: true, 12: true}
 	var kills []durableKill
+	at := map[string]int{}
 	pid := 20000
 	sinkUp := true
 	for round := 0; round < rounds; round++ {
@@ -205,10 +226,28 @@ func TestDurableDeliveryUnderSIGKILL(t *testing.T) {
 				sinkUp = false
 			}
 			pid++
+			if i == n-1 && round%3 == 1 {
+				// Every third round the SIGKILL races the last append.
+				c.killWithin(30 * time.Millisecond)
+				kills = append(kills, writeKill(t, journal, pid))
+				break
+			}
 			kills = append(kills, writeKill(t, journal, pid))
 			time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
 		}
 		c.signal(t, syscall.SIGKILL)
+		// Where the SIGKILL fell, for the last kill written (for the log).
+		last := kills[len(kills)-1]
+		switch {
+		case sinkHas(sink, last.id):
+			at["after its export"]++
+		case c.logged(fmt.Sprintf(`"pid": %d,`, last.pid)) && !sinkUp:
+			at["after reading it, backend down"]++
+		case c.logged(fmt.Sprintf(`"pid": %d,`, last.pid)):
+			at["after reading it, before its export"]++
+		default:
+			at["before reading it"]++
+		}
 		fmt.Fprintf(log, "=== round %d: %d kills while running, SIGKILLed (sink up: %v)\n", round, n, sinkUp)
 		// A kill lands while the collector is down.
 		pid++
@@ -272,7 +311,17 @@ func TestDurableDeliveryUnderSIGKILL(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(collectorLog), "Will retry the request", "the exporter met the backend down")
 	assert.NotContains(t, string(collectorLog), "Dropping data", "the exporter gave data up")
+	t.Logf("SIGKILL fell, relative to the last kill of its round: %v", at)
 	dups := len(records) - len(want)
 	t.Logf("%d kills, %d log records at the sink: %d duplicate records (%.1f%% of kills)",
 		len(kills), len(records), dups, 100*float64(dups)/float64(len(kills)))
+}
+
+func sinkHas(s *otlpSink, id string) bool {
+	for _, lr := range s.logRecords() {
+		if v, _ := lr.Attributes().Get("oom.kill.id"); v.Str() == id {
+			return true
+		}
+	}
+	return false
 }
