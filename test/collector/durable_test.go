@@ -204,9 +204,9 @@ func TestDurableDeliveryUnderSIGKILL(t *testing.T) {
 	})
 
 	const rounds = 14
-	// The backend is down from round 3 to 6 and from round 10 to 11
-	// (across restarts); it also goes down in the middle of rounds 3 and 10,
-	// while kills are being delivered.
+	// The backend goes down in the middle of rounds 3 and 10, while kills
+	// are being delivered, and comes back at the start of rounds 7 and 12:
+	// down across several SIGKILLs and restarts.
 	downAt := map[int]bool{3: true, 10: true}
 	upAt := map[int]bool{7: true, 12: true}
 	var kills []durableKill
