@@ -17,6 +17,8 @@ const EventName = "oom_kill"
 
 // killRecord is a kill as read from the journal, ready to emit.
 type killRecord struct {
+	// ID is oom.kill.id (killid.go).
+	ID string
 	oomparse.Kill
 	// Host is the journal entry's _HOSTNAME.
 	Host string
@@ -80,6 +82,7 @@ func fillLogRecord(lr plog.LogRecord, k killRecord, observed time.Time) {
 	lr.SetSeverityText("ERROR")
 	lr.Body().SetStr(k.Line)
 	a := lr.Attributes()
+	a.PutStr("oom.kill.id", k.ID)
 	a.PutInt("process.pid", k.PID)
 	a.PutStr("process.executable.name", k.Comm)
 	putOpt(a, "process.user.id", k.UID)

@@ -25,7 +25,7 @@ func TestLogRecordAttributesAreDocumented(t *testing.T) {
 		documented[a.(string)] = level == "conditionally_required"
 	}
 	some := oomparse.OptInt{Value: 1, Valid: true}
-	full := killRecord{Host: "h", Kill: oomparse.Kill{
+	full := killRecord{Host: "h", ID: "00112233445566778899aabbccddeeff", Kill: oomparse.Kill{
 		Time: time.Now(), BootID: "b", Line: "Killed process 1 (x)", PID: 1, Comm: "x", UID: some,
 		TotalVMKB: some, AnonRSSKB: some, FileRSSKB: some, ShmemRSSKB: some, PgtablesKB: some, OOMScoreAdj: some,
 		Attributed: true, GroupKill: true, Constraint: oomparse.ConstraintMemcg, OOMMemcg: "/a", TaskMemcg: "/a/b",
@@ -33,7 +33,7 @@ func TestLogRecordAttributesAreDocumented(t *testing.T) {
 		Invoker: oomparse.Invoker{Valid: true, Comm: "i", GFPMask: "0xcc0", Order: some, OOMScoreAdj: some},
 		Cgroup:  kubecgroup.Ref{Kind: kubecgroup.KindContainer, PodUID: "p", ContainerID: "c", Runtime: "containerd", QoSClass: "burstable"},
 	}}
-	bare := killRecord{Kill: oomparse.Kill{Time: time.Now(), Line: "Killed process 2 (y)", PID: 2, Comm: "y", Constraint: oomparse.ConstraintUnknown}}
+	bare := killRecord{ID: "ffeeddccbbaa99887766554433221100", Kill: oomparse.Kill{Time: time.Now(), Line: "Killed process 2 (y)", PID: 2, Comm: "y", Constraint: oomparse.ConstraintUnknown}}
 
 	for name, k := range map[string]killRecord{"full": full, "bare": bare} {
 		lr := plog.NewLogRecord()

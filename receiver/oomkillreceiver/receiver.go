@@ -395,7 +395,7 @@ func (r *oomReceiver) feedCurrent() (killRecord, oomparse.Outcome, error) {
 	if kt, err := r.reader.KernelTime(); err == nil {
 		k.Time = kt
 	}
-	return killRecord{Kill: k, Host: r.reader.Hostname()}, out, nil
+	return killRecord{Kill: k, Host: r.reader.Hostname(), ID: r.killID(k)}, out, nil
 }
 
 // account counts each kill in its series (or an overflow series) and logs it.

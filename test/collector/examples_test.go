@@ -1,9 +1,11 @@
 package collector
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -14,26 +16,8 @@ import (
 // built distribution's `validate` (all components, all settings).
 func TestExampleConfigsValidate(t *testing.T) {
 	bin := collectorBinary(t)
-	configs, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "*.yaml"))
-	require.NoError(t, err)
-	// The DaemonSet's config lives inside its ConfigMap.
-	cm, err := os.ReadFile(filepath.Join("..", "..", "examples", "kubernetes", "02-configmap.yaml"))
-	require.NoError(t, err)
-	var configMap struct {
-		Data map[string]string `json:"data"`
-	}
-	require.NoError(t, yaml.Unmarshal(cm, &configMap))
-	daemonset := filepath.Join(t.TempDir(), "daemonset-config.yaml")
-	require.NoError(t, os.WriteFile(daemonset, []byte(configMap.Data["config.yaml"]), 0o600))
-
 	checked := 0
-	for _, c := range append(configs, daemonset) {
-		b, err := os.ReadFile(c)
-		require.NoError(t, err)
-		var top map[string]any
-		if yaml.Unmarshal(b, &top) != nil || top["receivers"] == nil {
-			continue // not a collector config (manifests, rules, prometheus.yml)
-		}
+	for c := range shippedConfigs(t) {
 		cmd := exec.Command(bin, "validate", "--config", c)
 		cmd.Env = append(os.Environ(), "K8S_NODE_NAME=node-a", "OTLP_ENDPOINT=otel-gateway:4317", "LOGS_ENDPOINT=http://loki:3100/otlp")
 		out, err := cmd.CombinedOutput()
@@ -42,4 +26,80 @@ func TestExampleConfigsValidate(t *testing.T) {
 		t.Logf("%s: valid", c)
 	}
 	require.GreaterOrEqual(t, checked, 5, "local, prometheus, otlp, logs and the DaemonSet's configs")
+}
+
+// shippedConfigs are the collector configurations in examples/ (path →
+// parsed YAML), the DaemonSet's taken out of its ConfigMap.
+func shippedConfigs(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	configs, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "*.yaml"))
+	require.NoError(t, err)
+	cm, err := os.ReadFile(filepath.Join("..", "..", "examples", "kubernetes", "02-configmap.yaml"))
+	require.NoError(t, err)
+	var configMap struct {
+		Data map[string]string `json:"data"`
+	}
+	require.NoError(t, yaml.Unmarshal(cm, &configMap))
+	daemonset := filepath.Join(t.TempDir(), "daemonset-config.yaml")
+	require.NoError(t, os.WriteFile(daemonset, []byte(configMap.Data["config.yaml"]), 0o600))
+	out := map[string]map[string]any{}
+	for _, c := range append(configs, daemonset) {
+		b, err := os.ReadFile(c)
+		require.NoError(t, err)
+		var top map[string]any
+		if yaml.Unmarshal(b, &top) != nil || top["receivers"] == nil {
+			continue // not a collector config (manifests, rules, prometheus.yml)
+		}
+		out[c] = top
+	}
+	return out
+}
+
+// No shipped pipeline fed by the oomkill receiver has a stage that accepts
+// data and returns before it is delivered or on disk (receiver README,
+// "Delivery guarantees"): no batch processor, and every exporter is either
+// synchronous (debug without a queue, prometheus) or queues on
+// file_storage.
+func TestShippedPipelinesAreDurable(t *testing.T) {
+	synchronous := map[string]bool{"debug": true, "prometheus": true}
+	checked := 0
+	for c, top := range shippedConfigs(t) {
+		get := func(m any, keys ...string) any {
+			for _, k := range keys {
+				mm, ok := m.(map[string]any)
+				if !ok {
+					return nil
+				}
+				m = mm[k]
+			}
+			return m
+		}
+		pipelines, _ := get(top, "service", "pipelines").(map[string]any)
+		for name, p := range pipelines {
+			if !strings.Contains(fmt.Sprint(get(p, "receivers")), "oomkill") {
+				continue
+			}
+			where := fmt.Sprintf("%s: pipeline %s", c, name)
+			procs, _ := get(p, "processors").([]any)
+			for _, proc := range procs {
+				typ := strings.SplitN(proc.(string), "/", 2)[0]
+				require.NotEqual(t, "batch", typ, "%s: the batch processor returns before the data is durable", where)
+			}
+			exps, _ := get(p, "exporters").([]any)
+			require.NotEmpty(t, exps, where)
+			for _, e := range exps {
+				id := e.(string)
+				typ := strings.SplitN(id, "/", 2)[0]
+				queue := get(top, "exporters", id, "sending_queue")
+				if synchronous[typ] && queue == nil {
+					continue
+				}
+				storage, _ := get(queue, "storage").(string)
+				require.True(t, strings.HasPrefix(storage, "file_storage"), "%s: exporter %s needs sending_queue::storage on file_storage", where, id)
+				require.NotEqual(t, true, get(queue, "block_on_overflow"), "%s: exporter %s: a full queue must return a retryable error", where, id)
+			}
+			checked++
+		}
+	}
+	require.GreaterOrEqual(t, checked, 7, "local (2), otlp (2), logs, prometheus, DaemonSet (2) pipelines")
 }

@@ -219,6 +219,19 @@ func (r *Reader) KernelTime() (time.Time, error) {
 	return rt.Add(-time.Duration(monoUs-srcUs) * time.Microsecond), nil
 }
 
+// KernelMonotonicUsec is the kernel's own stamp of the current entry, in µs
+// since boot: _SOURCE_MONOTONIC_TIMESTAMP, or the entry's
+// __MONOTONIC_TIMESTAMP (when journald received it) where that is absent.
+// Both are stored in the entry, so reading it again gives the same value.
+func (r *Reader) KernelMonotonicUsec() (uint64, error) {
+	if src, err := r.field("_SOURCE_MONOTONIC_TIMESTAMP"); err == nil {
+		if us, err := strconv.ParseUint(src, 10, 64); err == nil {
+			return us, nil
+		}
+	}
+	return r.j.GetMonotonicUsec()
+}
+
 // Cursor identifies the current entry for a later SeekAfter.
 func (r *Reader) Cursor() (string, error) { return r.j.GetCursor() }
 

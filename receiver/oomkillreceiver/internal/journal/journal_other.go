@@ -83,5 +83,8 @@ func (*Reader) Realtime() (time.Time, error) { return time.Time{}, ErrUnsupporte
 // KernelTime returns ErrUnsupported.
 func (*Reader) KernelTime() (time.Time, error) { return time.Time{}, ErrUnsupported }
 
+// KernelMonotonicUsec returns ErrUnsupported.
+func (*Reader) KernelMonotonicUsec() (uint64, error) { return 0, ErrUnsupported }
+
 // Cursor returns ErrUnsupported.
 func (*Reader) Cursor() (string, error) { return "", ErrUnsupported }
