@@ -261,36 +261,81 @@ func elfDeps(file, origin string) (needed, search []string, interp string, err e
 // HostBinary returns the files that put the host program at hostPath into
 // the guest at guestPath, with every shared library `ldd` lists for it, at
 // the paths ldd printed (so the guest's loader finds them as the host's
-// does). Use it to run a program built on this machine, e.g. the
+// does). dlopened names libraries the program loads at run time, which ldd
+// cannot see (the collector dlopens libsystemd.so.0); they come with their
+// own libraries. Use it to run a program built on this machine, e.g. the
 // collector, inside the guest.
-func HostBinary(hostPath, guestPath string) ([]File, error) {
+func HostBinary(hostPath, guestPath string, dlopened ...string) ([]File, error) {
 	files := []File{{Path: guestPath, Source: hostPath, Mode: 0o755}}
-	out, err := exec.Command("ldd", hostPath).CombinedOutput()
+	seen := map[string]bool{}
+	add := func(p string) error {
+		libs, err := lddLibs(p)
+		if err != nil {
+			return err
+		}
+		for _, l := range libs {
+			if seen[l] {
+				continue
+			}
+			seen[l] = true
+			real, err := filepath.EvalSymlinks(l)
+			if err != nil {
+				return err
+			}
+			files = append(files, File{Path: l, Source: real, Mode: 0o755})
+		}
+		return nil
+	}
+	if err := add(hostPath); err != nil {
+		return nil, err
+	}
+	for _, name := range dlopened {
+		found := ""
+		for _, d := range libDirs {
+			if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+				found = filepath.Join(d, name)
+				break
+			}
+		}
+		if found == "" {
+			return nil, fmt.Errorf("kernellab: %s (loaded by %s at run time) is not in %v on this machine", name, hostPath, libDirs)
+		}
+		if !seen[found] {
+			seen[found] = true
+			real, err := filepath.EvalSymlinks(found)
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, File{Path: found, Source: real, Mode: 0o755})
+		}
+		if err := add(found); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// lddLibs lists the libraries ldd resolves for p, the loader included.
+func lddLibs(p string) ([]string, error) {
+	out, err := exec.Command("ldd", p).CombinedOutput()
 	if err != nil {
 		if strings.Contains(string(out), "not a dynamic executable") {
-			return files, nil
+			return nil, nil
 		}
-		return nil, fmt.Errorf("kernellab: ldd %s: %v\n%s", hostPath, err, out)
+		return nil, fmt.Errorf("kernellab: ldd %s: %v\n%s", p, err, out)
 	}
 	var libs []string
 	for _, line := range strings.Split(string(out), "\n") {
 		fields := strings.Fields(line)
 		switch {
+		case strings.Contains(line, "not found"):
+			return nil, fmt.Errorf("kernellab: %s: %s", p, strings.TrimSpace(line))
 		case len(fields) >= 3 && fields[1] == "=>" && strings.HasPrefix(fields[2], "/"):
 			libs = append(libs, fields[2])
 		case len(fields) >= 1 && strings.HasPrefix(fields[0], "/"):
 			libs = append(libs, fields[0]) // the loader itself
-		case strings.Contains(line, "not found"):
-			return nil, fmt.Errorf("kernellab: %s: %s", hostPath, strings.TrimSpace(line))
 		}
 	}
 	sort.Strings(libs)
-	for _, l := range libs {
-		real, err := filepath.EvalSymlinks(l)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, File{Path: l, Source: real, Mode: 0o755})
-	}
-	return files, nil
+	return libs, nil
 }
