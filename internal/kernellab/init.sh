@@ -36,7 +36,7 @@ klog "script exit $rc"
 m="KERNELLAB sync $$ $(cat /proc/uptime)"
 echo "$m" > /dev/kmsg
 i=0
-until journalctl -q -o cat -k 2>/dev/null | grep -qxF "$m"; do
+until journalctl -q -o cat -k -n 20 2>/dev/null | grep -qxF "$m"; do
 	i=$((i + 1))
 	[ $i -gt 300 ] && { klog "journald did not record the sync marker"; break; }
 	sleep 0.05

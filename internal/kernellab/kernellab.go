@@ -267,9 +267,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	outputs := filepath.Join(dir, "outputs")
 	args := []string{
 		"-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", strconv.Itoa(cfg.MemoryMB),
-		"-nographic", "-no-reboot", "-monitor", "none", "-display", "none",
+		"-nographic", "-no-reboot", "-monitor", "none", "-display", "none", "-vga", "none", "-nic", "none",
 		"-kernel", vmlinuz, "-initrd", initrd,
-		"-append", strings.TrimSpace("console=ttyS0 loglevel=4 panic=-1 rdinit=/init " + cfg.Cmdline),
+		"-append", strings.TrimSpace("console=ttyS0 loglevel=4 panic=-1 edd=off rdinit=/init " + cfg.Cmdline),
 		"-serial", "file:" + console, "-serial", "file:" + journal, "-serial", "file:" + outputs,
 	}
 	rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)

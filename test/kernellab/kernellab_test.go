@@ -105,7 +105,7 @@ func TestKernelLab(t *testing.T) {
 		t.Run(k.Release(), func(t *testing.T) {
 			res, err := kernellab.Run(context.Background(), kernellab.Config{Kernel: k, Script: scenarios})
 			require.NoError(t, err)
-			t.Logf("%s: guest ran %s", k, res.Boot.Round(100*time.Millisecond))
+			t.Logf("%s: guest ran %s; guest uptime at each step: %s", k, res.Boot.Round(100*time.Millisecond), progress(res.Console))
 			entries, err := kernellab.ParseExport(res.JournalExport)
 			require.NoError(t, err)
 			ctrs := parseResults(t, res.Outputs["results"])
@@ -404,6 +404,17 @@ service:
 	}
 	assert.Equal(t, want.perContainer, perCtr, "attributed log records per pod/container")
 	assert.Equal(t, want.groupFlagged, flagged, "log records with oom.group_kill=true per pod/container")
+}
+
+// progress picks the lab's "kernellab: [uptime] step" lines off the console.
+func progress(console []byte) string {
+	var steps []string
+	for _, l := range strings.Split(string(console), "\n") {
+		if i := strings.Index(l, "kernellab: ["); i >= 0 {
+			steps = append(steps, strings.TrimSpace(l[i+len("kernellab: "):]))
+		}
+	}
+	return strings.Join(steps, ", ")
 }
 
 func tail(s string) string {

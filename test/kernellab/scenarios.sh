@@ -57,12 +57,12 @@ scenario() {
 # Pod UIDs and container IDs are fixed, so fixtures keep their cgroup paths.
 U=4a0c6c57-6b0e-4c8e-9a51-0d1e2f3a4b
 C=1b2bcd0f6d6b4f3f8f2e1a9c8b7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c
-scenario systemd_burstable_worker systemd burstable ${U}01 ${C}01 0 3 container 32M
-scenario systemd_guaranteed_group systemd guaranteed ${U}02 ${C}02 1 4 container 32M
-scenario cgroupfs_burstable_group cgroupfs burstable ${U}03 ${C}03 1 4 container 32M
-scenario cgroupfs_guaranteed_worker cgroupfs guaranteed ${U}04 ${C}04 0 3 container 32M
-scenario systemd_burstable_pod_limit systemd burstable ${U}05 ${C}05 0 3 pod 32M
-scenario cgroupfs_burstable_pod_limit_group cgroupfs burstable ${U}06 ${C}06 1 4 pod 32M
+scenario systemd_burstable_worker systemd burstable ${U}01 ${C}01 0 3 container 8M
+scenario systemd_guaranteed_group systemd guaranteed ${U}02 ${C}02 1 4 container 8M
+scenario cgroupfs_burstable_group cgroupfs burstable ${U}03 ${C}03 1 4 container 8M
+scenario cgroupfs_guaranteed_worker cgroupfs guaranteed ${U}04 ${C}04 0 3 container 8M
+scenario systemd_burstable_pod_limit systemd burstable ${U}05 ${C}05 0 3 pod 8M
+scenario cgroupfs_burstable_pod_limit_group cgroupfs burstable ${U}06 ${C}06 1 4 pod 8M
 
 # The kernel prints at most 10 full reports per 5 s (oom_kill_process's
 # ratelimit). After a pause, 12 group kills in 12 pods and one worker kill
