@@ -31,7 +31,7 @@ func lockCache(dir string) (func(), error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func unpacked(cache, pkg string) (string, error) {
 		return "", err
 	}
 	if out, err := exec.Command("dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("kernellab: dpkg-deb -x %s: %v\n%s", deb, err, out)
+		return "", fmt.Errorf("kernellab: dpkg-deb -x %s: %w\n%s", deb, err, out)
 	}
 	if err := os.WriteFile(filepath.Join(tmp, ".unpacked"), []byte(filepath.Base(deb)+"\n"), 0o644); err != nil {
 		return "", err
@@ -114,7 +114,7 @@ func download(cache, pkg string) (string, error) {
 		}
 	}
 	if err != nil {
-		return "", fmt.Errorf("kernellab: apt-get download %s failed (is it served by this machine's apt sources? `apt-cache policy %s`): %v\n%s",
+		return "", fmt.Errorf("kernellab: apt-get download %s failed (is it served by this machine's apt sources? `apt-cache policy %s`): %w\n%s",
 			pkg, pkg, err, bytes.TrimSpace(out))
 	}
 	p := findDeb(debs, pkg)

@@ -3,6 +3,7 @@ package kernellab
 import (
 	"bufio"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -194,16 +195,16 @@ func (ts trees) closure(paths ...string) ([]File, error) {
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
-		real, err := addPath(p, 0)
+		file, err := addPath(p, 0)
 		if err != nil {
 			return nil, err
 		}
-		if done[real] {
+		if done[file] {
 			continue
 		}
-		done[real] = true
-		t, _ := ts.lstat(real)
-		needed, search, interp, err := elfDeps(filepath.Join(t, real), path.Dir(real))
+		done[file] = true
+		t, _ := ts.lstat(file)
+		needed, search, interp, err := elfDeps(filepath.Join(t, file), path.Dir(file))
 		if err != nil {
 			return nil, err
 		}
@@ -219,7 +220,7 @@ func (ts trees) closure(paths ...string) ([]File, error) {
 				}
 			}
 			if found == "" {
-				return nil, fmt.Errorf("kernellab: %s needs %s, which none of the unpacked packages has: add its Debian package (dpkg -S %s on a machine that has it)", real, lib, lib)
+				return nil, fmt.Errorf("kernellab: %s needs %s, which none of the unpacked packages has: add its Debian package (dpkg -S %s on a machine that has it)", file, lib, lib)
 			}
 			queue = append(queue, found)
 		}
@@ -232,7 +233,8 @@ func (ts trees) closure(paths ...string) ([]File, error) {
 func elfDeps(file, origin string) (needed, search []string, interp string, err error) {
 	f, err := elf.Open(file)
 	if err != nil {
-		if _, ok := err.(*elf.FormatError); ok {
+		var ferr *elf.FormatError
+		if errors.As(err, &ferr) {
 			return nil, nil, "", nil
 		}
 		return nil, nil, "", fmt.Errorf("kernellab: %s: %w", file, err)
@@ -278,11 +280,11 @@ func HostBinary(hostPath, guestPath string, dlopened ...string) ([]File, error) 
 				continue
 			}
 			seen[l] = true
-			real, err := filepath.EvalSymlinks(l)
+			target, err := filepath.EvalSymlinks(l)
 			if err != nil {
 				return err
 			}
-			files = append(files, File{Path: l, Source: real, Mode: 0o755})
+			files = append(files, File{Path: l, Source: target, Mode: 0o755})
 		}
 		return nil
 	}
@@ -302,11 +304,11 @@ func HostBinary(hostPath, guestPath string, dlopened ...string) ([]File, error) 
 		}
 		if !seen[found] {
 			seen[found] = true
-			real, err := filepath.EvalSymlinks(found)
+			target, err := filepath.EvalSymlinks(found)
 			if err != nil {
 				return nil, err
 			}
-			files = append(files, File{Path: found, Source: real, Mode: 0o755})
+			files = append(files, File{Path: found, Source: target, Mode: 0o755})
 		}
 		if err := add(found); err != nil {
 			return nil, err
@@ -322,7 +324,7 @@ func lddLibs(p string) ([]string, error) {
 		if strings.Contains(string(out), "not a dynamic executable") {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("kernellab: ldd %s: %v\n%s", p, err, out)
+		return nil, fmt.Errorf("kernellab: ldd %s: %w\n%s", p, err, out)
 	}
 	var libs []string
 	for _, line := range strings.Split(string(out), "\n") {

@@ -164,7 +164,7 @@ func Prepare(k Kernel) (vmlinuz, base string, err error) {
 		return "", "", err
 	}
 	vmlinuz = filepath.Join(kdir, "boot", "vmlinuz-"+k.Release())
-	if _, err := os.Stat(vmlinuz); err != nil {
+	if _, serr := os.Stat(vmlinuz); serr != nil {
 		return "", "", fmt.Errorf("kernellab: %s has no boot/vmlinuz-%s", k.Package, k.Release())
 	}
 	base, err = baseArchive(cache)
@@ -193,7 +193,7 @@ func baseArchive(cache string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	if err = os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
 	f, err := os.CreateTemp(filepath.Dir(out), "base-*.tmp")

@@ -259,8 +259,10 @@ func (s *otlpSink) records() []logRecord {
 	return append([]logRecord(nil), s.recs...)
 }
 
-var seriesLine = regexp.MustCompile(`^container_oom_kill_count_total\{(.*)\} (\S+)$`)
-var labelRE = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
+var (
+	seriesLine = regexp.MustCompile(`^container_oom_kill_count_total\{(.*)\} (\S+)$`)
+	labelRE    = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
+)
 
 // scrape sums container_oom_kill_count_total per pod/container.
 func scrape(url string) (map[string]float64, bool) {
@@ -297,7 +299,7 @@ func checkCollector(t *testing.T, bin string, export []byte, want expectation) {
 	journaltest.WriteExport(t, filepath.Join(dir, "guest.journal"), export)
 
 	sink := &otlpSink{}
-	srv := &http.Server{Handler: sink}
+	srv := &http.Server{Handler: sink, ReadHeaderTimeout: 10 * time.Second}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.Serve(l) }()
@@ -337,8 +339,9 @@ service:
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -361,8 +364,8 @@ service:
 			break
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("the collector exited: %v\n%s", err, stderr.String())
+		case <-exited:
+			t.Fatalf("the collector exited: %v\n%s", waitErr, stderr.String())
 		default:
 		}
 		if time.Now().After(deadline) {
