@@ -103,7 +103,8 @@ func TestKernelLab(t *testing.T) {
 	bin := collectorBinary(t)
 	for _, k := range kernellab.Kernels() {
 		t.Run(k.Release(), func(t *testing.T) {
-			res, err := kernellab.Run(context.Background(), kernellab.Config{Kernel: k, Script: scenarios})
+			// About 1-2 min on a busy 2-core machine; far more means a hang.
+			res, err := kernellab.Run(context.Background(), kernellab.Config{Kernel: k, Script: scenarios, Timeout: 6 * time.Minute})
 			require.NoError(t, err)
 			t.Logf("%s: guest ran %s; guest uptime at each step: %s", k, res.Boot.Round(100*time.Millisecond), progress(res.Console))
 			entries, err := kernellab.ParseExport(res.JournalExport)
