@@ -11,7 +11,7 @@ PKGS      := ./...
 ## test: everything CI runs (the README's test command). The collector-level tests
 ## (test/collector) run the distribution, so it is built first; the k8smeta tests run a real
 ## kube-apiserver and etcd, built once from the Go module proxy and cached.
-test: build k8s-binaries lint vet cross rules unit fuzz
+test: build k8s-binaries lint vet cross rules unit kernel-lab fuzz
 
 # kube-apiserver + etcd for tests: ≈16 min the first time on 2 cores, then cached under
 # $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/k8s/, where internal/kubeapitest finds them
@@ -51,8 +51,22 @@ cross:
 generate:
 	$(GO) generate ./receiver/... ./processor/...
 
+# The kernel lab runs on its own (kernel-lab), not twice.
 unit:
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 $$($(GO) list $(PKGS) | grep -v '/test/kernellab$$')
+
+## kernel-lab: real cgroup v2 OOM kills on Debian's 6.1 and 6.12 kernels in a qemu guest (TCG),
+## read back by the built collector (test/kernellab; needs qemu-system-x86). The first run on a
+## machine downloads the kernel, busybox and systemd packages into
+## $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/kernellab/ (apt-get download, never installed).
+.PHONY: kernel-lab kernel-lab-fixtures
+kernel-lab: build
+	$(GO) test -count=1 -timeout 30m -v -run '^(TestKernelLab|TestCollectorInGuest)$$' ./test/kernellab/
+
+## kernel-lab-fixtures: the same run, rewriting the captured reports under
+## testdata/journal/kernellab/<kernel>/ and testdata/kernel/kernellab/<kernel>/.
+kernel-lab-fixtures: build
+	KERNELLAB_UPDATE=1 $(GO) test -count=1 -timeout 30m -v -run '^TestKernelLab$$' ./test/kernellab/
 
 # Bounded fuzzing of the kernel-report parser; the seed corpus is testdata/kernel.
 fuzz:

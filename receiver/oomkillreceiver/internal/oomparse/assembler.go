@@ -8,6 +8,14 @@
 // present, is joined to it (by pid where the kernel prints one) to name the
 // victim's cgroup. A victim line without its report still counts, marked
 // not attributed, and never borrows another report's cgroup.
+//
+// With memory.oom.group set (kubelet's default on cgroup v2) the kernel
+// then prints "Tasks in <cgroup> are going to be killed due to
+// memory.oom.group set" and one victim line per member. A victim line is
+// taken for a member only when it proves it (its pid is in the report's
+// task table, or it comes before the first victim's repeat), since the
+// next OOM's victim line can follow at once when its report was
+// rate-limited.
 package oomparse
 
 import (
@@ -119,6 +127,12 @@ type Options struct {
 	MaxLineBytes int
 	// MaxVictimsPerReport bounds the per-report duplicate check. Default 1<<16.
 	MaxVictimsPerReport int
+	// MaxTableRows bounds the task table kept per report to check group
+	// kill membership; a longer table is not used. Default 1<<17.
+	MaxTableRows int
+	// GroupMaxGap is the most messages that are not report lines that may
+	// pass between two member lines of one group kill. Default 64.
+	GroupMaxGap int
 }
 
 func (o *Options) setDefaults() {
@@ -134,6 +148,12 @@ func (o *Options) setDefaults() {
 	if o.MaxVictimsPerReport <= 0 {
 		o.MaxVictimsPerReport = 1 << 16
 	}
+	if o.MaxTableRows <= 0 {
+		o.MaxTableRows = 1 << 17
+	}
+	if o.GroupMaxGap <= 0 {
+		o.GroupMaxGap = 64
+	}
 }
 
 // Assembler joins report lines into kills. It is not safe for concurrent
@@ -145,7 +165,13 @@ type Assembler struct {
 	spare  report // reused to keep Feed allocation-free
 	// sinceReportLine counts messages since the current report's last line.
 	sinceReportLine int
-	stats           Stats
+	// bare is the pid of the victim line just counted without a report
+	// (0 when another report line came since): a "Tasks in …" line right
+	// after it makes it the victim of a group kill whose report the kernel
+	// rate-limited.
+	bare, prevBare int64
+	tableBuf       map[int64]struct{} // reused for each report's table
+	stats          Stats
 }
 
 // report is the state of one OOM report, up to its last victim line.
@@ -168,7 +194,23 @@ type report struct {
 	hasSelected bool
 	groupMemcg  string
 
+	// The task table ("Tasks state …") lists the OOM domain's processes
+	// (pid and tgid columns): a group member must be one of them.
+	tableSeen     bool
+	tableOverflow bool
+	table         map[int64]struct{}
+	// groupVictim is the process whose kill started the group kill; the
+	// kernel prints it again among the members. groupClosed is set once a
+	// victim line proved not to be a member: the group's burst is over.
+	groupVictim       int64
+	groupVictimRepeat bool
+	groupClosed       bool
+	// fromBare: the group kill's own report was rate-limited; only its
+	// victim line and "Tasks in …" came.
+	fromBare bool
+
 	primaryDone bool
+	primaryPID  int64
 	victims     map[int64]struct{}
 }
 
@@ -181,6 +223,7 @@ const (
 	stageInvoker
 	stageCpuset
 	stageContext // "Task in …", "Memory limit reached …"
+	stageTable   // the task table
 	stageSummary
 	stageSelection
 	stageVictim
@@ -234,9 +277,11 @@ func (a *Assembler) Feed(m Message) (Kill, Outcome) {
 		a.sinceReportLine++
 		return Kill{}, OutcomeIgnored
 	}
+	a.prevBare, a.bare = a.bare, 0
 	k, out := a.classify(t, m)
 	switch out {
 	case OutcomeIgnored:
+		a.bare = a.prevBare
 		a.sinceReportLine++
 	case OutcomeUnrecognized:
 		a.stats.Unrecognized++
@@ -278,12 +323,24 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 		r.constraint = ConstraintMemcg
 		return Kill{}, OutcomeReport
 	case strings.HasPrefix(t, "Tasks in "):
-		if g, ok := parseGroup(t); ok && a.cur != nil {
-			a.cur.groupMemcg = g
-			a.touch(stageGroup, m.Time)
+		if g, ok := parseGroup(t); ok {
+			a.group(g, m.Time)
 			return Kill{}, OutcomeReport
 		}
-	case isEcho(t), isNotAKill(t):
+	case strings.HasPrefix(t, "["):
+		if out, ok := a.tableLine(t, m.Time); ok {
+			return Kill{}, out
+		}
+	case isEcho(t):
+		return Kill{}, OutcomeReport
+	case isNotAKill(t):
+		// Among group members, "OOM victim <pid> … is already exiting"
+		// stands for the first victim's repeat.
+		if r := a.cur; r != nil && r.groupMemcg != "" && !r.groupClosed {
+			if pid, ok := exitingPID(t); ok && pid == r.groupVictim {
+				r.groupVictimRepeat = true
+			}
+		}
 		return Kill{}, OutcomeReport
 	}
 	if strings.Contains(t, victimMarker) {
@@ -338,8 +395,32 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 	}
 	r := a.cur
 	if r == nil {
+		a.bare = v.pid
 		k.Cgroup = kubecgroup.Parse("")
 		return k, OutcomeKill
+	}
+	if r.groupMemcg != "" && !r.groupClosed {
+		if _, seen := r.victims[v.pid]; seen {
+			if v.pid == r.groupVictim {
+				r.groupVictimRepeat = true
+			}
+			a.touch(stageGroup, m.Time)
+			return Kill{}, OutcomeDuplicate
+		}
+		if a.member(r, v.pid) {
+			// memory.oom.group: every member dies with the group.
+			k.TaskMemcg = r.groupMemcg
+			k.GroupKill = true
+			a.join(&k, r)
+			a.recordVictim(r, v.pid)
+			a.touch(stageGroup, m.Time)
+			k.Attributed = true
+			k.Cgroup = kubecgroup.Parse(k.TaskMemcg)
+			return k, OutcomeKill
+		}
+		// Not one of the group: its burst is over, and this is the victim
+		// of a later OOM whose report the kernel rate-limited.
+		r.groupClosed = true
 	}
 	if _, seen := r.victims[v.pid]; seen {
 		a.touch(stageVictim, m.Time)
@@ -353,40 +434,121 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 			k.UID = OptInt{Value: r.summary.uid, Valid: true}
 		}
 		a.join(&k, r)
-		r.primaryDone = true
-	case r.groupMemcg != "":
-		// memory.oom.group: every member dies with the group.
-		k.TaskMemcg = r.groupMemcg
-		k.GroupKill = true
-		a.join(&k, r)
-	case !r.primaryDone && !r.hasSummary:
+	case !r.primaryDone && !r.hasSummary && r.groupMemcg == "":
 		// Before 5.0 there is no summary: the first victim after a report
 		// is its victim (possibly a child "sacrificed" for the selected
 		// process, so the pid need not match the selection line).
 		k.TaskMemcg = r.taskInMemcg
 		a.join(&k, r)
-		r.primaryDone = true
-	case !r.primaryDone && r.hasSummary && r.hasSelected && r.selection.pid == r.summary.pid:
+	case !r.primaryDone && r.hasSummary && r.hasSelected && r.selection.pid == r.summary.pid && r.groupMemcg == "":
 		// 5.0 could still sacrifice a child of the selected task, and says
 		// so ("… or sacrifice child"); the child lives in the summarised
 		// task's cgroup. Without that line a pid mismatch proves nothing,
 		// so the kill stays unattributed rather than borrow a cgroup.
 		k.TaskMemcg = splitTaskTail(r.summary.taskTail, "", false)
 		a.join(&k, r)
-		r.primaryDone = true
 	default:
 		// A bare victim line after a finished report: the kernel
 		// rate-limited this kill's report. Count it, attribute nothing.
 		a.recordVictim(r, v.pid)
 		a.touch(stageVictim, m.Time)
+		a.bare = v.pid
 		k.Cgroup = kubecgroup.Parse("")
 		return k, OutcomeKill
 	}
+	r.primaryDone, r.primaryPID = true, v.pid
 	a.recordVictim(r, v.pid)
 	a.touch(stageVictim, m.Time)
 	k.Attributed = k.TaskMemcg != ""
 	k.Cgroup = kubecgroup.Parse(k.TaskMemcg)
 	return k, OutcomeKill
+}
+
+// member says whether a victim line after "Tasks in <g> are going to be
+// killed due to memory.oom.group set" is one of the group. The kernel
+// prints the members in one go, the first victim among them again; a
+// later OOM's victim line can follow at once when its report was
+// rate-limited, so the line must prove it belongs:
+//   - a task table printed with a cgroup-limit report lists exactly the
+//     processes of the OOM domain: a member is in it;
+//   - a report printed in full but without a table (vm.oom_dump_tasks=0)
+//     has nothing to check: its members are taken in order;
+//   - otherwise (the group's own report was rate-limited, or the table is
+//     the whole system's) only lines before the first victim's repeat are
+//     certainly members: after it the next kill may have begun.
+func (a *Assembler) member(r *report, pid int64) bool {
+	if a.sinceReportLine > a.opts.GroupMaxGap {
+		return false
+	}
+	if r.tableSeen && !r.tableOverflow {
+		if _, ok := r.table[pid]; !ok {
+			return false
+		}
+		if r.constraint == ConstraintMemcg {
+			return true
+		}
+		return !r.groupVictimRepeat
+	}
+	if r.hasSummary && !r.fromBare {
+		return true
+	}
+	return !r.groupVictimRepeat
+}
+
+// group handles "Tasks in <g> are going to be killed due to
+// memory.oom.group set", printed right after the victim line of the kill
+// that chose the group.
+func (a *Assembler) group(g string, t time.Time) {
+	r := a.cur
+	if a.prevBare != 0 || r == nil || r.groupMemcg != "" {
+		// The victim line before was counted without a report (or there was
+		// none): the kernel rate-limited this group kill's report, but it
+		// still names the group and prints every member.
+		a.dropReport()
+		a.spare = report{}
+		r = &a.spare
+		a.cur = r
+		r.primaryDone, r.fromBare = true, true
+		if a.prevBare != 0 {
+			r.groupVictim = a.prevBare
+			a.recordVictim(r, a.prevBare)
+		}
+	} else {
+		r.groupVictim = r.primaryPID
+	}
+	r.groupMemcg = g
+	a.touch(stageGroup, t)
+}
+
+// tableLine records the task table's header and rows ("[  pid  ]   uid
+// tgid …", "[   4242]     0  4242 …") in the report being printed.
+func (a *Assembler) tableLine(t string, tm time.Time) (Outcome, bool) {
+	if strings.HasPrefix(t, "[  pid  ]") || strings.HasPrefix(t, "[ pid ]") {
+		r := a.reportAt(stageTable, tm)
+		r.tableSeen = true
+		if a.tableBuf == nil {
+			a.tableBuf = make(map[int64]struct{})
+		}
+		clear(a.tableBuf)
+		r.table = a.tableBuf
+		return OutcomeReport, true
+	}
+	r := a.cur
+	if r == nil || r.stage != stageTable || !r.tableSeen {
+		return 0, false
+	}
+	pid, tgid, ok := parseTableRow(t)
+	if !ok {
+		return 0, false
+	}
+	if len(r.table) >= a.opts.MaxTableRows {
+		r.tableOverflow = true
+	} else {
+		r.table[pid] = struct{}{}
+		r.table[tgid] = struct{}{}
+	}
+	a.touch(stageTable, tm)
+	return OutcomeReport, true
 }
 
 // join copies the report's context into k.

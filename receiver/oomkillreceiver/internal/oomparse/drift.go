@@ -6,7 +6,8 @@ import "strings"
 // all of them are not about OOM, and one pass of a few substring searches
 // tells so.
 func mayBeReportLine(t string) bool {
-	return strings.Contains(t, "oom") || strings.Contains(t, "OOM") ||
+	// Task table rows ("[  4242]     0  4242 …") name no OOM word.
+	return strings.HasPrefix(t, "[") || strings.Contains(t, "oom") || strings.Contains(t, "OOM") ||
 		strings.Contains(t, "ill") || strings.Contains(t, "emory") ||
 		strings.Contains(t, " cpuset=")
 }

@@ -15,8 +15,11 @@ import (
 // assembler gets only the lines Relevant accepts, and Skip for the others,
 // as the receiver does: it must find the same kills.
 func FuzzAssembler(f *testing.F) {
+	// Hand-written reports of every era, and what Debian's 6.1 and 6.12
+	// printed for real cgroup v2 kills (the kernel lab's captures).
 	files, _ := filepath.Glob(filepath.Join(kernelFixtures, "*.txt"))
-	for _, p := range files {
+	lab, _ := filepath.Glob(filepath.Join(kernelFixtures, "kernellab", "*", "*.txt"))
+	for _, p := range append(files, lab...) {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
 		}

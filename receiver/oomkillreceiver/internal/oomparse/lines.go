@@ -347,6 +347,36 @@ func parseGroup(t string) (string, bool) {
 	return t[len(head) : len(t)-len(tail)], true
 }
 
+// parseTableRow reads the pid and tgid columns of a task table row:
+// "[%7d] %5d %5d %8lu …" (pid, uid, tgid, …; 3.10 to today, wider pid
+// column since 4.19).
+func parseTableRow(t string) (pid, tgid int64, ok bool) {
+	sc := scanner{s: t, ok: true}
+	sc.lit("[")
+	sc.spaces()
+	p := sc.num()
+	sc.lit("]")
+	sc.spaces()
+	sc.num() // uid
+	sc.spaces()
+	g := sc.num()
+	if !sc.ok || !strings.HasPrefix(sc.s, " ") || p.Value < 0 || g.Value < 0 {
+		return 0, 0, false
+	}
+	return p.Value, g.Value, true
+}
+
+// exitingPID reads the pid of "<prefix>: OOM victim %d (%s) is already exiting. …".
+func exitingPID(t string) (int64, bool) {
+	const marker = ": OOM victim "
+	i := strings.Index(t, marker)
+	if i < 0 {
+		return 0, false
+	}
+	pid, n := leadingUint(t[i+len(marker):])
+	return pid, n > 0
+}
+
 // isNotAKill matches report lines that end an OOM without killing anything.
 func isNotAKill(t string) bool {
 	return (strings.Contains(t, ": OOM victim ") && strings.HasSuffix(t, " is already exiting. Skip killing the task")) ||

@@ -33,6 +33,13 @@ func (sc *scanner) try(l string) bool {
 	return false
 }
 
+// spaces consumes any run of blanks (at least none).
+func (sc *scanner) spaces() {
+	if sc.ok {
+		sc.s = strings.TrimLeft(sc.s, " ")
+	}
+}
+
 // num consumes an optionally signed decimal.
 func (sc *scanner) num() OptInt {
 	if !sc.ok {
