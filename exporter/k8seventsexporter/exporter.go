@@ -39,6 +39,10 @@ const (
 	maxReportingInstance = 128
 	// nodeEventNamespace is where Node events go, as the kubelet posts them.
 	nodeEventNamespace = "default"
+	// forbiddenGrace is how long Forbidden is retried before a series is
+	// given up: long enough for a restarted API server, short enough that
+	// a missing RBAC rule does not mean writes for ever.
+	forbiddenGrace = 2 * time.Minute
 )
 
 // Reasons a kill is written to no event (the kills_dropped reason attribute).
@@ -72,6 +76,9 @@ type series struct {
 	dead     string
 	verified bool
 	deferred bool
+	// forbiddenSince is the first Forbidden answer: an API server that
+	// just started refuses until its RBAC caches are filled.
+	forbiddenSince time.Time
 }
 
 func (s *series) pending() bool { return s.dead == "" && s.count > s.written }
@@ -419,11 +426,20 @@ func (e *eventsExporter) settle(ctx context.Context, s *series, err error) error
 	case apierrors.IsNotFound(err), apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
 		e.abandon(ctx, s, dropNamespaceGone, err)
 		return nil
-	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsMethodNotSupported(err):
-		e.abandon(ctx, s, dropRejected, err)
-		if apierrors.IsForbidden(err) {
-			e.logger.Error("The API server forbids writing events: grant create and patch on events.k8s.io events (examples/kubernetes/01-rbac.yaml)", zap.Error(err))
+	case apierrors.IsForbidden(err):
+		now := e.now()
+		if s.forbiddenSince.IsZero() {
+			s.forbiddenSince = now
 		}
+		if now.Sub(s.forbiddenSince) < forbiddenGrace {
+			e.logger.Warn("The API server forbids writing events; retrying (an API server that just started may refuse until its RBAC caches are filled)", zap.Error(err))
+			return e.retryable(err)
+		}
+		e.logger.Error("The API server forbids writing events: grant create and patch on events.k8s.io events (examples/kubernetes/01-rbac.yaml)", zap.Error(err))
+		e.abandon(ctx, s, dropRejected, err)
+		return nil
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsMethodNotSupported(err):
+		e.abandon(ctx, s, dropRejected, err)
 		return nil
 	}
 	return e.retryable(err)

@@ -244,9 +244,18 @@ func TestForbiddenIsDroppedWithAClearError(t *testing.T) {
 	c.PrependReactor("create", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "events.k8s.io", Resource: "events"}, "", errors.New("RBAC"))
 	})
-	e, tel, _ := newTestExporter(t, c, func(cfg *Config) { cfg.VerifyPod = false })
+	e, tel, now := newTestExporter(t, c, func(cfg *Config) { cfg.VerifyPod = false })
+	// A restarted API server refuses until its RBAC caches are filled: retried.
+	err := e.push(context.Background(), logsOf(phpKill(0)))
+	require.Error(t, err)
+	assert.False(t, consumererror.IsPermanent(err))
+	// Still refused after the grace: a missing rule; given up, counted.
+	*now = now.Add(forbiddenGrace)
 	require.NoError(t, e.push(context.Background(), logsOf(phpKill(0))))
 	assert.EqualValues(t, 1, counter(t, tel, "k8sevents_kills_dropped", attribute.String("reason", "rejected")))
+	c.ClearActions()
+	require.NoError(t, e.push(context.Background(), logsOf(phpKill(1))))
+	assert.Empty(t, c.Actions(), "no more writes for that series")
 }
 
 func TestExpiredEventStartsANewOne(t *testing.T) {

@@ -17,16 +17,17 @@ import (
 )
 
 // NewFactory creates the k8sevents exporter factory.
-func NewFactory() exporter.Factory {
-	return newFactory(func(cfg *Config) (kubernetes.Interface, error) {
-		return kubeclient.New(kubeclient.Options{
-			AuthType: cfg.AuthType, Context: cfg.Context, Kubeconfig: cfg.Kubeconfig,
-			UserAgent: "otelcol-oomkill/k8sevents",
-			// The exporter's own token buckets bound the writes; client-go's
-			// limiter only has to stay out of their way (a write may be a pod read
-			// and a create).
-			QPS: 2*float32(cfg.RateLimit.Total.QPS) + 1, Burst: 2*cfg.RateLimit.Total.Burst + 1,
-		})
+func NewFactory() exporter.Factory { return newFactory(newClientFor) }
+
+// newClientFor builds the exporter's clientset from its configuration.
+func newClientFor(cfg *Config) (kubernetes.Interface, error) {
+	return kubeclient.New(kubeclient.Options{
+		AuthType: cfg.AuthType, Context: cfg.Context, Kubeconfig: cfg.Kubeconfig,
+		UserAgent: "otelcol-oomkill/k8sevents",
+		// The exporter's own token buckets bound the writes; client-go's
+		// limiter only has to stay out of their way (a write may be a pod read
+		// and a create).
+		QPS: 2*float32(cfg.RateLimit.Total.QPS) + 1, Burst: 2*cfg.RateLimit.Total.Burst + 1,
 	})
 }
 
