@@ -173,7 +173,7 @@ func TestRealAPIServer(t *testing.T) {
 		assert.Equal(t, "otelcol-oomkill-node-a", ev.ReportingInstance)
 		assert.Equal(t, note(kill{PID: k[0].pid, Process: k[0].process, Container: "php-fpm", PodName: p.Name, Namespace: "shop", Scope: scopeContainer, AnonRSSKB: k[0].anonKB, LimitB: k[0].limit, Outcome: "survived"}), ev.Message)
 		assert.Contains(t, ev.Message, "Kubernetes records no restart for this")
-		assert.Equal(t, k[0].at.Truncate(time.Microsecond).UTC(), ev.EventTime.Time.UTC(), "eventTime is the kill's time")
+		assert.Equal(t, k[0].at.Truncate(time.Microsecond).UTC(), ev.EventTime.UTC(), "eventTime is the kill's time")
 		assert.Nil(t, ev.Series)
 		// The same object through events.k8s.io/v1, the API the exporter writes.
 		ev1, err := c.EventsV1().Events("shop").Get(ctx, ev.Name, metav1.GetOptions{})
@@ -207,7 +207,7 @@ func TestRealAPIServer(t *testing.T) {
 		require.NoError(t, err)
 		require.NotNil(t, ev1.Series)
 		assert.EqualValues(t, 1000, ev1.Series.Count)
-		assert.Equal(t, kills[999].at.Truncate(time.Microsecond).UTC(), ev1.Series.LastObservedTime.Time.UTC())
+		assert.Equal(t, kills[999].at.Truncate(time.Microsecond).UTC(), ev1.Series.LastObservedTime.UTC())
 
 		t.Run("redelivered kills count nothing", func(t *testing.T) {
 			c0, p0 := writesMade(t, tel)

@@ -134,7 +134,7 @@ func (e *eventsExporter) start(_ context.Context, host component.Host) error {
 	}
 	e.client, e.host = c, host
 	e.stop, e.done = make(chan struct{}), make(chan struct{})
-	go e.flushLoop()
+	go e.flushLoop() //nolint:gosec // G118: Start's context ends with Start; the loop runs until Shutdown
 	return nil
 }
 

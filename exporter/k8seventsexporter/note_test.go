@@ -14,12 +14,18 @@ func TestNote(t *testing.T) {
 		want   string
 	}{
 		"container limit, sizes unknown": {func(*kill) {}, `The kernel OOM killer killed process "celery" (pid 42) in container "worker": the container's memory limit was hit.`},
-		"container limit with sizes": {func(k *kill) { k.LimitB, k.AnonRSSKB = 512<<20, 500*1024+512 },
-			`The kernel OOM killer killed process "celery" (pid 42) in container "worker": the container's memory limit (512Mi) was hit; the process used 500.5Mi of anonymous memory.`},
-		"pod limit, exited": {func(k *kill) { k.Scope, k.Outcome = scopePod, "exited" },
-			`The kernel OOM killer killed process "celery" (pid 42) in container "worker": the pod's memory limit was hit. The container exited: Kubernetes restarts it and reports OOMKilled.`},
-		"node, survived": {func(k *kill) { k.Scope, k.Outcome = scopeNode, "survived" },
-			`The kernel OOM killer killed process "celery" (pid 42) in container "worker": the node ran out of memory. The container kept running: Kubernetes records no restart for this.`},
+		"container limit with sizes": {
+			func(k *kill) { k.LimitB, k.AnonRSSKB = 512<<20, 500*1024+512 },
+			`The kernel OOM killer killed process "celery" (pid 42) in container "worker": the container's memory limit (512Mi) was hit; the process used 500.5Mi of anonymous memory.`,
+		},
+		"pod limit, exited": {
+			func(k *kill) { k.Scope, k.Outcome = scopePod, "exited" },
+			`The kernel OOM killer killed process "celery" (pid 42) in container "worker": the pod's memory limit was hit. The container exited: Kubernetes restarts it and reports OOMKilled.`,
+		},
+		"node, survived": {
+			func(k *kill) { k.Scope, k.Outcome = scopeNode, "survived" },
+			`The kernel OOM killer killed process "celery" (pid 42) in container "worker": the node ran out of memory. The container kept running: Kubernetes records no restart for this.`,
+		},
 		"unknown outcome says nothing": {func(k *kill) { k.Outcome = "unknown" }, `The kernel OOM killer killed process "celery" (pid 42) in container "worker": the container's memory limit was hit.`},
 		"no container name":            {func(k *kill) { k.Container = "" }, `The kernel OOM killer killed process "celery" (pid 42) in this pod: the container's memory limit was hit.`},
 		"hostile process name":         {func(k *kill) { k.Process = "x\"\n\x1b[31m" }, `The kernel OOM killer killed process "x\"\n\x1b[31m" (pid 42) in container "worker": the container's memory limit was hit.`},

@@ -187,8 +187,10 @@ func TestOOMKillToAlert(t *testing.T) {
 			}
 			require.Len(t, evs, 1, "one event per killed container")
 			ev := evs[0]
-			assert.Equal(t, corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: namespace, Name: v.pod, UID: types.UID(v.uid),
-				FieldPath: "spec.containers{" + v.container + "}"}, ev.InvolvedObject)
+			assert.Equal(t, corev1.ObjectReference{
+				Kind: "Pod", APIVersion: "v1", Namespace: namespace, Name: v.pod, UID: types.UID(v.uid),
+				FieldPath: "spec.containers{" + v.container + "}",
+			}, ev.InvolvedObject)
 			assert.Equal(t, "Warning", ev.Type)
 			assert.Equal(t, "OOMKilling", ev.Reason)
 			assert.Equal(t, "otelcol-oomkill.io/k8sevents", ev.ReportingController)
