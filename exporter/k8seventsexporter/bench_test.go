@@ -8,13 +8,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/metadatatest"
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
 )
 
 // benchExporter is the exporter without its queue (push called directly).
@@ -57,35 +54,4 @@ func BenchmarkStormOneContainer(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "kills/s")
-}
-
-// Distinct containers against a real kube-apiserver, rate limits opened
-// wide: each kill is a new series, i.e. one pod read and one create.
-func BenchmarkRealAPIServerNewEvents(b *testing.B) {
-	cluster := kubeapitest.Start(b)
-	ctx := context.Background()
-	_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{})
-	require.NoError(b, err)
-	p, err := cluster.Client.CoreV1().Pods("shop").Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: "shop"},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "x"}}},
-	}, metav1.CreateOptions{})
-	require.NoError(b, err)
-	b.Setenv("KUBECONFIG", cluster.Kubeconfig)
-	cfg := createDefaultConfig()
-	cfg.AuthType = "kubeConfig"
-	cfg.RateLimit = RateLimitConfig{PerPod: BucketConfig{QPS: 1e6, Burst: 1e6}, Total: BucketConfig{QPS: 1e6, Burst: 1e6}, MaxPods: 10}
-	kc, err := newClientFor(cfg)
-	require.NoError(b, err)
-	e := benchExporter(b, kc, func(c *Config) { c.RateLimit = cfg.RateLimit })
-	b.ResetTimer()
-	for i := range b.N {
-		k := phpKill(i)
-		k.ns, k.pod, k.uid = "shop", p.Name, string(p.UID)
-		k.container = fmt.Sprintf("c%d", i) // a new series each time
-		if err := e.push(ctx, logsOf(k)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
