@@ -49,7 +49,7 @@ cross:
 ## generate: regenerate each component's internal/metadata and generated tests from its metadata.yaml
 ## (mdatagen, pinned in internal/tools/go.mod; see the //go:generate line in each doc.go).
 generate:
-	$(GO) generate ./receiver/... ./processor/...
+	$(GO) generate ./receiver/... ./processor/... ./exporter/...
 
 # The kernel lab runs on its own (kernel-lab), not twice.
 unit:
