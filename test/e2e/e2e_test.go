@@ -3,8 +3,9 @@
 // Package e2e is the user's whole story on real parts: real kernel OOM kills
 // in kubelet-shaped memory cgroups, a real systemd-journald, the built
 // otelcol-oomkill on its default journal settings with k8smeta against a real
-// kube-apiserver, a real Prometheus evaluating the shipped alert rules, and
-// log records over OTLP to a real OTLP/gRPC endpoint.
+// kube-apiserver, a real Prometheus evaluating the shipped alert rules, log
+// records over OTLP to a real OTLP/gRPC endpoint, and Kubernetes Events on
+// the killed containers' pods written by the k8sevents exporter.
 package e2e
 
 import (
@@ -33,6 +34,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
 )
@@ -87,6 +90,7 @@ type victim struct {
 	pod, container, name string // pod and container names, and the victim's process name
 	cgroup               func(uid, id string) string
 	killMain             bool // the container's only process dies (no surviving parent)
+	gone                 bool // the pod is deleted before the kill: no event may be written
 	// before runs just before the kill: what the API says when the
 	// record arrives (the container already restarted, the pod deleted).
 	before func(*testing.T, *kubeapitest.Cluster, *victim)
@@ -124,7 +128,7 @@ func TestOOMKillToAlert(t *testing.T) {
 			},
 		},
 		{
-			pod: "batch-5c8d7-qwert", container: "worker", name: "python3", before: deleted,
+			pod: "batch-5c8d7-qwert", container: "worker", name: "python3", before: deleted, gone: true,
 			cgroup: func(uid, id string) string { return "/kubepods/besteffort/pod" + uid + "/" + id },
 		},
 	}
@@ -169,6 +173,45 @@ func TestOOMKillToAlert(t *testing.T) {
 			assert.Equal(t, node, r["k8s.node.name"])
 			assert.Equal(t, int64(256<<20), r["k8s.container.memory.limit"])
 		}
+	})
+
+	t.Run("Kubernetes Event on the pod", func(t *testing.T) {
+		for _, v := range victims {
+			if v.gone {
+				continue
+			}
+			var evs []corev1.Event
+			ok := assert.Eventually(t, func() bool { evs = podEvents(t, cluster, v); return len(evs) > 0 }, 60*time.Second, 200*time.Millisecond, "no event on pod %s", v.pod)
+			if !ok {
+				continue
+			}
+			require.Len(t, evs, 1, "one event per killed container")
+			ev := evs[0]
+			assert.Equal(t, corev1.ObjectReference{
+				Kind: "Pod", APIVersion: "v1", Namespace: namespace, Name: v.pod, UID: types.UID(v.uid),
+				FieldPath: "spec.containers{" + v.container + "}",
+			}, ev.InvolvedObject)
+			assert.Equal(t, "Warning", ev.Type)
+			assert.Equal(t, "OOMKilling", ev.Reason)
+			assert.Equal(t, "otelcol-oomkill.io/k8sevents", ev.ReportingController)
+			assert.Equal(t, "otelcol-oomkill-"+node, ev.ReportingInstance)
+			assert.Contains(t, ev.Message, fmt.Sprintf("killed process %q (pid %d) in container %q: the container's memory limit (256Mi) was hit", v.name, v.pid, v.container))
+			assert.WithinDuration(t, time.Now(), ev.EventTime.Time, 2*time.Minute)
+			assert.Nil(t, ev.Series, "killed once")
+			t.Logf("event on pod %s: %s %s %q", v.pod, ev.Type, ev.Reason, ev.Message)
+		}
+		// The deleted pod's kill was dropped and counted, not retried.
+		var gone *victim
+		for _, v := range victims {
+			if v.gone {
+				gone = v
+			}
+		}
+		require.Eventually(t, func() bool {
+			return prom.query(t, `otelcol_k8sevents_kills_dropped{reason="pod_deleted"}`) == 1
+		}, 60*time.Second, 500*time.Millisecond, "the deleted pod's kill counted as dropped")
+		assert.Empty(t, podEvents(t, cluster, gone))
+		assert.Equal(t, float64(len(victims)-1), prom.query(t, "otelcol_k8sevents_events_created"))
 	})
 
 	t.Run("metric scraped by Prometheus and alert firing with names", func(t *testing.T) {
@@ -224,6 +267,16 @@ func createRunningPod(t *testing.T, cluster *kubeapitest.Cluster, v *victim) str
 	_, err = cluster.Client.CoreV1().Pods(namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{})
 	require.NoError(t, err)
 	return string(created.UID)
+}
+
+// podEvents returns the events on the victim's pod, found as kubectl
+// describe pod finds them.
+func podEvents(t *testing.T, cluster *kubeapitest.Cluster, v *victim) []corev1.Event {
+	t.Helper()
+	sel := fields.Set{"involvedObject.kind": "Pod", "involvedObject.name": v.pod, "involvedObject.namespace": namespace, "involvedObject.uid": v.uid}
+	l, err := cluster.Client.CoreV1().Events(namespace).List(context.Background(), metav1.ListOptions{FieldSelector: sel.AsSelector().String()})
+	require.NoError(t, err)
+	return l.Items
 }
 
 // restarted makes the API say what it says once kubelet restarted the
@@ -371,6 +424,9 @@ exporters:
     endpoint: %s
     tls:
       insecure: true
+  k8sevents:
+    auth_type: kubeConfig
+    flush_interval: 200ms
 service:
   extensions: [file_storage]
   telemetry:
@@ -385,7 +441,7 @@ service:
     logs:
       receivers: [oomkill]
       processors: [k8smeta]
-      exporters: [otlp_grpc]
+      exporters: [otlp_grpc, k8sevents]
     metrics:
       receivers: [oomkill]
       processors: [k8smeta]

@@ -5,7 +5,6 @@ package kube
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,44 +13,23 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeclient"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/podstore"
 )
 
 // Auth types.
 const (
-	AuthServiceAccount = "serviceAccount"
-	AuthKubeConfig     = "kubeConfig"
+	AuthServiceAccount = kubeclient.AuthServiceAccount
+	AuthKubeConfig     = kubeclient.AuthKubeConfig
 )
 
 // NewClient builds a clientset: in-cluster from the pod's service account,
 // or from the standard kubeconfig resolution ($KUBECONFIG, ~/.kube/config)
 // with an optional context.
 func NewClient(authType, kubeContext string) (kubernetes.Interface, error) {
-	var (
-		cfg *rest.Config
-		err error
-	)
-	switch authType {
-	case AuthServiceAccount:
-		cfg, err = rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("auth_type serviceAccount: %w (outside a pod, use auth_type: kubeConfig)", err)
-		}
-	case AuthKubeConfig:
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
-		if err != nil {
-			return nil, fmt.Errorf("auth_type kubeConfig: %w", err)
-		}
-	default:
-		return nil, fmt.Errorf("unknown auth_type %q", authType)
-	}
-	cfg.UserAgent = "otelcol-oomkill/k8smeta"
-	return kubernetes.NewForConfig(cfg)
+	return kubeclient.New(kubeclient.Options{AuthType: authType, Context: kubeContext, UserAgent: "otelcol-oomkill/k8smeta"})
 }
 
 // Watcher runs a Pod informer into a store.
