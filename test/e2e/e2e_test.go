@@ -9,6 +9,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -172,6 +173,13 @@ func TestOOMKillToAlert(t *testing.T) {
 			assert.Equal(t, v.container, r["k8s.container.name"])
 			assert.Equal(t, node, r["k8s.node.name"])
 			assert.Equal(t, int64(256<<20), r["k8s.container.memory.limit"])
+			// A worker under a living parent: the container lived on; the
+			// only process: it exited with the kill.
+			want := "survived"
+			if v.killMain {
+				want = "exited"
+			}
+			assert.Equal(t, want, a["oom.container.outcome"], "outcome of %s", v.pod)
 		}
 	})
 
@@ -196,6 +204,11 @@ func TestOOMKillToAlert(t *testing.T) {
 			assert.Equal(t, "otelcol-oomkill.io/k8sevents", ev.ReportingController)
 			assert.Equal(t, "otelcol-oomkill-"+node, ev.ReportingInstance)
 			assert.Contains(t, ev.Message, fmt.Sprintf("killed process %q (pid %d) in container %q: the container's memory limit (256Mi) was hit", v.name, v.pid, v.container))
+			if v.killMain {
+				assert.Contains(t, ev.Message, "The container exited: Kubernetes restarts it and reports OOMKilled.")
+			} else {
+				assert.Contains(t, ev.Message, "The container kept running: Kubernetes records no restart for this.")
+			}
 			assert.WithinDuration(t, time.Now(), ev.EventTime.Time, 2*time.Minute)
 			assert.Nil(t, ev.Series, "killed once")
 			t.Logf("event on pod %s: %s %s %q", v.pod, ev.Type, ev.Reason, ev.Message)
@@ -335,22 +348,44 @@ func oomKill(t *testing.T, v *victim) int {
 	if v.killMain {
 		script = fmt.Sprintf("echo $$ > %s/cgroup.procs; exec %s", dir, alloc)
 	} else {
-		script = fmt.Sprintf("echo $$ > %s/cgroup.procs; %s & wait $!; echo status=$?; kill -0 $$ && echo parent=alive", dir, alloc)
+		// The parent lives on, as php-fpm's master would, past the
+		// receiver's look at the cgroup (oom.container.outcome=survived).
+		script = fmt.Sprintf("echo $$ > %s/cgroup.procs; %s & wait $!; echo status=$?; kill -0 $$ && echo parent=alive; exec sleep 300", dir, alloc)
+		return killChild(t, script)
 	}
 	out, err := exec.Command("bash", "-c", script).Output()
 	lines := strings.Fields(string(out))
 	require.NotEmpty(t, lines, "victim printed nothing: %v", err)
 	pid, perr := strconv.Atoi(lines[0])
 	require.NoError(t, perr)
-	if v.killMain {
-		var ee *exec.ExitError
-		require.ErrorAs(t, err, &ee)
-		require.Equal(t, syscall.SIGKILL, ee.Sys().(syscall.WaitStatus).Signal(), "main process killed by SIGKILL")
-	} else {
-		require.NoError(t, err)
-		require.Contains(t, lines, "status=137", "child killed by SIGKILL")
-		require.Contains(t, lines, "parent=alive", "parent survived")
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, syscall.SIGKILL, ee.Sys().(syscall.WaitStatus).Signal(), "main process killed by SIGKILL")
+	return pid
+}
+
+// killChild runs script, whose child is OOM-killed while the parent stays
+// (until the test ends), and returns the child's pid.
+func killChild(t *testing.T, script string) int {
+	t.Helper()
+	cmd := exec.Command("bash", "-c", script)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var lines []string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if sc.Text() == "parent=alive" {
+			break
+		}
 	}
+	require.NotEmpty(t, lines, "victim printed nothing")
+	pid, err := strconv.Atoi(lines[0])
+	require.NoError(t, err)
+	require.Contains(t, lines, "status=137", "child killed by SIGKILL")
+	require.Contains(t, lines, "parent=alive", "parent survived")
 	return pid
 }
 
