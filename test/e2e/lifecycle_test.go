@@ -34,7 +34,6 @@ func TestSeriesExpireAndReturnInPrometheus(t *testing.T) {
 		return journaltest.Entries(journaltest.OOMReport("php-fpm", pid, 33, memcg), time.Now(), boot, "node-a")
 	}
 	dir, state := t.TempDir(), t.TempDir()
-	journaltest.Write(t, filepath.Join(dir, "a.journal"), append(kill(101), kill(102)...))
 
 	exporter, self := freePort(t), freePort(t)
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
@@ -51,7 +50,7 @@ receivers:
     node_name: node-a
     metrics_refresh_interval: 1s
     series:
-      retention: 3s
+      retention: 6s
 exporters:
   prometheus:
     endpoint: 127.0.0.1:%d
@@ -91,6 +90,10 @@ service:
 	series := fmt.Sprintf(`container_oom_kill_count_total{container_id=%q}`, ctr)
 	present := fmt.Sprintf(`count(%s)`, series)
 
+	// Kills only once Prometheus scrapes the exporter: the series lives for
+	// the retention (6 s) and the exporter's expiration (2 s) after them.
+	require.Eventually(t, func() bool { return prom.query(t, "count(up == 1)") == 2 }, 60*time.Second, 250*time.Millisecond, "both targets scraped")
+	journaltest.Write(t, filepath.Join(dir, "a.journal"), append(kill(101), kill(102)...))
 	require.Eventually(t, func() bool { return prom.query(t, series) == 2 }, 60*time.Second, 250*time.Millisecond, "two kills scraped")
 	require.Eventually(t, func() bool { return prom.query(t, present) == 0 }, 60*time.Second, 250*time.Millisecond,
 		"the gone container's series expired and left Prometheus: %s", prom.raw(t, series))
