@@ -41,9 +41,10 @@ RUN apt-get update \
 
 COPY --from=build /src/bin/otelcol-oomkill /otelcol-oomkill
 
-# Non-root. To read the node's journal the pod adds the journal's group (supplementalGroups) and the
+# Non-root, uid and gid 10001 (a bare `USER 10001` would leave gid 0 wherever runAsGroup is unset).
+# To read the node's journal the pod adds the journal's group (supplementalGroups) and the
 # checkpoint directory is given to this uid: see examples/kubernetes/03-daemonset.yaml.
-USER 10001
+USER 10001:10001
 
 # 9464: Prometheus exporter (container_oom_kill_count_total); 8888: the collector's own metrics.
 EXPOSE 9464 8888
