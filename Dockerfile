@@ -1,12 +1,24 @@
 # syntax=docker/dockerfile:1
 #
-# otelcol-oomkill container image:
+# otelcol-oomkill container image. Used by examples/kubernetes/03-daemonset.yaml.
+#
+# Anywhere with docker (BuildKit, the default builder) or podman/buildah and network access to
+# Docker Hub, the Go module proxy and Debian's mirrors:
 #   docker build -t otelcol-oomkill:0.1.0 .
-# Used by examples/kubernetes/03-daemonset.yaml. Needs network access to the Go module proxy while
-# building (ocb and the collector's modules), and BuildKit (the default builder) for the cache mounts.
+#   buildah bud -t otelcol-oomkill:0.1.0 .
+#
+# Without a registry (this project's CI): the base images are arguments, built locally from Debian
+# packages by test/image/build.sh (debootstrap + the host's Go), which then runs
+#   buildah bud --pull-never --network host --layers \
+#     --build-arg BUILD_IMAGE=<local Go base> --build-arg RUNTIME_IMAGE=<local bookworm> ...
+# and exports an OCI archive for `ctr -n k8s.io images import` (`make image`).
+# Both bases must be the same Debian release: the binary links the glibc and libsystemd of the build
+# stage, and runs on those of the runtime stage.
+ARG BUILD_IMAGE=golang:1.26-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 # ---- build: `make build` (ocb from builder-config.yaml) -> bin/otelcol-oomkill -------------------
-FROM golang:1.26-bookworm AS build
+FROM ${BUILD_IMAGE} AS build
 
 # The oomkill receiver reads the journal through libsystemd: cgo against its headers.
 # (gcc, make and pkg-config are already in the golang image.)
@@ -23,14 +35,15 @@ COPY internal/ internal/
 COPY receiver/ receiver/
 COPY processor/ processor/
 
-# The caches make rebuilds take minutes instead of about six (they are not part of the image).
+# The caches make rebuilds take minutes instead of about six (they are not part of the image);
+# `RUN --mount=type=cache` works in BuildKit and in buildah.
 RUN --mount=type=cache,target=/root/.cache/go-build \
     --mount=type=cache,target=/go/pkg/mod \
     make build \
  && ./bin/otelcol-oomkill --version
 
 # ---- runtime ----------------------------------------------------------------------------------
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE}
 
 # libsystemd0: the journal reader's library (same Debian release as the build stage, so the glibc
 # and libsystemd the binary was built against). ca-certificates: public CAs for TLS to OTLP and log
