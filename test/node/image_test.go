@@ -88,8 +88,10 @@ func podman(args ...string) *exec.Cmd {
 		}
 		cache = filepath.Join(base, "otelcol-oomkill", "image")
 	}
-	global := []string{"--root", filepath.Join(cache, "storage"), "--runroot", "/run/otelcol-oomkill-image",
-		"--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "none"}
+	global := []string{
+		"--root", filepath.Join(cache, "storage"), "--runroot", "/run/otelcol-oomkill-image",
+		"--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
+	}
 	return exec.Command("podman", append(global, args...)...)
 }
 
@@ -195,12 +197,6 @@ func (v *victim) kill(t *testing.T) {
 	require.Contains(t, string(out), "status=137", "the worker was killed by SIGKILL")
 }
 
-// collector is the image run as the DaemonSet runs it.
-type collector struct {
-	name     string
-	promPort int
-}
-
 // runArgs are the DaemonSet's securityContext and mounts, in podman's words:
 // uid/gid 10001 plus the journal's group, no capabilities, no privilege
 // escalation, a read-only root filesystem (and no tmpfs podman would add),
@@ -210,9 +206,11 @@ type collector struct {
 // and a cgroup parent of the test's own (podman puts conmon below it too)
 // is removed afterwards.
 func runArgs(name, cgroupParent string, groups []int, configDir, checkpointDir string) []string {
-	args := []string{"run", "--name", name, "--network", "host", "--log-driver", "k8s-file",
+	args := []string{
+		"run", "--name", name, "--network", "host", "--log-driver", "k8s-file",
 		"--cgroup-parent", cgroupParent,
-		"--user", fmt.Sprintf("%d:%d", collectorUID, collectorUID)}
+		"--user", fmt.Sprintf("%d:%d", collectorUID, collectorUID),
+	}
 	for _, g := range groups {
 		args = append(args, "--group-add", strconv.Itoa(g))
 	}

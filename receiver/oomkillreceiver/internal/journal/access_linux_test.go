@@ -95,12 +95,9 @@ func TestCheckReadableUnprivileged(t *testing.T) {
 	}
 	journaltest.Require(t, journaltest.RemoteBinary, "systemd-journal-remote")
 
-	// A tree the unprivileged child can traverse: t.TempDir is 0700.
-	root, err := os.MkdirTemp("", "journal-access-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
+	// A tree the unprivileged child can traverse: t.TempDir and its parent are 0700.
+	root := t.TempDir()
+	must(t, os.Chmod(filepath.Dir(root), 0o755))
 	must(t, os.Chmod(root, 0o755))
 	bin := filepath.Join(root, "journal.test")
 	copyExecutable(t, bin)
@@ -149,43 +146,71 @@ func TestCheckReadableUnprivileged(t *testing.T) {
 		entries int
 	}{
 		// The case: only adm, the 0750 machine-id directory hides everything.
-		{name: "persistent, wrong group", groups: []uint32{otherGID},
+		{
+			name: "persistent, wrong group", groups: []uint32{otherGID},
 			req:    childRequest{Dirs: []string{persistent, missing}},
-			errHas: []string{wantGroup, filepath.Join(persistent, machineID), "journal directory", "uid 10001"}},
-		{name: "persistent, journal group", groups: []uint32{otherGID, journalGID},
-			req: childRequest{Dirs: []string{persistent, missing}}, found: 1},
-		{name: "volatile, wrong group", groups: []uint32{otherGID},
+			errHas: []string{wantGroup, filepath.Join(persistent, machineID), "journal directory", "uid 10001"},
+		},
+		{
+			name: "persistent, journal group", groups: []uint32{otherGID, journalGID},
+			req: childRequest{Dirs: []string{persistent, missing}}, found: 1,
+		},
+		{
+			name: "volatile, wrong group", groups: []uint32{otherGID},
 			req:    childRequest{Dirs: []string{missing, volatile}},
-			errHas: []string{wantGroup, filepath.Join(volatile, machineID)}},
-		{name: "volatile, journal group", groups: []uint32{journalGID},
-			req: childRequest{Dirs: []string{missing, volatile}}, found: 1},
+			errHas: []string{wantGroup, filepath.Join(volatile, machineID)},
+		},
+		{
+			name: "volatile, journal group", groups: []uint32{journalGID},
+			req: childRequest{Dirs: []string{missing, volatile}}, found: 1,
+		},
 		// Both mounted (the DaemonSet), one empty and readable: still an error.
-		{name: "both, wrong group", groups: []uint32{otherGID},
+		{
+			name: "both, wrong group", groups: []uint32{otherGID},
 			req:    childRequest{Dirs: []string{persistent, emptyDir}},
-			errHas: []string{wantGroup}},
-		{name: "machine-id directory, wrong group", groups: []uint32{otherGID},
+			errHas: []string{wantGroup},
+		},
+		{
+			name: "machine-id directory, wrong group", groups: []uint32{otherGID},
 			req:    childRequest{Dir: persistent},
-			errHas: []string{wantGroup, filepath.Join(persistent, machineID)}},
-		{name: "machine-id directory, journal group", groups: []uint32{journalGID},
-			req: childRequest{Dir: persistent}, found: 1, entries: 2},
-		{name: "flat directory, wrong group", groups: []uint32{otherGID},
+			errHas: []string{wantGroup, filepath.Join(persistent, machineID)},
+		},
+		{
+			name: "machine-id directory, journal group", groups: []uint32{journalGID},
+			req: childRequest{Dir: persistent}, found: 1, entries: 2,
+		},
+		{
+			name: "flat directory, wrong group", groups: []uint32{otherGID},
 			req:    childRequest{Dir: flat},
-			errHas: []string{wantGroup, flatFile, "journal file"}},
-		{name: "flat directory, journal group", groups: []uint32{journalGID},
-			req: childRequest{Dir: flat}, found: 1, entries: 2},
-		{name: "files, wrong group", groups: []uint32{otherGID},
+			errHas: []string{wantGroup, flatFile, "journal file"},
+		},
+		{
+			name: "flat directory, journal group", groups: []uint32{journalGID},
+			req: childRequest{Dir: flat}, found: 1, entries: 2,
+		},
+		{
+			name: "files, wrong group", groups: []uint32{otherGID},
 			req:    childRequest{Files: []string{flatFile}},
-			errHas: []string{wantGroup, flatFile}},
-		{name: "files, journal group", groups: []uint32{journalGID},
-			req: childRequest{Files: []string{flatFile}}, found: 1},
+			errHas: []string{wantGroup, flatFile},
+		},
+		{
+			name: "files, journal group", groups: []uint32{journalGID},
+			req: childRequest{Files: []string{flatFile}}, found: 1,
+		},
 		// No group can help: say whose it is.
-		{name: "owner only", groups: []uint32{journalGID},
+		{
+			name: "owner only", groups: []uint32{journalGID},
 			req:    childRequest{Dir: groupless},
-			errHas: []string{"run the collector as uid 0"}},
-		{name: "empty journal directory", groups: []uint32{otherGID},
-			req: childRequest{Dir: emptyDir}, found: 0},
-		{name: "unrelated unlistable subdirectory", groups: []uint32{journalGID},
-			req: childRequest{Dir: withRemote}, found: 1, entries: 2},
+			errHas: []string{"run the collector as uid 0"},
+		},
+		{
+			name: "empty journal directory", groups: []uint32{otherGID},
+			req: childRequest{Dir: emptyDir}, found: 0,
+		},
+		{
+			name: "unrelated unlistable subdirectory", groups: []uint32{journalGID},
+			req: childRequest{Dir: withRemote}, found: 1, entries: 2,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
