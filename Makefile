@@ -11,8 +11,9 @@ PKGS      := ./...
 ## test: everything CI runs (the README's test command). The collector-level tests
 ## (test/collector) run the distribution, so it is built first; the k8smeta tests run a real
 ## kube-apiserver and etcd, built once from the Go module proxy and cached; e2e-image builds the
-## container image (cached) and runs it as the DaemonSet does.
-test: build k8s-binaries lint vet cross rules unit kernel-lab fuzz e2e-image
+## container image (cached) and runs it as the DaemonSet does; e2e-node runs the DaemonSet on a
+## real single-node cluster.
+test: build k8s-binaries lint vet cross rules unit kernel-lab fuzz e2e-image e2e-node
 
 # kube-apiserver + etcd for tests: ≈16 min the first time on 2 cores, then cached under
 # $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/k8s/, where internal/kubeapitest finds them

@@ -60,6 +60,12 @@ func TestNodeStory(t *testing.T) {
 	require.NoError(t, err, "test/image/node-images.sh")
 	archives := append(strings.Fields(string(out)), collectorArchive)
 	j := ensureJournald(t)
+	// Registered before the node's teardown, so it runs after it.
+	t.Cleanup(func() {
+		if left := kubenode.Leftovers(); len(left) > 0 && !t.Failed() {
+			t.Errorf("the node's teardown left: %v", left)
+		}
+	})
 	n := kubenode.Start(t, archives...)
 	ctx := context.Background()
 
