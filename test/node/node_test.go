@@ -140,6 +140,21 @@ spec:
 		}, time.Minute, time.Second, "the shipped alert ContainerOOMKilled fires")
 	})
 
+	t.Run("an OOMKilling Event on the pod", func(t *testing.T) {
+		require.Eventually(t, func() bool {
+			evs, err := n.Client.EventsV1().Events(appNS).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false
+			}
+			for _, e := range evs.Items {
+				if e.Reason == "OOMKilling" && e.Regarding.Kind == "Pod" && e.Regarding.Name == app.Name {
+					return true
+				}
+			}
+			return false
+		}, time.Minute, time.Second, "the k8sevents exporter's Event; %s", describe(n, appNS))
+	})
+
 	t.Run("the collector pod is replaced", func(t *testing.T) {
 		require.NoError(t, n.Client.CoreV1().Pods(collectorNS).Delete(ctx, collector.Name, metav1.DeleteOptions{}))
 		require.Eventually(t, func() bool {
