@@ -8,8 +8,8 @@ package journal
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -249,13 +249,15 @@ func (r *Reader) field(name string) (string, error) {
 var ErrNoField = errors.New("field not in entry")
 
 // CheckReadable tells, before any reading, why a journal would read as
-// empty: a missing directory, or files the collector may not read. It
-// returns how many journal files it found.
+// empty: a missing directory, or directories or files the collector may
+// not read (an AccessError naming the group to add). It returns how many
+// readable journal files it found; zero with no error means the journal
+// directories exist, are readable and hold no file yet.
 func CheckReadable(src Source) (int, error) {
 	if len(src.Files) > 0 {
 		for _, f := range src.Files {
 			if err := readable(f); err != nil {
-				return 0, err
+				return 0, fmt.Errorf("the journal exists but cannot be read: %w", err)
 			}
 		}
 		return len(src.Files), nil
@@ -264,55 +266,57 @@ func CheckReadable(src Source) (int, error) {
 	if src.Directory != "" {
 		dirs = []string{src.Directory}
 	}
+	return checkDirs(dirs)
+}
+
+func checkDirs(dirs []string) (int, error) {
 	found, existing := 0, 0
-	var denied error
+	var denied []*AccessError
 	for _, d := range dirs {
 		if _, err := os.Stat(d); err != nil {
 			continue
 		}
 		existing++
-		files, err := journalFiles(d)
+		files, deniedDirs, err := scanDir(d)
 		if err != nil {
 			return 0, err
 		}
+		denied = append(denied, deniedDirs...)
 		for _, f := range files {
 			if err := readable(f); err != nil {
-				denied = err
+				var ae *AccessError
+				if !errors.As(err, &ae) {
+					return 0, err
+				}
+				denied = append(denied, ae)
 				continue
 			}
 			found++
 		}
 	}
-	switch {
-	case existing == 0:
+	if existing == 0 {
 		return 0, fmt.Errorf("no journal directory: %s (mount the host's journal into the container, or set journal.directory)", strings.Join(dirs, ", "))
-	case found == 0 && denied != nil:
-		return 0, fmt.Errorf("journal files exist but none can be read (run as root or in the journal's group, usually systemd-journal): %w", denied)
+	}
+	// A directory we may not list hides a whole journal, whether files
+	// elsewhere are readable or not; unreadable files matter when no other
+	// file can be read.
+	for _, d := range denied {
+		if d.Dir {
+			return 0, fmt.Errorf("the journal exists but cannot be read: %w", d)
+		}
+	}
+	if found == 0 && len(denied) > 0 {
+		return 0, fmt.Errorf("the journal exists but cannot be read: %w", denied[0])
 	}
 	return found, nil
-}
-
-// journalFiles lists *.journal files in dir and its machine-id subfolders,
-// as journald lays them out.
-func journalFiles(dir string) ([]string, error) {
-	// Glob hides a directory we may not list; ReadDir does not.
-	if _, err := os.ReadDir(dir); err != nil {
-		return nil, fmt.Errorf("reading journal directory: %w", err)
-	}
-	var out []string
-	for _, pattern := range []string{"*.journal", "*/*.journal", "*.journal~", "*/*.journal~"} {
-		m, err := filepath.Glob(filepath.Join(dir, pattern))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m...)
-	}
-	return out, nil
 }
 
 func readable(path string) error {
 	f, err := os.Open(path) //nolint:gosec // G304: opening the configured journal files is the point
 	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return newAccessError(path, false, err)
+		}
 		return err
 	}
 	return f.Close()
