@@ -121,6 +121,12 @@ spec:
 			appNS, app.Name, appName, appName, id)
 	}
 
+	// outcome narrows series to one oom.container.outcome: what the receiver
+	// saw in the victim's cgroup, which must agree with the kubelet's view.
+	outcome := func(id, o string) string {
+		return strings.TrimSuffix(series(id), "}") + fmt.Sprintf(`,oom_container_outcome=%q}`, o)
+	}
+
 	t.Run("a worker outgrows the limit", func(t *testing.T) {
 		touch(t, n, first, "/tmp/grow-worker")
 		require.Eventually(t, func() bool { return prom.query(t, series(first)) == 1 }, 2*time.Minute, time.Second,
@@ -130,6 +136,8 @@ spec:
 		assert.Equal(t, int32(0), cs.RestartCount, "the kubelet saw no restart")
 		assert.NotNil(t, cs.State.Running, "the container keeps running")
 		assert.Nil(t, cs.LastTerminationState.Terminated, "no OOMKilled in the pod's status")
+		assert.Equal(t, 1.0, prom.query(t, outcome(first, "survived")),
+			"the kill Kubernetes did not see is survived: %s", prom.raw(t, "container_oom_kill_count_total"))
 		require.Eventually(t, func() bool {
 			for _, a := range prom.firing(t, "ContainerOOMKilled") {
 				if a["container_id"] == first && a["k8s_pod_name"] == app.Name {
@@ -184,6 +192,9 @@ spec:
 		assert.NotEqual(t, "containerd://"+first, cs.ContainerID)
 		require.Eventually(t, func() bool { return prom.query(t, series(first)) == 3 }, 2*time.Minute, time.Second,
 			"the main process's kill, named through the old container ID: %s", prom.raw(t, "container_oom_kill_count_total"))
+		assert.Equal(t, 1.0, prom.query(t, outcome(first, "exited")),
+			"the kill the kubelet reports as OOMKilled is exited: %s", prom.raw(t, "container_oom_kill_count_total"))
+		assert.Equal(t, 2.0, prom.query(t, outcome(first, "survived")), "the two worker kills before it")
 	})
 
 	t.Run("the collector runs as the DaemonSet says", func(t *testing.T) {
