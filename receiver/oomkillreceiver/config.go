@@ -62,9 +62,9 @@ type JournalConfig struct {
 // beyond a cap are counted in an overflow series (otel.metric.overflow),
 // so the sum over all series is still every kill.
 type SeriesConfig struct {
-	// MaxSeries caps the live series (each about 0.5 KiB of memory and one
-	// checkpoint key). Kills of new series beyond it go to one overflow
-	// series without pod or container.
+	// MaxSeries caps the live series (one checkpoint key each). Kills of
+	// new series beyond it go to one overflow series without pod or
+	// container.
 	MaxSeries int `mapstructure:"max_series"`
 	// MaxSeriesPerContainer caps the series of one container (one per
 	// process name, constraint and outcome): a process that renames itself
@@ -74,7 +74,7 @@ type SeriesConfig struct {
 	// Retention: a series that has not grown for this long, counted from
 	// when this collector last counted a kill in it, and whose cgroup has
 	// no process left (or cannot be observed), stops being exported and
-	// leaves the checkpoint. It must exceed the alert rules' windows.
+	// leaves the checkpoint. Keep it well above the alert rules' windows.
 	Retention time.Duration `mapstructure:"retention"`
 	// MaxExpiredSeries is how many expired series' totals are remembered
 	// (24 bytes each, in memory and in the checkpoint), so that a series

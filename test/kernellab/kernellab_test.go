@@ -481,26 +481,7 @@ func writeFixtures(t *testing.T, k kernellab.Kernel, entries []kernellab.Entry, 
 // (busybox-static's wget cannot scrape: its static resolver crashes.)
 func TestCollectorInGuest(t *testing.T) {
 	requireLab(t)
-	bin := collectorBinary(t)
-	// The journal reader dlopens libsystemd (go-systemd's sdjournal).
-	files, err := kernellab.HostBinary(bin, "/usr/bin/otelcol-oomkill", "libsystemd.so.0")
-	require.NoError(t, err)
-	files = append(files, kernellab.File{Path: "/etc/otelcol-oomkill.yaml", Data: []byte(`
-receivers:
-  oomkill:
-    start_at: beginning
-exporters:
-  debug:
-    verbosity: detailed
-service:
-  telemetry:
-    metrics:
-      level: none
-  pipelines:
-    logs:
-      receivers: [oomkill]
-      exporters: [debug]
-`)})
+	files := collectorInGuest(t, "beginning")
 	ctr := strings.Repeat("99", 32)
 	res, err := kernellab.Run(context.Background(), kernellab.Config{
 		Kernel:   kernellab.Debian612,
@@ -541,6 +522,32 @@ wait $col || true
 	log := string(res.Outputs["collector.log"])
 	assert.Contains(t, log, "k8s.pod.uid: Str(4a0c6c57-6b0e-4c8e-9a51-0d1e2f3a4b99)")
 	assert.Equal(t, 1, strings.Count(log, "container.id: Str("+ctr+")"), "one kill:\n%s", log)
+}
+
+// collectorInGuest is the built collector with its libraries, and a config
+// at /etc/otelcol-oomkill.yaml: oomkill (start_at as given) to the debug
+// exporter, every record in detail.
+func collectorInGuest(t *testing.T, startAt string) []kernellab.File {
+	t.Helper()
+	// The journal reader dlopens libsystemd (go-systemd's sdjournal).
+	files, err := kernellab.HostBinary(collectorBinary(t), "/usr/bin/otelcol-oomkill", "libsystemd.so.0")
+	require.NoError(t, err)
+	return append(files, kernellab.File{Path: "/etc/otelcol-oomkill.yaml", Data: []byte(`
+receivers:
+  oomkill:
+    start_at: ` + startAt + `
+exporters:
+  debug:
+    verbosity: detailed
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    logs:
+      receivers: [oomkill]
+      exporters: [debug]
+`)})
 }
 
 // guestMemoryForCollector: the initramfs stays in the guest's memory (with

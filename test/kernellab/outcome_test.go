@@ -22,25 +22,7 @@ import (
 //   - memory.oom.group=1: the kernel kills every member: exited, each one.
 func TestContainerOutcomeLiveInGuest(t *testing.T) {
 	requireLab(t)
-	bin := collectorBinary(t)
-	files, err := kernellab.HostBinary(bin, "/usr/bin/otelcol-oomkill", "libsystemd.so.0")
-	require.NoError(t, err)
-	files = append(files, kernellab.File{Path: "/etc/otelcol-oomkill.yaml", Data: []byte(`
-receivers:
-  oomkill:
-    start_at: end
-exporters:
-  debug:
-    verbosity: detailed
-service:
-  telemetry:
-    metrics:
-      level: none
-  pipelines:
-    logs:
-      receivers: [oomkill]
-      exporters: [debug]
-`)})
+	files := collectorInGuest(t, "end")
 	survivor, group := strings.Repeat("5a", 32), strings.Repeat("6b", 32)
 	res, err := kernellab.Run(context.Background(), kernellab.Config{
 		Kernel:   kernellab.Debian612,
