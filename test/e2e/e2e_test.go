@@ -11,11 +11,8 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +36,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/promtest"
 )
 
 const (
@@ -221,22 +219,22 @@ func TestOOMKillToAlert(t *testing.T) {
 			}
 		}
 		require.Eventually(t, func() bool {
-			return prom.query(t, `otelcol_k8sevents_kills_dropped{reason="pod_deleted"}`) == 1
+			return prom.Query(t, `otelcol_k8sevents_kills_dropped{reason="pod_deleted"}`) == 1
 		}, 60*time.Second, 500*time.Millisecond, "the deleted pod's kill counted as dropped")
 		assert.Empty(t, podEvents(t, cluster, gone))
-		assert.Equal(t, float64(len(victims)-1), prom.query(t, "otelcol_k8sevents_events_created"))
+		assert.Equal(t, float64(len(victims)-1), prom.Query(t, "otelcol_k8sevents_events_created"))
 	})
 
 	t.Run("metric scraped by Prometheus and alert firing with names", func(t *testing.T) {
 		for _, v := range victims {
 			q := fmt.Sprintf(`container_oom_kill_count_total{container_id=%q,k8s_pod_name=%q,k8s_namespace_name=%q,k8s_container_name=%q}`, v.id, v.pod, namespace, v.container)
-			ok := assert.Eventually(t, func() bool { return prom.query(t, q) == 1 }, 60*time.Second, 500*time.Millisecond, "%s = 1", q)
+			ok := assert.Eventually(t, func() bool { return prom.Query(t, q) == 1 }, 60*time.Second, 500*time.Millisecond, "%s = 1", q)
 			if !ok {
-				t.Fatalf("series in Prometheus: %s", prom.raw(t, "container_oom_kill_count_total"))
+				t.Fatalf("series in Prometheus: %s", prom.Raw(t, "container_oom_kill_count_total"))
 			}
 		}
 		require.Eventually(t, func() bool {
-			firing := prom.firing(t, "ContainerOOMKilled")
+			firing := prom.Firing(t, "ContainerOOMKilled")
 			for _, v := range victims {
 				found := false
 				for _, l := range firing {
@@ -251,11 +249,11 @@ func TestOOMKillToAlert(t *testing.T) {
 		// The receiver's own counters, scraped from the collector's telemetry:
 		// every real kill counted and attributed, no kernel line unrecognized,
 		// so the drift alert stays silent.
-		require.Eventually(t, func() bool { return prom.query(t, "otelcol_oomkill_receiver_kills") == float64(len(victims)) },
+		require.Eventually(t, func() bool { return prom.Query(t, "otelcol_oomkill_receiver_kills") == float64(len(victims)) },
 			30*time.Second, 500*time.Millisecond, "otelcol_oomkill_receiver_kills = %d", len(victims))
-		assert.Zero(t, prom.query(t, "otelcol_oomkill_receiver_unattributed_kills"))
-		assert.Zero(t, prom.query(t, "otelcol_oomkill_receiver_unrecognized_lines"))
-		assert.Empty(t, prom.firing(t, "OOMKillParserDrift"), "no OOM-looking line went unrecognized")
+		assert.Zero(t, prom.Query(t, "otelcol_oomkill_receiver_unattributed_kills"))
+		assert.Zero(t, prom.Query(t, "otelcol_oomkill_receiver_unrecognized_lines"))
+		assert.Empty(t, prom.Firing(t, "OOMKillParserDrift"), "no OOM-looking line went unrecognized")
 	})
 }
 
@@ -558,18 +556,12 @@ func (s *otlpServer) waitFor(t *testing.T, pid int) (lr plog.LogRecord, res plog
 	return lr, res
 }
 
-// prometheus is a real Prometheus server scraping the collector every
-// second and evaluating the shipped alert rules.
-type prometheus struct{ base string }
-
-// startPrometheus scrapes the collector's exporter (target) and its own
-// telemetry (self), where the receiver's counters live.
-func startPrometheus(t *testing.T, target, self int) *prometheus {
+// startPrometheus runs a real Prometheus scraping the collector's exporter
+// (target) and its own telemetry (self), where the receiver's counters
+// live, every second, and evaluating the shipped alert rules.
+func startPrometheus(t *testing.T, target, self int) *promtest.Server {
 	t.Helper()
-	dir := t.TempDir()
-	port := freePort(t)
-	cfg := filepath.Join(dir, "prometheus.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	return promtest.Start(t, fmt.Sprintf(`
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -578,76 +570,5 @@ scrape_configs:
   - job_name: otelcol-oomkill
     static_configs:
       - targets: ["127.0.0.1:%d", "127.0.0.1:%d"]
-`, repoPath(t, "examples/prometheus/alerts.yaml"), target, self)), 0o600))
-	cmd := exec.Command("/usr/bin/prometheus", "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port))
-	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	require.NoError(t, err)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-	p := &prometheus{base: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(p.base + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 200*time.Millisecond, "prometheus did not start")
-	return p
-}
-
-func (p *prometheus) get(t *testing.T, path string, out any) {
-	t.Helper()
-	resp, err := http.Get(p.base + path)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
-}
-
-// query returns the sum of an instant vector query's values.
-func (p *prometheus) query(t *testing.T, q string) float64 {
-	var r struct {
-		Data struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	p.get(t, "/api/v1/query?query="+url.QueryEscape(q), &r)
-	sum := 0.0
-	for _, s := range r.Data.Result {
-		v, _ := strconv.ParseFloat(s.Value[1].(string), 64)
-		sum += v
-	}
-	return sum
-}
-
-// raw returns a query's JSON result, for failure messages.
-func (p *prometheus) raw(t *testing.T, q string) string {
-	var r json.RawMessage
-	p.get(t, "/api/v1/query?query="+url.QueryEscape(q), &r)
-	return string(r)
-}
-
-// firing returns the labels of the firing alerts named name.
-func (p *prometheus) firing(t *testing.T, name string) []map[string]string {
-	var r struct {
-		Data struct {
-			Alerts []struct {
-				Labels map[string]string `json:"labels"`
-				State  string            `json:"state"`
-			} `json:"alerts"`
-		} `json:"data"`
-	}
-	p.get(t, "/api/v1/alerts", &r)
-	var out []map[string]string
-	for _, a := range r.Data.Alerts {
-		if a.Labels["alertname"] == name && a.State == "firing" {
-			out = append(out, a.Labels)
-		}
-	}
-	return out
+`, repoPath(t, "examples/prometheus/alerts.yaml"), target, self))
 }

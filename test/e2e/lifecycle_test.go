@@ -92,18 +92,18 @@ service:
 
 	// Kills only once Prometheus scrapes the exporter: the series lives for
 	// the retention (6 s) and the exporter's expiration (2 s) after them.
-	require.Eventually(t, func() bool { return prom.query(t, "count(up == 1)") == 2 }, 60*time.Second, 250*time.Millisecond, "both targets scraped")
+	require.Eventually(t, func() bool { return prom.Query(t, "count(up == 1)") == 2 }, 60*time.Second, 250*time.Millisecond, "both targets scraped")
 	journaltest.Write(t, filepath.Join(dir, "a.journal"), append(kill(101), kill(102)...))
-	require.Eventually(t, func() bool { return prom.query(t, series) == 2 }, 60*time.Second, 250*time.Millisecond, "two kills scraped")
-	require.Eventually(t, func() bool { return prom.query(t, present) == 0 }, 60*time.Second, 250*time.Millisecond,
-		"the gone container's series expired and left Prometheus: %s", prom.raw(t, series))
-	require.Eventually(t, func() bool { return prom.query(t, "otelcol_oomkill_receiver_series_expired") >= 1 }, 30*time.Second, 250*time.Millisecond)
-	require.Equal(t, 1.0, prom.query(t, "count(otelcol_oomkill_receiver_series == 0)"), "no live series left")
+	require.Eventually(t, func() bool { return prom.Query(t, series) == 2 }, 60*time.Second, 250*time.Millisecond, "two kills scraped")
+	require.Eventually(t, func() bool { return prom.Query(t, present) == 0 }, 60*time.Second, 250*time.Millisecond,
+		"the gone container's series expired and left Prometheus: %s", prom.Raw(t, series))
+	require.Eventually(t, func() bool { return prom.Query(t, "otelcol_oomkill_receiver_series_expired") >= 1 }, 30*time.Second, 250*time.Millisecond)
+	require.Equal(t, 1.0, prom.Query(t, "count(otelcol_oomkill_receiver_series == 0)"), "no live series left")
 
 	// The same identity killed again: back, continuing from 2.
 	journaltest.Write(t, filepath.Join(dir, "b.journal"), kill(103))
-	require.Eventually(t, func() bool { return prom.query(t, series) == 3 }, 60*time.Second, 250*time.Millisecond,
-		"the series came back continuing its count: %s", prom.raw(t, series))
+	require.Eventually(t, func() bool { return prom.Query(t, series) == 3 }, 60*time.Second, 250*time.Millisecond,
+		"the series came back continuing its count: %s", prom.Raw(t, series))
 	// Never a lower value in between: the highest and the latest agree.
-	require.Equal(t, 3.0, prom.query(t, fmt.Sprintf(`max_over_time(%s[5m])`, series)))
+	require.Equal(t, 3.0, prom.Query(t, fmt.Sprintf(`max_over_time(%s[5m])`, series)))
 }

@@ -6,15 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubenode"
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/promtest"
 )
 
 const (
@@ -129,17 +126,17 @@ spec:
 
 	t.Run("a worker outgrows the limit", func(t *testing.T) {
 		touch(t, n, first, "/tmp/grow-worker")
-		require.Eventually(t, func() bool { return prom.query(t, series(first)) == 1 }, 2*time.Minute, time.Second,
-			"the collector counts the worker's kill with the pod's names: %s", prom.raw(t, "container_oom_kill_count_total"))
+		require.Eventually(t, func() bool { return prom.Query(t, series(first)) == 1 }, 2*time.Minute, time.Second,
+			"the collector counts the worker's kill with the pod's names: %s", prom.Raw(t, "container_oom_kill_count_total"))
 		pod := getPod(t, n, appNS, app.Name)
 		cs := pod.Status.ContainerStatuses[0]
 		assert.Equal(t, int32(0), cs.RestartCount, "the kubelet saw no restart")
 		assert.NotNil(t, cs.State.Running, "the container keeps running")
 		assert.Nil(t, cs.LastTerminationState.Terminated, "no OOMKilled in the pod's status")
-		assert.Equal(t, 1.0, prom.query(t, outcome(first, "survived")),
-			"the kill Kubernetes did not see is survived: %s", prom.raw(t, "container_oom_kill_count_total"))
+		assert.Equal(t, 1.0, prom.Query(t, outcome(first, "survived")),
+			"the kill Kubernetes did not see is survived: %s", prom.Raw(t, "container_oom_kill_count_total"))
 		require.Eventually(t, func() bool {
-			for _, a := range prom.firing(t, "ContainerOOMKilled") {
+			for _, a := range prom.Firing(t, "ContainerOOMKilled") {
 				if a["container_id"] == first && a["k8s_pod_name"] == app.Name {
 					return true
 				}
@@ -174,10 +171,10 @@ spec:
 		waitJournal(t, 2, first)
 		collector = waitCollector(t, n, collector.Name)
 		prom.retarget(t, collector)
-		require.Eventually(t, func() bool { return prom.query(t, series(first)) == 2 }, 2*time.Minute, time.Second,
-			"the replacement resumes from the checkpoint: %s", prom.raw(t, "container_oom_kill_count_total"))
+		require.Eventually(t, func() bool { return prom.Query(t, series(first)) == 2 }, 2*time.Minute, time.Second,
+			"the replacement resumes from the checkpoint: %s", prom.Raw(t, "container_oom_kill_count_total"))
 		time.Sleep(5 * time.Second) // nothing re-read: still 2
-		assert.Equal(t, 2.0, prom.query(t, series(first)))
+		assert.Equal(t, 2.0, prom.Query(t, series(first)))
 	})
 
 	t.Run("the main process outgrows the limit", func(t *testing.T) {
@@ -190,11 +187,11 @@ spec:
 		assert.Equal(t, "OOMKilled", cs.LastTerminationState.Terminated.Reason)
 		assert.Equal(t, "containerd://"+first, cs.LastTerminationState.Terminated.ContainerID)
 		assert.NotEqual(t, "containerd://"+first, cs.ContainerID)
-		require.Eventually(t, func() bool { return prom.query(t, series(first)) == 3 }, 2*time.Minute, time.Second,
-			"the main process's kill, named through the old container ID: %s", prom.raw(t, "container_oom_kill_count_total"))
-		assert.Equal(t, 1.0, prom.query(t, outcome(first, "exited")),
-			"the kill the kubelet reports as OOMKilled is exited: %s", prom.raw(t, "container_oom_kill_count_total"))
-		assert.Equal(t, 2.0, prom.query(t, outcome(first, "survived")), "the two worker kills before it")
+		require.Eventually(t, func() bool { return prom.Query(t, series(first)) == 3 }, 2*time.Minute, time.Second,
+			"the main process's kill, named through the old container ID: %s", prom.Raw(t, "container_oom_kill_count_total"))
+		assert.Equal(t, 1.0, prom.Query(t, outcome(first, "exited")),
+			"the kill the kubelet reports as OOMKilled is exited: %s", prom.Raw(t, "container_oom_kill_count_total"))
+		assert.Equal(t, 2.0, prom.Query(t, outcome(first, "survived")), "the two worker kills before it")
 	})
 
 	t.Run("the collector runs as the DaemonSet says", func(t *testing.T) {
@@ -333,17 +330,15 @@ func waitJournal(t *testing.T, want int, containerID string) {
 // prometheus scrapes the collector pod (a file_sd target the test rewrites
 // when the pod is replaced) with the shipped alert rules.
 type prometheus struct {
-	base, targets string
+	*promtest.Server
+	targets string
 }
 
 func startPrometheus(t *testing.T, collector *corev1.Pod) *prometheus {
 	t.Helper()
-	dir := t.TempDir()
-	port := freePort(t)
-	p := &prometheus{base: fmt.Sprintf("http://127.0.0.1:%d", port), targets: filepath.Join(dir, "targets.json")}
+	p := &prometheus{targets: filepath.Join(t.TempDir(), "targets.json")}
 	p.retarget(t, collector)
-	cfg := filepath.Join(dir, "prometheus.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	p.Server = promtest.Start(t, fmt.Sprintf(`
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -353,23 +348,7 @@ scrape_configs:
     file_sd_configs:
       - files: [%q]
         refresh_interval: 1s
-`, repoPath(t, "examples/prometheus/alerts.yaml"), p.targets)), 0o600))
-	cmd := exec.Command("/usr/bin/prometheus", "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port))
-	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	require.NoError(t, err)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(p.base + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 200*time.Millisecond, "prometheus did not start")
+`, repoPath(t, "examples/prometheus/alerts.yaml"), p.targets))
 	return p
 }
 
@@ -382,55 +361,4 @@ func (p *prometheus) retarget(t *testing.T, pod *corev1.Pod) {
 	tmp := p.targets + ".tmp"
 	require.NoError(t, os.WriteFile(tmp, b, 0o644))
 	require.NoError(t, os.Rename(tmp, p.targets))
-}
-
-func (p *prometheus) get(t *testing.T, path string, out any) {
-	t.Helper()
-	resp, err := http.Get(p.base + path)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
-}
-
-// query returns the sum of an instant vector query's values.
-func (p *prometheus) query(t *testing.T, q string) float64 {
-	var r struct {
-		Data struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	p.get(t, "/api/v1/query?query="+url.QueryEscape(q), &r)
-	sum := 0.0
-	for _, s := range r.Data.Result {
-		v, _ := strconv.ParseFloat(s.Value[1].(string), 64)
-		sum += v
-	}
-	return sum
-}
-
-func (p *prometheus) raw(t *testing.T, q string) string {
-	var r json.RawMessage
-	p.get(t, "/api/v1/query?query="+url.QueryEscape(q), &r)
-	return string(r)
-}
-
-func (p *prometheus) firing(t *testing.T, name string) []map[string]string {
-	var r struct {
-		Data struct {
-			Alerts []struct {
-				Labels map[string]string `json:"labels"`
-				State  string            `json:"state"`
-			} `json:"alerts"`
-		} `json:"data"`
-	}
-	p.get(t, "/api/v1/alerts", &r)
-	var out []map[string]string
-	for _, a := range r.Data.Alerts {
-		if a.Labels["alertname"] == name && a.State == "firing" {
-			out = append(out, a.Labels)
-		}
-	}
-	return out
 }
