@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // State is what was seen of one cgroup.
@@ -206,11 +207,8 @@ func populatedIf(b bool) State {
 }
 
 func goneIfNotExist(err error) (State, error) {
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
-		return Gone, nil
-	}
 	// ENODEV: the cgroup was removed between stat and read.
-	if strings.Contains(err.Error(), "no such device") {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV) {
 		return Gone, nil
 	}
 	return Unknown, err
