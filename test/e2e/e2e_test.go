@@ -35,6 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/promtest"
 )
@@ -392,7 +393,7 @@ func killChild(t *testing.T, script string) int {
 // journald it started is stopped, and its journal removed, when the test ends.
 func ensureJournald(t *testing.T) {
 	t.Helper()
-	if exec.Command("pgrep", "-x", "systemd-journal").Run() == nil {
+	if journaltest.JournaldRunning() {
 		t.Log("using the systemd-journald already running")
 		return
 	}

@@ -25,6 +25,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
 )
 
 const (
@@ -124,7 +126,7 @@ func ensureJournald(t *testing.T) hostJournal {
 	mid, err := os.ReadFile("/etc/machine-id")
 	require.NoError(t, err, "the host's /etc/machine-id")
 	midDir := filepath.Join("/run/log/journal", strings.TrimSpace(string(mid)))
-	if exec.Command("pgrep", "-x", "systemd-journal").Run() == nil {
+	if journaltest.JournaldRunning() {
 		var st syscall.Stat_t
 		require.NoError(t, syscall.Stat(midDir, &st), "a systemd-journald runs; its journal")
 		t.Logf("using the systemd-journald already running (%s group %d)", midDir, st.Gid)
