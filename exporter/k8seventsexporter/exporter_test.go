@@ -324,3 +324,23 @@ func TestSeriesAndKillIDsAreBounded(t *testing.T) {
 	// pushed out of the cache are counted.
 	assert.EqualValues(t, 6, counter(t, tel, "k8sevents_kills_dropped", attribute.String("reason", "evicted")))
 }
+
+// An event's object name is how a create repeated after a restart finds
+// the event it made: it must not change between versions for the same
+// series and first kill.
+func TestEventNameIsStableAcrossVersions(t *testing.T) {
+	c := fake.NewClientset(testPodObject(phpKill(0)))
+	e, _, _ := newTestExporter(t, c, nil)
+	require.NoError(t, e.push(context.Background(), logsOf(phpKill(0))))
+	evs := events(t, c, "shop")
+	require.Len(t, evs, 1)
+	assert.Equal(t, "checkout-7f9c6d5b8-x2x9q.oom-668d4ed37c7b2527", evs[0].Name)
+
+	k := phpKill(1)
+	k.ns, k.pod, k.uid, k.container, k.constraint, k.memcg, k.outcome, k.process = "", "", "", "", "system", "", "", "journald"
+	e, _, _ = newTestExporter(t, c, func(cfg *Config) { cfg.NodeEvents = true })
+	require.NoError(t, e.push(context.Background(), logsOf(k)))
+	evs = events(t, c, "default")
+	require.Len(t, evs, 1)
+	assert.Equal(t, "node-a.oom-cd259474d50016e3", evs[0].Name)
+}
