@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/kill"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/lru"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/metadata"
 )
@@ -62,15 +63,15 @@ type seriesKey struct {
 	Namespace, Pod, PodUID, Container string
 	Node                              string // set for Node events only
 	Process, Outcome                  string
-	Scope                             limitScope
+	Scope                             kill.Scope
 }
 
 // series is one event and the kills it counts.
 type series struct {
 	key      seriesKey
 	name     string
-	first    kill // the kill the note describes; its time is the eventTime
-	latest   kill
+	first    kill.Kill // the kill the note describes; its time is the eventTime
+	latest   kill.Kill
 	count    int // kills observed
 	written  int // kills the API's event holds; 0: not created yet
 	dead     string
@@ -228,7 +229,7 @@ func (e *eventsExporter) push(ctx context.Context, ld plog.Logs) error {
 		for j := 0; j < rl.ScopeLogs().Len(); j++ {
 			lrs := rl.ScopeLogs().At(j).LogRecords()
 			for k := 0; k < lrs.Len(); k++ {
-				kl, ok := killFromRecord(rl.Resource().Attributes(), lrs.At(k))
+				kl, ok := kill.FromRecord(rl.Resource().Attributes(), lrs.At(k))
 				if !ok {
 					continue
 				}
@@ -251,7 +252,7 @@ func (e *eventsExporter) push(ctx context.Context, ld plog.Logs) error {
 
 // add counts a kill into its series (once per kill ID) and returns the
 // series to write, or nil.
-func (e *eventsExporter) add(ctx context.Context, k kill) *series {
+func (e *eventsExporter) add(ctx context.Context, k kill.Kill) *series {
 	if key, ok := e.seen.Get(k.ID); ok {
 		e.tb.K8seventsDedupHits.Add(ctx, 1)
 		if s, ok := e.series.Get(key); ok && key != (seriesKey{}) {
@@ -289,10 +290,10 @@ func (e *eventsExporter) add(ctx context.Context, k kill) *series {
 	return s
 }
 
-func (e *eventsExporter) keyOf(k kill) (seriesKey, bool) {
+func (e *eventsExporter) keyOf(k kill.Kill) (seriesKey, bool) {
 	key := seriesKey{Process: k.Process, Outcome: k.Outcome, Scope: k.Scope}
 	switch {
-	case k.hasPod():
+	case k.HasPod():
 		key.Namespace, key.Pod, key.PodUID, key.Container = k.Namespace, k.PodName, k.PodUID, k.Container
 	case e.cfg.NodeEvents && k.PodUID == "" && k.Node != "":
 		key.Namespace, key.Node = nodeEventNamespace, k.Node
@@ -501,7 +502,7 @@ func (e *eventsExporter) event(s *series) *eventsv1.Event {
 	return ev
 }
 
-func (e *eventsExporter) instance(k kill) string {
+func (e *eventsExporter) instance(k kill.Kill) string {
 	if e.cfg.ReportingInstance != "" {
 		return e.cfg.ReportingInstance
 	}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/kill"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeclient"
 )
@@ -77,7 +78,7 @@ func (n *neverBlock) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 		for j := 0; j < sls.Len(); j++ {
 			lrs := sls.At(j).LogRecords()
 			for k := 0; k < lrs.Len(); k++ {
-				if lrs.At(k).EventName() == eventName {
+				if lrs.At(k).EventName() == kill.EventName {
 					kills++
 				}
 			}

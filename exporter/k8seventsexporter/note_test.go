@@ -5,32 +5,34 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/kill"
 )
 
 func TestNote(t *testing.T) {
-	base := kill{PID: 42, Process: "celery", Container: "worker", PodName: "p", Namespace: "n", Scope: scopeContainer, AnonRSSKB: -1, LimitB: -1}
+	base := kill.Kill{PID: 42, Process: "celery", Container: "worker", PodName: "p", Namespace: "n", Scope: kill.ScopeContainer, AnonRSSKB: -1, LimitB: -1}
 	for name, tc := range map[string]struct {
-		mutate func(*kill)
+		mutate func(*kill.Kill)
 		want   string
 	}{
-		"container limit, sizes unknown": {func(*kill) {}, `The kernel OOM killer killed process "celery" (pid 42) in container "worker": the container's memory limit was hit.`},
+		"container limit, sizes unknown": {func(*kill.Kill) {}, `The kernel OOM killer killed process "celery" (pid 42) in container "worker": the container's memory limit was hit.`},
 		"container limit with sizes": {
-			func(k *kill) { k.LimitB, k.AnonRSSKB = 512<<20, 500*1024+512 },
+			func(k *kill.Kill) { k.LimitB, k.AnonRSSKB = 512<<20, 500*1024+512 },
 			`The kernel OOM killer killed process "celery" (pid 42) in container "worker": the container's memory limit (512Mi) was hit; the process used 500.5Mi of anonymous memory.`,
 		},
 		"pod limit, exited": {
-			func(k *kill) { k.Scope, k.Outcome = scopePod, "exited" },
+			func(k *kill.Kill) { k.Scope, k.Outcome = kill.ScopePod, "exited" },
 			`The kernel OOM killer killed process "celery" (pid 42) in container "worker": the pod's memory limit was hit. The container exited: Kubernetes restarts it and reports OOMKilled.`,
 		},
 		"node, survived": {
-			func(k *kill) { k.Scope, k.Outcome = scopeNode, "survived" },
+			func(k *kill.Kill) { k.Scope, k.Outcome = kill.ScopeNode, "survived" },
 			`The kernel OOM killer killed process "celery" (pid 42) in container "worker": the node ran out of memory. The container kept running: Kubernetes records no restart for this.`,
 		},
-		"unknown outcome says nothing": {func(k *kill) { k.Outcome = "unknown" }, `The kernel OOM killer killed process "celery" (pid 42) in container "worker": the container's memory limit was hit.`},
-		"no container name":            {func(k *kill) { k.Container = "" }, `The kernel OOM killer killed process "celery" (pid 42) in this pod: the container's memory limit was hit.`},
-		"hostile process name":         {func(k *kill) { k.Process = "x\"\n\x1b[31m" }, `The kernel OOM killer killed process "x\"\n\x1b[31m" (pid 42) in container "worker": the container's memory limit was hit.`},
-		"rate-limited report":          {func(k *kill) { k.Scope, k.PID, k.Process = scopeUnknown, -1, "" }, `The kernel OOM killer killed a process in container "worker": the kernel did not say which limit was hit.`},
-		"cpuset":                       {func(k *kill) { k.Scope = scopeCpuset }, `The kernel OOM killer killed process "celery" (pid 42) in container "worker": the memory of its cpuset ran out.`},
+		"unknown outcome says nothing": {func(k *kill.Kill) { k.Outcome = "unknown" }, `The kernel OOM killer killed process "celery" (pid 42) in container "worker": the container's memory limit was hit.`},
+		"no container name":            {func(k *kill.Kill) { k.Container = "" }, `The kernel OOM killer killed process "celery" (pid 42) in this pod: the container's memory limit was hit.`},
+		"hostile process name":         {func(k *kill.Kill) { k.Process = "x\"\n\x1b[31m" }, `The kernel OOM killer killed process "x\"\n\x1b[31m" (pid 42) in container "worker": the container's memory limit was hit.`},
+		"rate-limited report":          {func(k *kill.Kill) { k.Scope, k.PID, k.Process = kill.ScopeUnknown, -1, "" }, `The kernel OOM killer killed a process in container "worker": the kernel did not say which limit was hit.`},
+		"cpuset":                       {func(k *kill.Kill) { k.Scope = kill.ScopeCpuset }, `The kernel OOM killer killed process "celery" (pid 42) in container "worker": the memory of its cpuset ran out.`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			k := base
@@ -41,38 +43,14 @@ func TestNote(t *testing.T) {
 }
 
 func TestNoteFitsTheAPI(t *testing.T) {
-	k := kill{PID: 1, Process: strings.Repeat("é", 600), Container: "c", PodName: "p", Namespace: "n", Scope: scopeContainer, AnonRSSKB: -1, LimitB: -1}
+	k := kill.Kill{PID: 1, Process: strings.Repeat("é", 600), Container: "c", PodName: "p", Namespace: "n", Scope: kill.ScopeContainer, AnonRSSKB: -1, LimitB: -1}
 	n := note(k)
 	assert.LessOrEqual(t, len(n), maxNote)
 	assert.True(t, strings.HasPrefix(n, "The kernel OOM killer"))
 }
 
-func TestScopeOf(t *testing.T) {
-	const uid = "6f0e4e8a-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
-	ctr := "/kubepods/burstable/pod" + uid + "/" + ctr64
-	systemd := "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod6f0e4e8a_1c2d_4e5f_8a9b_0c1d2e3f4a5b.slice"
-	for _, tc := range []struct {
-		constraint, memcg, cgroup string
-		want                      limitScope
-	}{
-		{"memcg", ctr, ctr, scopeContainer},
-		{"memcg", "/kubepods/burstable/pod" + uid, ctr, scopePod},
-		{"memcg", systemd, systemd + "/cri-containerd-" + ctr64 + ".scope", scopePod},
-		{"memcg", systemd + "/cri-containerd-" + ctr64 + ".scope", systemd + "/cri-containerd-" + ctr64 + ".scope", scopeContainer},
-		{"memcg", "/kubepods/burstable", ctr, scopeMemcg},
-		{"memcg", "", ctr, scopeMemcg},
-		{"system", "", ctr, scopeNode},
-		{"cpuset", "", ctr, scopeCpuset},
-		{"mempolicy", "", ctr, scopeMempolicy},
-		{"unknown", "", "", scopeUnknown},
-		{"", "", "", scopeUnknown},
-	} {
-		assert.Equal(t, tc.want, scopeOf(tc.constraint, tc.memcg, tc.cgroup, ctr64, uid), "%s %s", tc.constraint, tc.memcg)
-	}
-}
-
 func TestEventObjectNameIsAValidName(t *testing.T) {
-	s := &series{key: seriesKey{Pod: strings.Repeat("a", 240) + "-b"}, first: kill{ID: "x"}}
+	s := &series{key: seriesKey{Pod: strings.Repeat("a", 240) + "-b"}, first: kill.Kill{ID: "x"}}
 	n := eventObjectName(s)
 	assert.LessOrEqual(t, len(n), 253)
 	assert.Regexp(t, `^a+\.oom-[0-9a-f]{16}$`, n)
