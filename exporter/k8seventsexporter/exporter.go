@@ -2,9 +2,6 @@ package k8seventsexporter
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -28,23 +25,16 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/event"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/kill"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/lru"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/metadata"
 )
 
-const (
-	eventReason = "OOMKilling" // node-problem-detector's reason for the same kernel event
-	eventAction = "OOMKill"
-	// maxReportingInstance is the Events API's limit.
-	maxReportingInstance = 128
-	// nodeEventNamespace is where Node events go, as the kubelet posts them.
-	nodeEventNamespace = "default"
-	// forbiddenGrace is how long Forbidden is retried before a series is
-	// given up: long enough for a restarted API server, short enough that
-	// a missing RBAC rule does not mean writes for ever.
-	forbiddenGrace = 2 * time.Minute
-)
+// forbiddenGrace is how long Forbidden is retried before a series is
+// given up: long enough for a restarted API server, short enough that
+// a missing RBAC rule does not mean writes for ever.
+const forbiddenGrace = 2 * time.Minute
 
 // Reasons a kill is written to no event (the kills_dropped reason attribute).
 const (
@@ -91,7 +81,7 @@ type eventsExporter struct {
 	newClient func(*Config) (kubernetes.Interface, error)
 	client    kubernetes.Interface
 	host      component.Host
-	hostname  string
+	builder   event.Builder
 	now       func() time.Time
 
 	mu           sync.Mutex
@@ -113,10 +103,11 @@ func newExporter(cfg *Config, set exporter.Settings, newClient func(*Config) (ku
 	}
 	hn, _ := os.Hostname()
 	e := &eventsExporter{
-		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, hostname: hn, now: time.Now,
-		seen:  lru.New[string, seriesKey](cfg.Aggregation.MaxKillIDs, nil),
-		pods:  lru.New[string, *rate.Limiter](cfg.RateLimit.MaxPods, nil),
-		total: rate.NewLimiter(rate.Limit(cfg.RateLimit.Total.QPS), cfg.RateLimit.Total.Burst),
+		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, now: time.Now,
+		builder: event.Builder{Controller: cfg.ReportingController, Instance: cfg.ReportingInstance, Hostname: hn},
+		seen:    lru.New[string, seriesKey](cfg.Aggregation.MaxKillIDs, nil),
+		pods:    lru.New[string, *rate.Limiter](cfg.RateLimit.MaxPods, nil),
+		total:   rate.NewLimiter(rate.Limit(cfg.RateLimit.Total.QPS), cfg.RateLimit.Total.Burst),
 	}
 	e.series = lru.New[seriesKey, *series](cfg.Aggregation.MaxSeries, func(_ seriesKey, s *series) {
 		if s.pending() {
@@ -296,7 +287,7 @@ func (e *eventsExporter) keyOf(k kill.Kill) (seriesKey, bool) {
 	case k.HasPod():
 		key.Namespace, key.Pod, key.PodUID, key.Container = k.Namespace, k.PodName, k.PodUID, k.Container
 	case e.cfg.NodeEvents && k.PodUID == "" && k.Node != "":
-		key.Namespace, key.Node = nodeEventNamespace, k.Node
+		key.Namespace, key.Node = event.NodeNamespace, k.Node
 	default:
 		return seriesKey{}, false
 	}
@@ -397,7 +388,7 @@ func (e *eventsExporter) create(ctx context.Context, s *series) error {
 }
 
 func (e *eventsExporter) patch(ctx context.Context, s *series) error {
-	body, err := json.Marshal(map[string]any{"series": eventsv1.EventSeries{Count: int32(min(s.count, 1<<31-1)), LastObservedTime: metav1.NewMicroTime(s.latest.Time)}})
+	body, err := event.SeriesPatch(s.count, s.latest.Time)
 	if err != nil {
 		return consumererror.NewPermanent(err)
 	}
@@ -477,61 +468,21 @@ func (e *eventsExporter) reportStatus(err error) {
 
 // event is the Event for a series' first write.
 func (e *eventsExporter) event(s *series) *eventsv1.Event {
-	k := s.first
-	ev := &eventsv1.Event{
-		ObjectMeta:          metav1.ObjectMeta{Name: s.name, Namespace: s.key.Namespace},
-		EventTime:           metav1.NewMicroTime(k.Time),
-		ReportingController: e.cfg.ReportingController,
-		ReportingInstance:   e.instance(k),
-		Action:              eventAction,
-		Reason:              eventReason,
-		Type:                corev1.EventTypeWarning,
-		Note:                note(k),
-	}
-	if s.key.Node != "" {
-		ev.Regarding = corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: s.key.Node, UID: types.UID(s.key.Node)}
-	} else {
-		ev.Regarding = corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: s.key.Namespace, Name: s.key.Pod, UID: types.UID(s.key.PodUID)}
-		if s.key.Container != "" {
-			ev.Regarding.FieldPath = "spec.containers{" + s.key.Container + "}"
-		}
-	}
-	if s.count > 1 {
-		ev.Series = &eventsv1.EventSeries{Count: int32(min(s.count, 1<<31-1)), LastObservedTime: metav1.NewMicroTime(s.latest.Time)}
-	}
-	return ev
-}
-
-func (e *eventsExporter) instance(k kill.Kill) string {
-	if e.cfg.ReportingInstance != "" {
-		return e.cfg.ReportingInstance
-	}
-	node := k.Node
-	if node == "" {
-		node = e.hostname
-	}
-	in := "otelcol-oomkill-" + node
-	if len(in) > maxReportingInstance {
-		in = in[:maxReportingInstance]
-	}
-	return in
+	return e.builder.Build(event.Series{
+		Name:         s.name,
+		Regarding:    event.Regarding{Namespace: s.key.Namespace, Pod: s.key.Pod, PodUID: s.key.PodUID, Container: s.key.Container, Node: s.key.Node},
+		First:        s.first,
+		Count:        s.count,
+		LastObserved: s.latest.Time,
+	})
 }
 
 // eventObjectName is stable for a series' first kill, so a create repeated
 // after a lost answer or a restart finds the event it made.
 func eventObjectName(s *series) string {
-	h := sha256.Sum256([]byte(fmt.Sprintf("%+v\x00%s", s.key, s.first.ID)))
 	base := s.key.Pod
 	if s.key.Node != "" {
 		base = s.key.Node
 	}
-	const suffix = 1 + 4 + 16 // ".oom-" + 16 hex
-	if len(base) > 253-suffix {
-		base = base[:253-suffix]
-	}
-	base = strings.TrimRight(base, "-.")
-	if base == "" {
-		base = "oomkill"
-	}
-	return base + ".oom-" + hex.EncodeToString(h[:8])
+	return event.ObjectName(base, fmt.Sprintf("%+v\x00%s", s.key, s.first.ID))
 }

@@ -1,4 +1,4 @@
-package k8seventsexporter
+package event
 
 import (
 	"strings"
@@ -37,22 +37,22 @@ func TestNote(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			k := base
 			tc.mutate(&k)
-			assert.Equal(t, tc.want, note(k))
+			assert.Equal(t, tc.want, Note(k))
 		})
 	}
 }
 
 func TestNoteFitsTheAPI(t *testing.T) {
 	k := kill.Kill{PID: 1, Process: strings.Repeat("é", 600), Container: "c", PodName: "p", Namespace: "n", Scope: kill.ScopeContainer, AnonRSSKB: -1, LimitB: -1}
-	n := note(k)
-	assert.LessOrEqual(t, len(n), maxNote)
+	n := Note(k)
+	assert.LessOrEqual(t, len(n), MaxNote)
 	assert.True(t, strings.HasPrefix(n, "The kernel OOM killer"))
 }
 
 func TestEventObjectNameIsAValidName(t *testing.T) {
-	s := &series{key: seriesKey{Pod: strings.Repeat("a", 240) + "-b"}, first: kill.Kill{ID: "x"}}
-	n := eventObjectName(s)
+	base := strings.Repeat("a", 240) + "-b"
+	n := ObjectName(base, "x")
 	assert.LessOrEqual(t, len(n), 253)
 	assert.Regexp(t, `^a+\.oom-[0-9a-f]{16}$`, n)
-	assert.Equal(t, n, eventObjectName(s), "stable")
+	assert.Equal(t, n, ObjectName(base, "x"), "stable")
 }

@@ -1,4 +1,4 @@
-package k8seventsexporter
+package event
 
 import (
 	"fmt"
@@ -8,12 +8,12 @@ import (
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/kill"
 )
 
-// maxNote is the Events API's limit on a note.
-const maxNote = 1024
+// MaxNote is the Events API's limit on a note.
+const MaxNote = 1024
 
-// note is the event message: which process in which container, which
+// Note is the event message: which process in which container, which
 // limit, and what became of the container.
-func note(k kill.Kill) string {
+func Note(k kill.Kill) string {
 	var b strings.Builder
 	proc := "a process"
 	if k.Process != "" {
@@ -65,8 +65,8 @@ func note(k kill.Kill) string {
 		b.WriteString(" The container exited: Kubernetes restarts it and reports OOMKilled.")
 	}
 	s := b.String()
-	if len(s) > maxNote {
-		s = strings.ToValidUTF8(s[:maxNote], "")
+	if len(s) > MaxNote {
+		s = strings.ToValidUTF8(s[:MaxNote], "")
 	}
 	return s
 }
