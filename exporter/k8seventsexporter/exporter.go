@@ -17,7 +17,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -29,6 +28,7 @@ import (
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/kill"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/lru"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/metadata"
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/ratelimit"
 )
 
 // forbiddenGrace is how long Forbidden is retried before a series is
@@ -87,8 +87,7 @@ type eventsExporter struct {
 	mu           sync.Mutex
 	series       *lru.Cache[seriesKey, *series]
 	seen         *lru.Cache[string, seriesKey]
-	pods         *lru.Cache[string, *rate.Limiter]
-	total        *rate.Limiter
+	limiter      *ratelimit.Limiter
 	podCheckOff  bool
 	statusFailed bool
 
@@ -106,8 +105,7 @@ func newExporter(cfg *Config, set exporter.Settings, newClient func(*Config) (ku
 		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, now: time.Now,
 		builder: event.Builder{Controller: cfg.ReportingController, Instance: cfg.ReportingInstance, Hostname: hn},
 		seen:    lru.New[string, seriesKey](cfg.Aggregation.MaxKillIDs, nil),
-		pods:    lru.New[string, *rate.Limiter](cfg.RateLimit.MaxPods, nil),
-		total:   rate.NewLimiter(rate.Limit(cfg.RateLimit.Total.QPS), cfg.RateLimit.Total.Burst),
+		limiter: ratelimit.New(ratelimit.Bucket(cfg.RateLimit.PerPod), ratelimit.Bucket(cfg.RateLimit.Total), cfg.RateLimit.MaxPods),
 	}
 	e.series = lru.New[seriesKey, *series](cfg.Aggregation.MaxSeries, func(_ seriesKey, s *series) {
 		if s.pending() {
@@ -308,23 +306,8 @@ func (e *eventsExporter) abandon(ctx context.Context, s *series, reason string, 
 		zap.Int("kills", s.count-s.written), zap.Error(err))
 }
 
-// allow takes one token from the series' pod bucket and the overall
-// bucket, or none when either is empty.
-func (e *eventsExporter) allow(s *series) bool {
-	now := e.now()
-	bk := s.key.Namespace + "/" + s.key.Pod + "/" + s.key.Node
-	pl, ok := e.pods.Get(bk)
-	if !ok {
-		pl = rate.NewLimiter(rate.Limit(e.cfg.RateLimit.PerPod.QPS), e.cfg.RateLimit.PerPod.Burst)
-		e.pods.Put(bk, pl)
-	}
-	if pl.TokensAt(now) < 1 || e.total.TokensAt(now) < 1 {
-		return false
-	}
-	pl.AllowN(now, 1)
-	e.total.AllowN(now, 1)
-	return true
-}
+// bucketKey names the series' per-pod bucket (per node for Node events).
+func bucketKey(s *series) string { return s.key.Namespace + "/" + s.key.Pod + "/" + s.key.Node }
 
 // flush brings the series' event up to date: create it, or patch its
 // series count. Errors returned are retryable; everything else is
@@ -333,7 +316,7 @@ func (e *eventsExporter) flush(ctx context.Context, s *series) error {
 	if !s.pending() {
 		return nil
 	}
-	if !e.allow(s) {
+	if !e.limiter.Allow(bucketKey(s), e.now()) {
 		if !s.deferred {
 			s.deferred = true
 			e.tb.K8seventsRateLimited.Add(ctx, 1)
