@@ -18,15 +18,14 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/aggregate"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/event"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/kill"
-	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/lru"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/ratelimit"
 )
@@ -35,44 +34,6 @@ import (
 // given up: long enough for a restarted API server, short enough that
 // a missing RBAC rule does not mean writes for ever.
 const forbiddenGrace = 2 * time.Minute
-
-// Reasons a kill is written to no event (the kills_dropped reason attribute).
-const (
-	dropNoPod         = "no_pod"
-	dropPodDeleted    = "pod_deleted"
-	dropNamespaceGone = "namespace_gone"
-	dropRejected      = "rejected"
-	dropEvicted       = "evicted"
-	dropQueueFull     = "queue_full"
-)
-
-// seriesKey groups kills into one event: same pod (or node), container,
-// process name, limit and outcome. The note, immutable in events.k8s.io/v1,
-// is then true of every kill in the series but the pid and sizes.
-type seriesKey struct {
-	Namespace, Pod, PodUID, Container string
-	Node                              string // set for Node events only
-	Process, Outcome                  string
-	Scope                             kill.Scope
-}
-
-// series is one event and the kills it counts.
-type series struct {
-	key      seriesKey
-	name     string
-	first    kill.Kill // the kill the note describes; its time is the eventTime
-	latest   kill.Kill
-	count    int // kills observed
-	written  int // kills the API's event holds; 0: not created yet
-	dead     string
-	verified bool
-	deferred bool
-	// forbiddenSince is the first Forbidden answer: an API server that
-	// just started refuses until its RBAC caches are filled.
-	forbiddenSince time.Time
-}
-
-func (s *series) pending() bool { return s.dead == "" && s.count > s.written }
 
 type eventsExporter struct {
 	cfg       *Config
@@ -85,8 +46,7 @@ type eventsExporter struct {
 	now       func() time.Time
 
 	mu           sync.Mutex
-	series       *lru.Cache[seriesKey, *series]
-	seen         *lru.Cache[string, seriesKey]
+	series       *aggregate.Table
 	limiter      *ratelimit.Limiter
 	podCheckOff  bool
 	statusFailed bool
@@ -104,16 +64,11 @@ func newExporter(cfg *Config, set exporter.Settings, newClient func(*Config) (ku
 	e := &eventsExporter{
 		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, now: time.Now,
 		builder: event.Builder{Controller: cfg.ReportingController, Instance: cfg.ReportingInstance, Hostname: hn},
-		seen:    lru.New[string, seriesKey](cfg.Aggregation.MaxKillIDs, nil),
+		series: aggregate.New(aggregate.Options{
+			Window: cfg.Aggregation.Window, MaxSeries: cfg.Aggregation.MaxSeries, MaxKillIDs: cfg.Aggregation.MaxKillIDs, NodeEvents: cfg.NodeEvents,
+		}, tb, set.Logger),
 		limiter: ratelimit.New(ratelimit.Bucket(cfg.RateLimit.PerPod), ratelimit.Bucket(cfg.RateLimit.Total), cfg.RateLimit.MaxPods),
 	}
-	e.series = lru.New[seriesKey, *series](cfg.Aggregation.MaxSeries, func(_ seriesKey, s *series) {
-		if s.pending() {
-			e.drop(context.Background(), s.count-s.written, dropEvicted)
-			e.logger.Warn("Event series forgotten (aggregation.max_series) before its kills were written",
-				zap.String("namespace", s.key.Namespace), zap.String("pod", s.key.Pod), zap.Int("kills", s.count-s.written))
-		}
-	})
 	return e, nil
 }
 
@@ -134,12 +89,7 @@ func (e *eventsExporter) shutdown(ctx context.Context) error {
 		<-e.done
 		e.mu.Lock()
 		e.flushPending(ctx)
-		lost := 0
-		e.series.Each(func(_ seriesKey, s *series) {
-			if s.pending() {
-				lost += s.count - s.written
-			}
-		})
+		lost := e.series.Unwritten()
 		e.mu.Unlock()
 		if lost > 0 {
 			e.logger.Warn("Shut down with kills not yet written to their events (rate limit or API errors)", zap.Int("kills", lost))
@@ -163,7 +113,7 @@ func (e *eventsExporter) flushLoop() {
 			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Timeout)
 			e.mu.Lock()
 			e.flushPending(ctx)
-			e.sweep()
+			e.series.Sweep(e.now())
 			e.mu.Unlock()
 			cancel()
 		}
@@ -171,30 +121,10 @@ func (e *eventsExporter) flushLoop() {
 }
 
 func (e *eventsExporter) flushPending(ctx context.Context) {
-	var todo []*series
-	e.series.Each(func(_ seriesKey, s *series) {
-		if s.pending() {
-			todo = append(todo, s)
-		}
-	})
-	for _, s := range todo {
+	for _, s := range e.series.Pending() {
 		if err := e.flush(ctx, s); err != nil {
 			e.logger.Debug("Deferred event write failed; will retry", zap.Error(err))
 		}
-	}
-}
-
-// sweep forgets written series whose window has passed.
-func (e *eventsExporter) sweep() {
-	cutoff := e.now().Add(-e.cfg.Aggregation.Window)
-	var old []seriesKey
-	e.series.Each(func(k seriesKey, s *series) {
-		if !s.pending() && s.latest.Time.Before(cutoff) {
-			old = append(old, k)
-		}
-	})
-	for _, k := range old {
-		e.series.Remove(k)
 	}
 }
 
@@ -204,8 +134,8 @@ func (e *eventsExporter) sweep() {
 func (e *eventsExporter) push(ctx context.Context, ld plog.Logs) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var touched []*series
-	touch := func(s *series) {
+	var touched []*aggregate.Series
+	touch := func(s *aggregate.Series) {
 		for _, t := range touched {
 			if t == s {
 				return
@@ -222,7 +152,7 @@ func (e *eventsExporter) push(ctx context.Context, ld plog.Logs) error {
 				if !ok {
 					continue
 				}
-				if s := e.add(ctx, kl); s != nil {
+				if s := e.series.Add(ctx, kl); s != nil {
 					touch(s)
 				}
 			}
@@ -239,109 +169,44 @@ func (e *eventsExporter) push(ctx context.Context, ld plog.Logs) error {
 	return err
 }
 
-// add counts a kill into its series (once per kill ID) and returns the
-// series to write, or nil.
-func (e *eventsExporter) add(ctx context.Context, k kill.Kill) *series {
-	if key, ok := e.seen.Get(k.ID); ok {
-		e.tb.K8seventsDedupHits.Add(ctx, 1)
-		if s, ok := e.series.Get(key); ok && key != (seriesKey{}) {
-			return s
-		}
-		return nil
-	}
-	key, ok := e.keyOf(k)
-	if !ok {
-		e.seen.Put(k.ID, seriesKey{})
-		e.drop(ctx, 1, dropNoPod)
-		return nil
-	}
-	e.seen.Put(k.ID, key)
-	s, ok := e.series.Get(key)
-	switch {
-	case ok && (s.written == 0 || k.Time.Sub(s.latest.Time) <= e.cfg.Aggregation.Window):
-		s.count++
-		if !k.Time.Before(s.latest.Time) {
-			s.latest = k
-		}
-		if s.dead != "" {
-			e.drop(ctx, 1, s.dead)
-			return nil
-		}
-		e.tb.K8seventsKillsAggregated.Add(ctx, 1)
-	default:
-		if ok && s.pending() {
-			e.drop(ctx, s.count-s.written, dropEvicted)
-		}
-		s = &series{key: key, first: k, latest: k, count: 1}
-		s.name = eventObjectName(s)
-		e.series.Put(key, s)
-	}
-	return s
-}
-
-func (e *eventsExporter) keyOf(k kill.Kill) (seriesKey, bool) {
-	key := seriesKey{Process: k.Process, Outcome: k.Outcome, Scope: k.Scope}
-	switch {
-	case k.HasPod():
-		key.Namespace, key.Pod, key.PodUID, key.Container = k.Namespace, k.PodName, k.PodUID, k.Container
-	case e.cfg.NodeEvents && k.PodUID == "" && k.Node != "":
-		key.Namespace, key.Node = event.NodeNamespace, k.Node
-	default:
-		return seriesKey{}, false
-	}
-	return key, true
-}
-
-func (e *eventsExporter) drop(ctx context.Context, n int, reason string) {
-	e.tb.K8seventsKillsDropped.Add(ctx, int64(n), metric.WithAttributes(attribute.String("reason", reason)))
-}
-
-// abandon marks a series as never to be written: its kills, and later kills
-// of the same key within the window, are dropped and counted.
-func (e *eventsExporter) abandon(ctx context.Context, s *series, reason string, err error) {
-	s.dead = reason
-	e.drop(ctx, s.count-s.written, reason)
-	e.logger.Info("Kill not written to a Kubernetes Event", zap.String("reason", reason),
-		zap.String("namespace", s.key.Namespace), zap.String("pod", s.key.Pod), zap.String("node", s.key.Node),
-		zap.Int("kills", s.count-s.written), zap.Error(err))
-}
-
 // bucketKey names the series' per-pod bucket (per node for Node events).
-func bucketKey(s *series) string { return s.key.Namespace + "/" + s.key.Pod + "/" + s.key.Node }
+func bucketKey(s *aggregate.Series) string {
+	return s.Key.Namespace + "/" + s.Key.Pod + "/" + s.Key.Node
+}
 
 // flush brings the series' event up to date: create it, or patch its
 // series count. Errors returned are retryable; everything else is
 // settled here (written, deferred, or dropped and counted).
-func (e *eventsExporter) flush(ctx context.Context, s *series) error {
-	if !s.pending() {
+func (e *eventsExporter) flush(ctx context.Context, s *aggregate.Series) error {
+	if !s.Pending() {
 		return nil
 	}
 	if !e.limiter.Allow(bucketKey(s), e.now()) {
-		if !s.deferred {
-			s.deferred = true
+		if !s.Deferred {
+			s.Deferred = true
 			e.tb.K8seventsRateLimited.Add(ctx, 1)
 		}
 		return nil
 	}
-	s.deferred = false
-	if s.written == 0 {
+	s.Deferred = false
+	if s.Written == 0 {
 		return e.create(ctx, s)
 	}
 	return e.patch(ctx, s)
 }
 
-func (e *eventsExporter) create(ctx context.Context, s *series) error {
-	if e.cfg.VerifyPod && !e.podCheckOff && !s.verified && s.key.Node == "" {
-		pod, err := e.client.CoreV1().Pods(s.key.Namespace).Get(ctx, s.key.Pod, metav1.GetOptions{})
+func (e *eventsExporter) create(ctx context.Context, s *aggregate.Series) error {
+	if e.cfg.VerifyPod && !e.podCheckOff && !s.Verified && s.Key.Node == "" {
+		pod, err := e.client.CoreV1().Pods(s.Key.Namespace).Get(ctx, s.Key.Pod, metav1.GetOptions{})
 		e.request(ctx, "get_pod", err)
 		switch {
 		case err == nil:
-			if s.key.PodUID != "" && string(pod.UID) != s.key.PodUID {
-				e.abandon(ctx, s, dropPodDeleted, fmt.Errorf("pod %s/%s was replaced (UID %s, the kill's %s)", s.key.Namespace, s.key.Pod, pod.UID, s.key.PodUID))
+			if s.Key.PodUID != "" && string(pod.UID) != s.Key.PodUID {
+				e.series.Abandon(ctx, s, aggregate.DropPodDeleted, fmt.Errorf("pod %s/%s was replaced (UID %s, the kill's %s)", s.Key.Namespace, s.Key.Pod, pod.UID, s.Key.PodUID))
 				return nil
 			}
 		case apierrors.IsNotFound(err):
-			e.abandon(ctx, s, dropPodDeleted, err)
+			e.series.Abandon(ctx, s, aggregate.DropPodDeleted, err)
 			return nil
 		case apierrors.IsForbidden(err):
 			e.podCheckOff = true
@@ -349,20 +214,20 @@ func (e *eventsExporter) create(ctx context.Context, s *series) error {
 		default:
 			return e.retryable(err)
 		}
-		s.verified = true
+		s.Verified = true
 	}
-	_, err := e.client.EventsV1().Events(s.key.Namespace).Create(ctx, e.event(s), metav1.CreateOptions{})
+	_, err := e.client.EventsV1().Events(s.Key.Namespace).Create(ctx, e.builder.Build(s.Event()), metav1.CreateOptions{})
 	e.request(ctx, "create", err)
 	switch {
 	case err == nil:
-		s.written = s.count
+		s.Written = s.Count
 		e.tb.K8seventsEventsCreated.Add(ctx, 1)
 		return nil
 	case apierrors.IsAlreadyExists(err):
 		// Our name for this series' first kill: a create whose answer was
 		// lost, or a restart. Bring its count up to ours.
-		s.written = 1
-		if s.count > 1 {
+		s.Written = 1
+		if s.Count > 1 {
 			return e.patch(ctx, s)
 		}
 		return nil
@@ -370,25 +235,22 @@ func (e *eventsExporter) create(ctx context.Context, s *series) error {
 	return e.settle(ctx, s, err)
 }
 
-func (e *eventsExporter) patch(ctx context.Context, s *series) error {
-	body, err := event.SeriesPatch(s.count, s.latest.Time)
+func (e *eventsExporter) patch(ctx context.Context, s *aggregate.Series) error {
+	body, err := event.SeriesPatch(s.Count, s.Latest.Time)
 	if err != nil {
 		return consumererror.NewPermanent(err)
 	}
-	_, err = e.client.EventsV1().Events(s.key.Namespace).Patch(ctx, s.name, types.MergePatchType, body, metav1.PatchOptions{})
+	_, err = e.client.EventsV1().Events(s.Key.Namespace).Patch(ctx, s.Name, types.MergePatchType, body, metav1.PatchOptions{})
 	e.request(ctx, "patch", err)
 	switch {
 	case err == nil:
-		s.written = s.count
+		s.Written = s.Count
 		e.tb.K8seventsEventsUpdated.Add(ctx, 1)
 		return nil
 	case apierrors.IsNotFound(err):
 		// The event expired (the API server keeps events 1h) or was
 		// deleted: the kills not yet written start a new one.
-		s.count -= s.written
-		s.written = 0
-		s.first = s.latest
-		s.name = eventObjectName(s)
+		s.Restart()
 		return e.create(ctx, s)
 	}
 	return e.settle(ctx, s, err)
@@ -396,25 +258,25 @@ func (e *eventsExporter) patch(ctx context.Context, s *series) error {
 
 // settle sorts a failed write: gone namespaces and rejected events are
 // dropped for good, anything else is retried by the exporter helper.
-func (e *eventsExporter) settle(ctx context.Context, s *series, err error) error {
+func (e *eventsExporter) settle(ctx context.Context, s *aggregate.Series, err error) error {
 	switch {
 	case apierrors.IsNotFound(err), apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-		e.abandon(ctx, s, dropNamespaceGone, err)
+		e.series.Abandon(ctx, s, aggregate.DropNamespaceGone, err)
 		return nil
 	case apierrors.IsForbidden(err):
 		now := e.now()
-		if s.forbiddenSince.IsZero() {
-			s.forbiddenSince = now
+		if s.ForbiddenSince.IsZero() {
+			s.ForbiddenSince = now
 		}
-		if now.Sub(s.forbiddenSince) < forbiddenGrace {
+		if now.Sub(s.ForbiddenSince) < forbiddenGrace {
 			e.logger.Warn("The API server forbids writing events; retrying (an API server that just started may refuse until its RBAC caches are filled)", zap.Error(err))
 			return e.retryable(err)
 		}
 		e.logger.Error("The API server forbids writing events: grant create and patch on events.k8s.io events (examples/kubernetes/01-rbac.yaml)", zap.Error(err))
-		e.abandon(ctx, s, dropRejected, err)
+		e.series.Abandon(ctx, s, aggregate.DropRejected, err)
 		return nil
 	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsMethodNotSupported(err):
-		e.abandon(ctx, s, dropRejected, err)
+		e.series.Abandon(ctx, s, aggregate.DropRejected, err)
 		return nil
 	}
 	return e.retryable(err)
@@ -447,25 +309,4 @@ func (e *eventsExporter) reportStatus(err error) {
 		e.statusFailed = false
 		componentstatus.ReportStatus(e.host, componentstatus.NewEvent(componentstatus.StatusOK))
 	}
-}
-
-// event is the Event for a series' first write.
-func (e *eventsExporter) event(s *series) *eventsv1.Event {
-	return e.builder.Build(event.Series{
-		Name:         s.name,
-		Regarding:    event.Regarding{Namespace: s.key.Namespace, Pod: s.key.Pod, PodUID: s.key.PodUID, Container: s.key.Container, Node: s.key.Node},
-		First:        s.first,
-		Count:        s.count,
-		LastObserved: s.latest.Time,
-	})
-}
-
-// eventObjectName is stable for a series' first kill, so a create repeated
-// after a lost answer or a restart finds the event it made.
-func eventObjectName(s *series) string {
-	base := s.key.Pod
-	if s.key.Node != "" {
-		base = s.key.Node
-	}
-	return event.ObjectName(base, fmt.Sprintf("%+v\x00%s", s.key, s.first.ID))
 }

@@ -319,7 +319,7 @@ func TestSeriesAndKillIDsAreBounded(t *testing.T) {
 		require.NoError(t, e.push(context.Background(), logsOf(k)))
 	}
 	assert.Equal(t, 3, e.series.Len())
-	assert.Equal(t, 5, e.seen.Len())
+	assert.Equal(t, 5, e.series.KillIDs())
 	// One series was written; the others waited on the bucket and those
 	// pushed out of the cache are counted.
 	assert.EqualValues(t, 6, counter(t, tel, "k8sevents_kills_dropped", attribute.String("reason", "evicted")))

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/aggregate"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/kill"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeclient"
@@ -84,7 +85,7 @@ func (n *neverBlock) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 			}
 		}
 	}
-	n.e.drop(ctx, kills, dropQueueFull)
+	n.e.series.Drop(ctx, kills, aggregate.DropQueueFull)
 	n.e.logger.Warn("sending_queue is full: kills dropped, not written to events", zap.Int("kills", kills), zap.Error(err))
 	return consumererror.NewPermanent(err)
 }
