@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/apiwriter"
 )
 
 // These tests use client-go's fake clientset for the exporter's logic;
@@ -250,7 +252,7 @@ func TestForbiddenIsDroppedWithAClearError(t *testing.T) {
 	require.Error(t, err)
 	assert.False(t, consumererror.IsPermanent(err))
 	// Still refused after the grace: a missing rule; given up, counted.
-	*now = now.Add(forbiddenGrace)
+	*now = now.Add(apiwriter.ForbiddenGrace)
 	require.NoError(t, e.push(context.Background(), logsOf(phpKill(0))))
 	assert.EqualValues(t, 1, counter(t, tel, "k8sevents_kills_dropped", attribute.String("reason", "rejected")))
 	c.ClearActions()
