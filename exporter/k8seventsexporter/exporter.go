@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.uber.org/zap"
@@ -20,6 +19,17 @@ import (
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/kill"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/ratelimit"
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/status"
+)
+
+// Causes of a failing status (internal/status): the component is OK again
+// once none of them fails.
+const (
+	// causeWrite: the last batch could not be written and is retried.
+	causeWrite = "write"
+	// causeQueueFull: the sending queue refused the last batch; its kills
+	// were dropped.
+	causeQueueFull = "queue_full"
 )
 
 type eventsExporter struct {
@@ -28,14 +38,13 @@ type eventsExporter struct {
 	tb        *metadata.TelemetryBuilder
 	newClient func(*Config) (kubernetes.Interface, error)
 	writer    *apiwriter.Writer
-	host      component.Host
+	status    *status.Reporter
 	builder   event.Builder
 	now       func() time.Time
 
-	mu           sync.Mutex
-	series       *aggregate.Table
-	limiter      *ratelimit.Limiter
-	statusFailed bool
+	mu      sync.Mutex
+	series  *aggregate.Table
+	limiter *ratelimit.Limiter
 
 	stop chan struct{}
 	done chan struct{}
@@ -48,7 +57,7 @@ func newExporter(cfg *Config, set exporter.Settings, newClient func(*Config) (ku
 	}
 	hn, _ := os.Hostname()
 	e := &eventsExporter{
-		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, now: time.Now,
+		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, now: time.Now, status: status.New(set.Logger),
 		builder: event.Builder{Controller: cfg.ReportingController, Instance: cfg.ReportingInstance, Hostname: hn},
 		series: aggregate.New(aggregate.Options{
 			Window: cfg.Aggregation.Window, MaxSeries: cfg.Aggregation.MaxSeries, MaxKillIDs: cfg.Aggregation.MaxKillIDs, NodeEvents: cfg.NodeEvents,
@@ -66,7 +75,7 @@ func (e *eventsExporter) start(_ context.Context, host component.Host) error {
 	e.writer = apiwriter.New(c, e.series, apiwriter.Options{
 		VerifyPod: e.cfg.VerifyPod, Builder: e.builder, Now: func() time.Time { return e.now() },
 	}, e.tb, e.logger)
-	e.host = host
+	e.status.SetHost(host)
 	e.stop, e.done = make(chan struct{}), make(chan struct{})
 	go e.flushLoop() //nolint:gosec // G118: Start's context ends with Start; the loop runs until Shutdown
 	return nil
@@ -154,7 +163,7 @@ func (e *eventsExporter) push(ctx context.Context, ld plog.Logs) error {
 		}
 	}
 	err := errors.Join(errs...)
-	e.reportStatus(err)
+	e.status.Record(causeWrite, err, "Writing Kubernetes Events failed; the batch is retried")
 	return err
 }
 
@@ -179,18 +188,4 @@ func (e *eventsExporter) flush(ctx context.Context, s *aggregate.Series) error {
 	}
 	s.Deferred = false
 	return e.writer.Write(ctx, s)
-}
-
-func (e *eventsExporter) reportStatus(err error) {
-	if e.host == nil {
-		return
-	}
-	switch {
-	case err != nil && !e.statusFailed:
-		e.statusFailed = true
-		componentstatus.ReportStatus(e.host, componentstatus.NewRecoverableErrorEvent(err))
-	case err == nil && e.statusFailed:
-		e.statusFailed = false
-		componentstatus.ReportStatus(e.host, componentstatus.NewEvent(componentstatus.StatusOK))
-	}
 }

@@ -70,7 +70,11 @@ type neverBlock struct {
 
 func (n *neverBlock) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 	err := n.Logs.ConsumeLogs(ctx, ld)
-	if err == nil || consumererror.IsPermanent(err) {
+	switch {
+	case err == nil:
+		n.e.status.Clear(causeQueueFull)
+		return nil
+	case consumererror.IsPermanent(err):
 		return err
 	}
 	kills := 0
@@ -86,6 +90,6 @@ func (n *neverBlock) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 		}
 	}
 	n.e.series.Drop(ctx, kills, aggregate.DropQueueFull)
-	n.e.logger.Warn("sending_queue is full: kills dropped, not written to events", zap.Int("kills", kills), zap.Error(err))
+	n.e.status.Fail(causeQueueFull, err, "sending_queue is full: kills dropped, not written to events (k8sevents_kills_dropped{reason=queue_full} counts them)", zap.Int("kills", kills))
 	return consumererror.NewPermanent(err)
 }

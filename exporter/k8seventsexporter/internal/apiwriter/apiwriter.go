@@ -146,8 +146,8 @@ func (w *Writer) settle(ctx context.Context, s *aggregate.Series, err error) err
 			s.ForbiddenSince = now
 		}
 		if now.Sub(s.ForbiddenSince) < ForbiddenGrace {
-			w.logger.Warn("The API server forbids writing events; retrying (an API server that just started may refuse until its RBAC caches are filled)", zap.Error(err))
-			return retryable(err)
+			// Said once per failing spell by the exporter's status, not per retry.
+			return retryable(fmt.Errorf("the API server forbids writing events; retried for %v (an API server that just started may refuse until its RBAC caches are filled): %w", ForbiddenGrace, err))
 		}
 		w.logger.Error("The API server forbids writing events: grant create and patch on events.k8s.io events (examples/kubernetes/01-rbac.yaml)", zap.Error(err))
 		w.table.Abandon(ctx, s, aggregate.DropRejected, err)
