@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -46,8 +47,12 @@ type eventsExporter struct {
 	series  *aggregate.Table
 	limiter *ratelimit.Limiter
 
+	// kick tells the flush loop that push added kills.
+	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
+	// wakeups counts the flush loop's timer wake-ups (tests of idleness).
+	wakeups atomic.Int64
 }
 
 func newExporter(cfg *Config, set exporter.Settings, newClient func(*Config) (kubernetes.Interface, error)) (*eventsExporter, error) {
@@ -63,6 +68,7 @@ func newExporter(cfg *Config, set exporter.Settings, newClient func(*Config) (ku
 			Window: cfg.Aggregation.Window, MaxSeries: cfg.Aggregation.MaxSeries, MaxKillIDs: cfg.Aggregation.MaxKillIDs, NodeEvents: cfg.NodeEvents,
 		}, tb, set.Logger),
 		limiter: ratelimit.New(ratelimit.Bucket(cfg.RateLimit.PerPod), ratelimit.Bucket(cfg.RateLimit.Total), cfg.RateLimit.MaxPods),
+		kick:    make(chan struct{}, 1),
 	}
 	return e, nil
 }
@@ -97,25 +103,59 @@ func (e *eventsExporter) shutdown(ctx context.Context) error {
 	return nil
 }
 
-// flushLoop writes series updates the rate limit deferred and forgets
-// series that ended.
+// flushLoop writes series the rate limit deferred and forgets series
+// whose window has passed. It sleeps while neither is due: push kicks it
+// when kills arrive, and it then wakes flush_interval later, again every
+// flush_interval while writes wait for the rate limit, and when the first
+// written series' window ends. With no series it does not wake at all.
 func (e *eventsExporter) flushLoop() {
 	defer close(e.done)
-	t := time.NewTicker(e.cfg.FlushInterval)
-	defer t.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var due time.Time // when the timer fires; zero: not set
+	arm := func(d time.Duration) {
+		if at := time.Now().Add(d); due.IsZero() || at.Before(due) {
+			timer.Reset(d)
+			due = at
+		}
+	}
 	for {
 		select {
 		case <-e.stop:
+			timer.Stop()
 			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Timeout)
-			e.mu.Lock()
-			e.flushPending(ctx)
-			e.series.Sweep(e.now())
-			e.mu.Unlock()
-			cancel()
+		case <-e.kick:
+			arm(e.cfg.FlushInterval)
+		case <-timer.C:
+			due = time.Time{}
+			e.wakeups.Add(1)
+			if d, ok := e.flushAndSweep(); ok {
+				arm(d)
+			}
 		}
 	}
+}
+
+// flushAndSweep writes deferred series and forgets ended ones, and says
+// how long the loop may then sleep (ok false: until kicked). Sweeps come
+// no more often than flush_interval, so series ending close together are
+// forgotten in one wake-up.
+func (e *eventsExporter) flushAndSweep() (time.Duration, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Timeout)
+	defer cancel()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.flushPending(ctx)
+	now := e.now()
+	e.series.Sweep(now)
+	if e.series.HasPending() {
+		return e.cfg.FlushInterval, true
+	}
+	if end, ok := e.series.NextExpiry(); ok {
+		// Sweep forgets a series strictly after its window's end.
+		return max(e.cfg.FlushInterval, end.Sub(now)+time.Millisecond), true
+	}
+	return 0, false
 }
 
 func (e *eventsExporter) flushPending(ctx context.Context) {
@@ -154,6 +194,12 @@ func (e *eventsExporter) push(ctx context.Context, ld plog.Logs) error {
 					touch(s)
 				}
 			}
+		}
+	}
+	if len(touched) > 0 {
+		select {
+		case e.kick <- struct{}{}:
+		default: // a kick is already waiting
 		}
 	}
 	var errs []error

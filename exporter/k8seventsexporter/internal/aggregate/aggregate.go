@@ -231,6 +231,28 @@ func (t *Table) Unwritten() int {
 	return n
 }
 
+// HasPending reports whether any series has kills to write.
+func (t *Table) HasPending() bool {
+	pending := false
+	t.series.Each(func(_ Key, s *Series) { pending = pending || s.Pending() })
+	return pending
+}
+
+// NextExpiry is when the first written series' window ends; Sweep
+// forgets it at any later time. ok is false when no written series is
+// remembered.
+func (t *Table) NextExpiry() (at time.Time, ok bool) {
+	t.series.Each(func(_ Key, s *Series) {
+		if s.Pending() {
+			return
+		}
+		if end := s.Latest.Time.Add(t.opts.Window); !ok || end.Before(at) {
+			at, ok = end, true
+		}
+	})
+	return at, ok
+}
+
 // Sweep forgets written series whose window has passed at now.
 func (t *Table) Sweep(now time.Time) {
 	cutoff := now.Add(-t.opts.Window)
