@@ -20,7 +20,8 @@ import (
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/metadata"
 )
 
-// Reasons a kill is written to no event (the kills_dropped reason attribute).
+// Reasons a kill is written to no event (the kills_dropped reason
+// attribute, declared in metadata.yaml).
 const (
 	DropNoPod         = "no_pod"
 	DropPodDeleted    = "pod_deleted"

@@ -31,11 +31,12 @@ import (
 // missing RBAC rule does not mean writes for ever.
 const ForbiddenGrace = 2 * time.Minute
 
-// The requests counted in k8sevents_api_requests (the request attribute).
+// The requests counted in k8sevents_api_requests (the request attribute,
+// declared in metadata.yaml).
 const (
-	requestGetPod = "get_pod"
-	requestCreate = "create"
-	requestPatch  = "patch"
+	RequestGetPod = "get_pod"
+	RequestCreate = "create"
+	RequestPatch  = "patch"
 )
 
 // Options are the writer's settings.
@@ -75,7 +76,7 @@ func (w *Writer) Write(ctx context.Context, s *aggregate.Series) error {
 func (w *Writer) create(ctx context.Context, s *aggregate.Series) error {
 	if w.opts.VerifyPod && !w.podCheckOff && !s.Verified && s.Key.Node == "" {
 		pod, err := w.client.CoreV1().Pods(s.Key.Namespace).Get(ctx, s.Key.Pod, metav1.GetOptions{})
-		w.request(ctx, requestGetPod, err)
+		w.request(ctx, RequestGetPod, err)
 		switch {
 		case err == nil:
 			if s.Key.PodUID != "" && string(pod.UID) != s.Key.PodUID {
@@ -94,7 +95,7 @@ func (w *Writer) create(ctx context.Context, s *aggregate.Series) error {
 		s.Verified = true
 	}
 	_, err := w.client.EventsV1().Events(s.Key.Namespace).Create(ctx, w.opts.Builder.Build(s.Event()), metav1.CreateOptions{})
-	w.request(ctx, requestCreate, err)
+	w.request(ctx, RequestCreate, err)
 	switch {
 	case err == nil:
 		s.Written = s.Count
@@ -118,7 +119,7 @@ func (w *Writer) patch(ctx context.Context, s *aggregate.Series) error {
 		return consumererror.NewPermanent(err)
 	}
 	_, err = w.client.EventsV1().Events(s.Key.Namespace).Patch(ctx, s.Name, types.MergePatchType, body, metav1.PatchOptions{})
-	w.request(ctx, requestPatch, err)
+	w.request(ctx, RequestPatch, err)
 	switch {
 	case err == nil:
 		s.Written = s.Count
