@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 
@@ -32,9 +33,6 @@ type k8smeta struct {
 	waiting chan struct{}
 
 	stop, done chan struct{}
-	// reportedPods and reportedContainers are the cache sizes last added
-	// to the up-down counters.
-	reportedPods, reportedContainers int64
 }
 
 func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (kubernetes.Interface, error)) (*k8smeta, error) {
@@ -42,11 +40,27 @@ func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (ku
 	if err != nil {
 		return nil, err
 	}
-	return &k8smeta{
-		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient,
-		store: podstore.New(podstore.Options{
-			Labels: cfg.Extract.Labels, Annotations: cfg.Extract.Annotations, Grace: cfg.DeletedPodGrace,
+	store := podstore.New(podstore.Options{
+		Labels: cfg.Extract.Labels, Annotations: cfg.Extract.Annotations, Grace: cfg.DeletedPodGrace,
+	})
+	// The cache sizes are read when the metrics are collected.
+	err = errors.Join(
+		tb.RegisterK8smetaCachedPodsCallback(func(_ context.Context, o metric.Int64Observer) error {
+			pods, _ := store.Sizes()
+			o.Observe(int64(pods))
+			return nil
 		}),
+		tb.RegisterK8smetaCachedContainersCallback(func(_ context.Context, o metric.Int64Observer) error {
+			_, containers := store.Sizes()
+			o.Observe(int64(containers))
+			return nil
+		}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return &k8smeta{
+		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, store: store,
 		waiting: make(chan struct{}, cfg.MaxWaitingBatches),
 	}, nil
 }
@@ -80,7 +94,7 @@ func (p *k8smeta) Start(_ context.Context, host component.Host) error {
 	return nil
 }
 
-// maintain sweeps expired pods, reports cache sizes, and reports OK once
+// maintain sweeps expired pods and reports OK once
 // a late first sync happened.
 func (p *k8smeta) maintain(host component.Host) {
 	defer close(p.done)
@@ -100,16 +114,7 @@ func (p *k8smeta) maintain(host component.Host) {
 			componentstatus.ReportStatus(host, componentstatus.NewEvent(componentstatus.StatusOK))
 		}
 		p.store.Sweep(time.Now())
-		p.reportSizes()
 	}
-}
-
-func (p *k8smeta) reportSizes() {
-	pods, ctrs := p.store.Sizes()
-	ctx := context.Background()
-	p.tb.K8smetaCachedPods.Add(ctx, int64(pods)-p.reportedPods)
-	p.tb.K8smetaCachedContainers.Add(ctx, int64(ctrs)-p.reportedContainers)
-	p.reportedPods, p.reportedContainers = int64(pods), int64(ctrs)
 }
 
 // Shutdown stops the watch.
