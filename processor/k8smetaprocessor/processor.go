@@ -3,10 +3,11 @@ package k8smetaprocessor
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -16,9 +17,21 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/status"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/kube"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/podstore"
+)
+
+// Causes of a failing status (internal/status): the component is OK again
+// once none of them fails.
+const (
+	// causeSync: the first pod list has not finished; records pass
+	// through unenriched.
+	causeSync = "pod_sync"
+	// causeWatch: the last pod list or watch failed; the informer retries
+	// and records are enriched from the pods already seen.
+	causeWatch = "pod_watch"
 )
 
 type k8smeta struct {
@@ -26,13 +39,17 @@ type k8smeta struct {
 	logger    *zap.Logger
 	tb        *metadata.TelemetryBuilder
 	newClient func(*Config) (kubernetes.Interface, error)
+	status    *status.Reporter
 
 	store   *podstore.Store
 	watcher *kube.Watcher
 	// waiting is a semaphore bounding batches held for unknown IDs.
 	waiting chan struct{}
 
-	stop, done chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
+	// sweeps counts the sweeps of gone pods (tests of idleness).
+	sweeps atomic.Int64
 }
 
 func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (kubernetes.Interface, error)) (*k8smeta, error) {
@@ -60,7 +77,7 @@ func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (ku
 		return nil, err
 	}
 	return &k8smeta{
-		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, store: store,
+		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, store: store, status: status.New(set.Logger),
 		waiting: make(chan struct{}, cfg.MaxWaitingBatches),
 	}, nil
 }
@@ -74,46 +91,51 @@ func (p *k8smeta) Start(_ context.Context, host component.Host) error {
 	if err != nil {
 		return err
 	}
-	p.watcher, err = kube.NewWatcher(client, p.cfg.NodeName, p.cfg.Extract.Labels, p.cfg.Extract.Annotations, p.store, p.logger)
+	p.status.SetHost(host)
+	p.watcher, err = kube.NewWatcher(client, kube.WatchOptions{
+		NodeName: p.cfg.NodeName, Labels: p.cfg.Extract.Labels, Annotations: p.cfg.Extract.Annotations,
+		Failed: func(err error) {
+			p.status.Fail(causeWatch, err, "Kubernetes pod watch failed; retrying (records are enriched from the pods already seen)")
+		},
+		Works: func() { p.status.Clear(causeWatch) },
+	}, p.store, p.logger)
 	if err != nil {
 		return err
 	}
-	p.stop, p.done = make(chan struct{}), make(chan struct{})
+	p.stop = make(chan struct{})
 	scope := "cluster-wide"
 	if p.cfg.NodeName != "" {
 		scope = "node " + p.cfg.NodeName
 	}
 	if err := p.watcher.Start(p.cfg.SyncTimeout); errors.Is(err, kube.ErrNotSynced) {
-		p.logger.Warn("Kubernetes API not reachable yet: records pass through unenriched until the pod watch syncs",
+		p.status.Fail(causeSync, err, "Kubernetes API not reachable yet: records pass through unenriched until the pod watch syncs",
 			zap.Duration("waited", p.cfg.SyncTimeout), zap.String("scope", scope))
-		componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
+		p.wg.Go(func() {
+			if p.watcher.WaitForSync(p.stop) {
+				p.logger.Info("Pod watch synced; enriching records")
+				p.status.Clear(causeSync)
+			}
+		})
 	} else {
 		p.logger.Info("Watching pods", zap.String("scope", scope))
 	}
-	go p.maintain(host)
+	p.wg.Go(p.sweepLoop)
 	return nil
 }
 
-// maintain sweeps expired pods and reports OK once
-// a late first sync happened.
-func (p *k8smeta) maintain(host component.Host) {
-	defer close(p.done)
-	interval := min(p.cfg.DeletedPodGrace/4, 30*time.Second)
-	t := time.NewTicker(interval)
+// sweepLoop forgets deleted pods and departed container IDs once their
+// deleted_pod_grace has passed, which bounds memory.
+func (p *k8smeta) sweepLoop() {
+	t := time.NewTicker(min(p.cfg.DeletedPodGrace/4, 30*time.Second))
 	defer t.Stop()
-	synced := p.watcher.HasSynced()
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-t.C:
+			p.sweeps.Add(1)
+			p.store.Sweep(time.Now())
 		}
-		if !synced && p.watcher.HasSynced() {
-			synced = true
-			p.logger.Info("Pod watch synced; enriching records")
-			componentstatus.ReportStatus(host, componentstatus.NewEvent(componentstatus.StatusOK))
-		}
-		p.store.Sweep(time.Now())
 	}
 }
 
@@ -121,7 +143,7 @@ func (p *k8smeta) maintain(host component.Host) {
 func (p *k8smeta) Shutdown(context.Context) error {
 	if p.stop != nil {
 		close(p.stop)
-		<-p.done
+		p.wg.Wait()
 		p.watcher.Stop()
 		p.stop = nil
 	}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/status/statustest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadatatest"
 )
@@ -68,7 +69,8 @@ type harness struct {
 	proc   interface {
 		ConsumeLogs(context.Context, plog.Logs) error
 	}
-	tel *componenttest.Telemetry
+	tel  *componenttest.Telemetry
+	host *statustest.Host
 }
 
 func newHarness(t testing.TB, mutate func(*Config), objs ...*corev1.Pod) *harness {
@@ -88,7 +90,7 @@ func newHarness(t testing.TB, mutate func(*Config), objs ...*corev1.Pod) *harnes
 // sink behind it; both stop when the test ends.
 func startHarness(t testing.TB, f processor.Factory, mutate func(*Config)) *harness {
 	t.Helper()
-	h := &harness{sink: &consumertest.LogsSink{}, tel: componenttest.NewTelemetry()}
+	h := &harness{sink: &consumertest.LogsSink{}, tel: componenttest.NewTelemetry(), host: statustest.NewHost()}
 	cfg := f.CreateDefaultConfig().(*Config)
 	cfg.Extract.Labels = []string{"app"}
 	cfg.Extract.Annotations = []string{"team"}
@@ -100,7 +102,7 @@ func startHarness(t testing.TB, f processor.Factory, mutate func(*Config)) *harn
 	set.TelemetrySettings = h.tel.NewTelemetrySettings()
 	p, err := f.CreateLogs(context.Background(), set, cfg, h.sink)
 	require.NoError(t, err)
-	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	require.NoError(t, p.Start(context.Background(), h.host))
 	t.Cleanup(func() {
 		require.NoError(t, p.Shutdown(context.Background()))
 		require.NoError(t, h.tel.Shutdown(context.Background()))
