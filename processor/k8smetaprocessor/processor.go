@@ -124,17 +124,32 @@ func (p *k8smeta) Start(_ context.Context, host component.Host) error {
 }
 
 // sweepLoop forgets deleted pods and departed container IDs once their
-// deleted_pod_grace has passed, which bounds memory.
+// deleted_pod_grace has passed, which bounds memory. It sleeps while
+// nothing is gone; a sweep forgets everything whose grace ended within a
+// slack after the first, so pods deleted together cost one wake-up.
 func (p *k8smeta) sweepLoop() {
-	t := time.NewTicker(min(p.cfg.DeletedPodGrace/4, 30*time.Second))
-	defer t.Stop()
+	slack := min(p.cfg.DeletedPodGrace/4, 30*time.Second)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	armed := false
 	for {
 		select {
 		case <-p.stop:
+			timer.Stop()
 			return
-		case <-t.C:
+		case <-p.store.Gone():
+			if !armed { // when armed, the timer is due before this one's grace ends
+				timer.Reset(p.cfg.DeletedPodGrace + slack)
+				armed = true
+			}
+		case <-timer.C:
+			armed = false
 			p.sweeps.Add(1)
 			p.store.Sweep(time.Now())
+			if next, ok := p.store.NextExpiry(); ok {
+				timer.Reset(time.Until(next) + slack)
+				armed = true
+			}
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
@@ -78,4 +79,23 @@ func TestStatusOKAgainOnceSynced(t *testing.T) {
 	assert.Equal(t, 2, logs.FilterLevelExact(zapcore.ErrorLevel).Len(), "one line per cause, however many lists failed")
 	assert.Equal(t, 2, logs.FilterMessage("Recovered").Len())
 	assert.Equal(t, 1, logs.FilterMessage("Pod watch synced; enriching records").Len())
+}
+
+// With nothing deleted the processor does not wake up to sweep; a deleted
+// pod is forgotten after its grace period in one sweep.
+func TestSweepSleepsWhileNothingIsGone(t *testing.T) {
+	client := fake.NewClientset(testPod())
+	p, _ := startK8smeta(t, client, statustest.NewHost(), func(c *Config) { c.DeletedPodGrace = 200 * time.Millisecond })
+	time.Sleep(500 * time.Millisecond)
+	assert.Zero(t, p.sweeps.Load(), "nothing gone: no sweep")
+	pods, _ := p.store.Sizes()
+	require.Equal(t, 1, pods)
+
+	require.NoError(t, client.CoreV1().Pods("shop").Delete(context.Background(), testPod().Name, metav1.DeleteOptions{}))
+	require.Eventually(t, func() bool {
+		pods, ctrs := p.store.Sizes()
+		return pods+ctrs == 0
+	}, 10*time.Second, 10*time.Millisecond, "the deleted pod and its container IDs are forgotten after the grace period")
+	time.Sleep(500 * time.Millisecond)
+	assert.EqualValues(t, 1, p.sweeps.Load(), "one sweep; a ticker at the old grace/4 would have made about ten")
 }
