@@ -46,8 +46,10 @@ type k8smeta struct {
 	// waiting is a semaphore bounding batches held for unknown IDs.
 	waiting chan struct{}
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	// answered signals a list or watch the API server answered.
+	answered chan struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup
 	// sweeps counts the sweeps of gone pods (tests of idleness).
 	sweeps atomic.Int64
 }
@@ -78,7 +80,7 @@ func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (ku
 	}
 	return &k8smeta{
 		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, store: store, status: status.New(set.Logger),
-		waiting: make(chan struct{}, cfg.MaxWaitingBatches),
+		waiting: make(chan struct{}, cfg.MaxWaitingBatches), answered: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -97,7 +99,13 @@ func (p *k8smeta) Start(_ context.Context, host component.Host) error {
 		Failed: func(err error) {
 			p.status.Fail(causeWatch, err, "Kubernetes pod watch failed; retrying (records are enriched from the pods already seen)")
 		},
-		Works: func() { p.status.Clear(causeWatch) },
+		Works: func() {
+			p.status.Clear(causeWatch)
+			select {
+			case p.answered <- struct{}{}:
+			default: // a signal is already waiting
+			}
+		},
 	}, p.store, p.logger)
 	if err != nil {
 		return err
@@ -111,6 +119,13 @@ func (p *k8smeta) Start(_ context.Context, host component.Host) error {
 		p.status.Fail(causeSync, err, "Kubernetes API not reachable yet: records pass through unenriched until the pod watch syncs",
 			zap.Duration("waited", p.cfg.SyncTimeout), zap.String("scope", scope))
 		p.wg.Go(func() {
+			// The sync follows the first list the API server answers:
+			// wait for that rather than poll all through an outage.
+			select {
+			case <-p.stop:
+				return
+			case <-p.answered:
+			}
 			if p.watcher.WaitForSync(p.stop) {
 				p.logger.Info("Pod watch synced; enriching records")
 				p.status.Clear(causeSync)
