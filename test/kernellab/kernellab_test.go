@@ -30,8 +30,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kernellab"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kernellab"
 )
 
 //go:embed scenarios.sh
