@@ -1,6 +1,6 @@
 //go:build linux
 
-// Linux only: internal/kubeapitest runs a real kube-apiserver there.
+// Linux only: test/harness/kubeapitest runs a real kube-apiserver there.
 
 package k8seventsexporter
 
@@ -32,7 +32,7 @@ import (
 )
 
 // These tests run the exporter against a real kube-apiserver and etcd
-// (internal/kubeapitest), authenticated as the shipped service account
+// (test/harness/kubeapitest), authenticated as the shipped service account
 // with exactly the shipped RBAC (examples/kubernetes/01-rbac.yaml).
 
 // applyShippedRBAC creates the example's namespace, service account,

@@ -1,6 +1,6 @@
 //go:build linux
 
-// Linux only: internal/kubeapitest runs a real kube-apiserver there.
+// Linux only: test/harness/kubeapitest runs a real kube-apiserver there.
 
 package k8smetaprocessor
 
@@ -19,7 +19,7 @@ import (
 )
 
 // These tests run the processor against a real kube-apiserver and etcd
-// (internal/kubeapitest). Pods get their container statuses through the
+// (test/harness/kubeapitest). Pods get their container statuses through the
 // status subresource, as a kubelet would set them.
 
 // startReal starts the processor with auth_type kubeConfig on cluster.
