@@ -18,7 +18,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/status"
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/status/statustest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/statustest"
 )
 
 // observeStatus makes e report to a recording host and log to an observer.

@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/status/statustest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/statustest"
 )
 
 func TestOKOnlyOnceEveryCauseCleared(t *testing.T) {
