@@ -83,7 +83,7 @@ func (e *eventsExporter) start(_ context.Context, host component.Host) error {
 	}, e.tb, e.logger)
 	e.status.SetHost(host)
 	e.stop, e.done = make(chan struct{}), make(chan struct{})
-	go e.flushLoop() //nolint:gosec // G118: Start's context ends with Start; the loop runs until Shutdown
+	go e.flushLoop()
 	return nil
 }
 
