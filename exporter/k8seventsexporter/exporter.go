@@ -33,6 +33,12 @@ const (
 	causeQueueFull = "queue_full"
 )
 
+// eventsExporter runs the stages over each batch: internal/kill reads the
+// kills, the aggregate table counts them into series, the rate limiter
+// says which series are written now, and the API writer writes them with
+// what internal/event builds. mu serialises push, the flush loop and
+// shutdown over the table, the limiter and the writer, none of which is
+// safe for concurrent use.
 type eventsExporter struct {
 	cfg       *Config
 	logger    *zap.Logger
