@@ -43,7 +43,10 @@ func TestIdleExporterSleeps(t *testing.T) {
 		return e.series.Len() == 0
 	}, 10*time.Second, 20*time.Millisecond, "the written series is forgotten once its window ended")
 	time.Sleep(time.Second)
-	assert.EqualValues(t, 2, e.wakeups.Load(), "one wake-up after the kill, one at the end of its window; a 100ms ticker would have made about 20")
+	// One wake-up after the kill and one at the end of its window (one
+	// only, if the first came late enough to forget the series); a 100ms
+	// ticker would have made about 20.
+	assert.Contains(t, []int64{1, 2}, e.wakeups.Load())
 }
 
 // A write the rate limit deferred is retried by the loop without any

@@ -70,8 +70,9 @@ func TestStatusOKAgainOnceSynced(t *testing.T) {
 	})
 	host := statustest.NewHost()
 	_, logs := startK8smeta(t, client, host, func(c *Config) { c.SyncTimeout = 300 * time.Millisecond })
+	require.Eventually(t, func() bool { return len(host.Statuses()) == 2 }, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, []componentstatus.Status{componentstatus.StatusRecoverableError, componentstatus.StatusRecoverableError}, host.Statuses(),
-		"the failed list, then the missed sync")
+		"the failed list and the missed sync")
 
 	refuse.Store(false)
 	require.Eventually(t, func() bool { return lastStatus(host) == componentstatus.StatusOK }, 30*time.Second, 20*time.Millisecond)
