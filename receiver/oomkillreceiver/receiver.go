@@ -413,7 +413,7 @@ func (r *oomReceiver) account(ctx context.Context, kills []killRecord) {
 		r.logger.Info("OOM kill", zap.Int64("pid", k.PID), zap.String("process", k.Comm),
 			zap.String("k8s.pod.uid", k.Cgroup.PodUID), zap.String("container.id", k.Cgroup.ContainerID),
 			zap.String("constraint", string(k.Constraint)), zap.Bool("attributed", k.Attributed),
-			zap.String("outcome", k.Outcome))
+			zap.Bool("group_kill", k.GroupKill), zap.String("outcome", k.Outcome))
 	}
 	r.reportSeries(ctx)
 }
