@@ -72,7 +72,7 @@ func TestNodeStoryCgroupV2(t *testing.T) {
 	node, err := n.Client.CoreV1().Nodes().Get(ctx, kubenode.NodeName, metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, kernellab.Debian612.Release(), node.Status.NodeInfo.KernelVersion)
-	assert.Equal(t, "cgroup2fs", strings.TrimSpace(n.GuestExec("stat -fc %T /sys/fs/cgroup")), "cgroup v2 only")
+	assert.Equal(t, "cgroup2", strings.TrimSpace(n.GuestExec(`awk '$2 == "/sys/fs/cgroup" { print $3 }' /proc/mounts`)), "cgroup v2 only")
 	assert.Empty(t, strings.TrimSpace(n.GuestExec("awk '$3 == \"cgroup\"' /proc/mounts")), "no cgroup v1 hierarchy")
 
 	// examples/kubernetes with the v1 story's one edit: the journal's group.

@@ -7,6 +7,7 @@ set -u
 . /lab/lib.sh
 . /lab/node.sh
 
+hostname "$NODE_NAME"
 ip link set lo up
 ip link set eth0 up
 ip addr add "$NODE_IP/24" dev eth0
