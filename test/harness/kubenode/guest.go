@@ -285,16 +285,24 @@ func guestProgress(console []byte) string {
 	return strings.Join(steps, "; ")
 }
 
-// stopGuest stops the guest's node and logs what it left when the test
-// failed.
+// stopGuest stops the guest's node and logs its timeline and memory, and
+// what it left (the tails of containerd's and the kubelet's logs) when the
+// test failed.
 func (n *Node) stopGuest() {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	res, err := n.guest.Stop(ctx)
+	if res == nil {
+		n.t.Errorf("guest: %v", err)
+		return
+	}
+	n.t.Logf("guest ran %s: %s; memory at the end: %s", res.Boot.Round(time.Second), guestProgress(res.Console), res.Outputs["memory"])
+	if err != nil {
+		n.t.Errorf("guest: %v", err)
+	}
 	if n.t.Failed() || err != nil {
-		n.t.Logf("guest: %v; its timeline: %s", err, guestProgress(n.guest.Console()))
-		if res != nil {
-			for _, name := range res.OutputNames() {
+		for _, name := range res.OutputNames() {
+			if name != "memory" {
 				n.t.Logf("guest %s:\n%s", name, res.Outputs[name])
 			}
 		}

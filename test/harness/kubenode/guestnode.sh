@@ -41,4 +41,4 @@ ctr -n k8s.io tasks ls -q 2> /dev/null | while read -r id; do ctr -n k8s.io task
 pkill_containerd() { for p in /proc/[0-9]*; do [ "$(cat "$p/comm" 2> /dev/null)" = containerd ] && kill "${p#/proc/}"; done; }
 pkill_containerd
 for f in "$NODE_LOGS"/*.log; do tail -n 400 "$f" > "$OUT/$(basename "$f")"; done
-cat /proc/meminfo > "$OUT/meminfo"
+grep -E '^(MemTotal|MemAvailable|Shmem):' /proc/meminfo | tr -s ' \n' ' ' > "$OUT/memory"

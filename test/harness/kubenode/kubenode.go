@@ -361,7 +361,9 @@ func (n *Node) startControlPlane() {
 		"--token-auth-file", n.path("etc/tokens.csv"), "--authorization-mode", "Node,RBAC",
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", n.path("etc/sa.pub"), "--service-account-signing-key-file", n.path("etc/sa.key"),
-		"--service-cluster-ip-range", ServiceCIDR, "--allow-privileged=true")
+		"--service-cluster-ip-range", ServiceCIDR, "--allow-privileged=true",
+		// The node's name resolves nowhere: logs and exec go to its InternalIP.
+		"--kubelet-preferred-address-types", "InternalIP")
 	dnat := []string{
 		"-w", "-t", "nat", "-A", Chain, "-d", ServiceIP + "/32", "-p", "tcp", "--dport", "443",
 		"-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", Gateway, n.apiPort),
