@@ -9,7 +9,7 @@ func mayBeReportLine(t string) bool {
 	// Task table rows ("[  4242]     0  4242 …") name no OOM word.
 	return strings.HasPrefix(t, "[") || strings.Contains(t, "oom") || strings.Contains(t, "OOM") ||
 		strings.Contains(t, "ill") || strings.Contains(t, "emory") ||
-		strings.Contains(t, " cpuset=")
+		strings.Contains(t, " cpuset=") || strings.HasPrefix(t, "Mem-Info")
 }
 
 // oomIndicators are words only the OOM killer's own messages use. A line

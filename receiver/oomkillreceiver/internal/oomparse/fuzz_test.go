@@ -19,7 +19,8 @@ func FuzzAssembler(f *testing.F) {
 	// printed for real cgroup v2 kills (the kernel lab's captures).
 	files, _ := filepath.Glob(filepath.Join(kernelFixtures, "*.txt"))
 	lab, _ := filepath.Glob(filepath.Join(kernelFixtures, "kernellab", "*", "*.txt"))
-	for _, p := range append(files, lab...) {
+	mem, _ := filepath.Glob(filepath.Join(kernelFixtures, "memory", "*.txt"))
+	for _, p := range append(append(files, lab...), mem...) {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
 		}
