@@ -290,6 +290,17 @@ func (a *Assembler) Skip() {
 	a.sinceReportLine++
 }
 
+// OpenGroup returns the memory.oom.group kill whose member lines may still
+// follow. The kernel names the group only after the leader's victim line,
+// so a caller gives the leader's Kill, returned before, this group.
+func (a *Assembler) OpenGroup() (GroupRef, bool) {
+	r := a.cur
+	if r == nil || r.groupMemcg == "" || r.groupClosed || a.sinceReportLine > a.opts.GroupMaxGap {
+		return GroupRef{}, false
+	}
+	return GroupRef{LeaderPID: r.groupVictim, LeaderTime: r.groupTime}, true
+}
+
 // Stats returns the counts so far.
 func (a *Assembler) Stats() Stats { return a.stats }
 
@@ -583,6 +594,10 @@ func (a *Assembler) group(g string, t time.Time) {
 		}
 	} else {
 		r.groupVictim, r.groupTime = r.primaryPID, r.primaryTime
+	}
+	if r.groupVictim == 0 {
+		// No leader seen: the group's own line stands for the incident.
+		r.groupTime = t
 	}
 	r.groupMemcg = g
 	a.touch(stageGroup, t)
