@@ -41,6 +41,35 @@ type kill struct {
 
 	PodUID, PodName, Namespace, Container string
 	Node                                  string // k8s.node.name, else host.name
+
+	// Mem is what the kernel's report said about the memory that ran out.
+	Mem memoryContext
+}
+
+// memoryContext holds the report's numbers the receiver puts under oom.;
+// its zero value is a report that printed none (rate-limited).
+type memoryContext struct {
+	Usage, Limit                optInt // the OOM'd cgroup: oom.memory.usage_bytes, limit_bytes
+	Anon, File, Shmem, Kernel   optInt // its breakdown, bytes
+	Tasks                       optInt // oom.tasks.count
+	LargestName                 string
+	LargestPID, Largest         optInt
+	VictimFileKB, VictimShmemKB optInt // with AnonRSSKB, what the victim held
+	SystemFree, SystemRAM       optInt
+	GroupSize                   optInt // oom.group.size
+}
+
+// optInt is an attribute that may be absent.
+type optInt struct {
+	V  int64
+	OK bool
+}
+
+func optAttr(m pcommon.Map, k string) optInt {
+	if v := intAttr(m, k, -1); v >= 0 {
+		return optInt{v, true}
+	}
+	return optInt{}
 }
 
 // hasPod reports whether the kill can be written on a Pod.
@@ -64,6 +93,16 @@ func killFromRecord(res pcommon.Map, lr plog.LogRecord) (kill, bool) {
 		Namespace: strAttr(res, "k8s.namespace.name"),
 		Container: strAttr(res, "k8s.container.name"),
 		Node:      strAttr(res, "k8s.node.name"),
+	}
+	k.Mem = memoryContext{
+		Usage: optAttr(a, "oom.memory.usage_bytes"), Limit: optAttr(a, "oom.memory.limit_bytes"),
+		Anon: optAttr(a, "oom.memory.anon_bytes"), File: optAttr(a, "oom.memory.file_bytes"),
+		Shmem: optAttr(a, "oom.memory.shmem_bytes"), Kernel: optAttr(a, "oom.memory.kernel_bytes"),
+		Tasks: optAttr(a, "oom.tasks.count"), LargestName: strAttr(a, "oom.tasks.largest.name"),
+		LargestPID: optAttr(a, "oom.tasks.largest.pid"), Largest: optAttr(a, "oom.tasks.largest.rss_bytes"),
+		VictimFileKB: optAttr(a, "oom.file_rss_kb"), VictimShmemKB: optAttr(a, "oom.shmem_rss_kb"),
+		SystemFree: optAttr(a, "oom.system.free_bytes"), SystemRAM: optAttr(a, "oom.system.ram_bytes"),
+		GroupSize: optAttr(a, "oom.group.size"),
 	}
 	if lr.Timestamp() == 0 {
 		k.Time = lr.ObservedTimestamp().AsTime()
@@ -165,17 +204,35 @@ func note(k kill) string {
 		where = " outside any pod"
 	}
 	fmt.Fprintf(&b, "The kernel OOM killer killed %s%s: ", proc, where)
+	// The kernel's own limit is the one that was hit; the container's from
+	// the API stands in where the report was not printed.
+	limit := int64(-1)
+	if k.Mem.Limit.OK {
+		limit = k.Mem.Limit.V
+	}
+	if !isLimit(limit) && k.Scope == scopeContainer {
+		limit = k.LimitB
+	}
 	switch k.Scope {
 	case scopeContainer:
 		b.WriteString("the container's memory limit")
-		if k.LimitB > 0 {
-			b.WriteString(" (" + bytesHuman(k.LimitB) + ")")
+		if isLimit(limit) {
+			b.WriteString(" (" + bytesHuman(limit) + ")")
 		}
 		b.WriteString(" was hit")
 	case scopePod:
-		b.WriteString("the pod's memory limit was hit")
+		b.WriteString("the pod's memory limit")
+		if isLimit(limit) {
+			// The kubelet sets it to the sum of the containers' limits.
+			b.WriteString(" (" + bytesHuman(limit) + ", the sum of its containers' limits)")
+		}
+		b.WriteString(" was hit")
 	case scopeMemcg:
-		b.WriteString("a memory cgroup limit was hit")
+		b.WriteString("a memory cgroup limit")
+		if isLimit(limit) {
+			b.WriteString(" (" + bytesHuman(limit) + ")")
+		}
+		b.WriteString(" was hit")
 	case scopeNode:
 		b.WriteString("the node ran out of memory")
 	case scopeCpuset:
@@ -189,6 +246,9 @@ func note(k kill) string {
 		fmt.Fprintf(&b, "; the process used %s of anonymous memory", bytesHuman(k.AnonRSSKB*1024))
 	}
 	b.WriteString(".")
+	if m := memorySentence(k); m != "" {
+		b.WriteString(" " + m)
+	}
 	switch k.Outcome {
 	case "survived":
 		b.WriteString(" The container kept running: Kubernetes records no restart for this.")
@@ -200,6 +260,101 @@ func note(k kill) string {
 		s = strings.ToValidUTF8(s[:maxNote], "")
 	}
 	return s
+}
+
+// isLimit: a cgroup limit the kernel printed, not its "no limit" value
+// (PAGE_COUNTER_MAX pages, 8 EiB).
+func isLimit(b int64) bool { return b > 0 && b < 1<<60 }
+
+// maxMemorySentence bounds the sentence on the report's numbers; only the
+// largest process's name is not a number, and it is cut to maxNameInNote.
+const (
+	maxMemorySentence = 320
+	maxNameInNote     = 32
+)
+
+// memorySentence says, from the report's numbers only, where the memory
+// was at the kill: "Usage 256Mi of 256Mi: anon 250Mi, file 2Mi, shmem 0,
+// kernel 4Mi; 12 processes; the victim held 63Mi, the largest was
+// "php-fpm: pool" (pid 4242) with 70Mi." Empty when the report was not
+// printed (rate-limited).
+func memorySentence(k kill) string {
+	m := k.Mem
+	var parts []string
+	var head strings.Builder
+	switch {
+	case m.Usage.OK && m.Limit.OK && isLimit(m.Limit.V):
+		fmt.Fprintf(&head, "Usage %s of %s", size(m.Usage.V), bytesHuman(m.Limit.V))
+	case m.Usage.OK:
+		fmt.Fprintf(&head, "Usage %s", size(m.Usage.V))
+	case m.SystemFree.OK && m.SystemRAM.OK:
+		fmt.Fprintf(&head, "The node had %s free of %s", size(m.SystemFree.V), size(m.SystemRAM.V))
+	}
+	var kinds []string
+	for _, c := range []struct {
+		name string
+		v    optInt
+	}{{"anon", m.Anon}, {"file", m.File}, {"shmem", m.Shmem}, {"kernel", m.Kernel}} {
+		if c.v.OK {
+			kinds = append(kinds, c.name+" "+size(c.v.V))
+		}
+	}
+	if len(kinds) > 0 {
+		if head.Len() == 0 {
+			head.WriteString("Memory")
+		}
+		head.WriteString(": " + strings.Join(kinds, ", "))
+	}
+	if head.Len() > 0 {
+		parts = append(parts, head.String())
+	}
+	if m.Tasks.OK {
+		parts = append(parts, plural(m.Tasks.V, "process", "processes"))
+	}
+	if m.GroupSize.OK && m.GroupSize.V > 1 {
+		parts = append(parts, plural(m.GroupSize.V, "process", "processes")+" killed together (memory.oom.group)")
+	}
+	var who []string
+	if k.AnonRSSKB >= 0 && m.VictimFileKB.OK {
+		held := (k.AnonRSSKB + m.VictimFileKB.V + m.VictimShmemKB.V) << 10
+		who = append(who, "the victim held "+size(held))
+	}
+	if m.LargestPID.OK && m.Largest.OK {
+		if m.LargestPID.V == k.PID {
+			who = append(who, "it was the largest process")
+		} else {
+			name := m.LargestName
+			if len(name) > maxNameInNote {
+				name = strings.ToValidUTF8(name[:maxNameInNote], "")
+			}
+			who = append(who, fmt.Sprintf("the largest was %s (pid %d) with %s", strconv.Quote(name), m.LargestPID.V, size(m.Largest.V)))
+		}
+	}
+	if len(who) > 0 {
+		parts = append(parts, strings.Join(who, ", "))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	s := strings.Join(parts, "; ") + "."
+	if len(s) > maxMemorySentence {
+		s = strings.ToValidUTF8(s[:maxMemorySentence-3], "") + "..."
+	}
+	return s
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.FormatInt(n, 10) + " " + many
+}
+
+func size(n int64) string {
+	if n == 0 {
+		return "0"
+	}
+	return bytesHuman(n)
 }
 
 // bytesHuman prints a size in the binary units Kubernetes uses (256Mi).

@@ -78,3 +78,69 @@ func TestEventObjectNameIsAValidName(t *testing.T) {
 	assert.Regexp(t, `^a+\.oom-[0-9a-f]{16}$`, n)
 	assert.Equal(t, n, eventObjectName(s), "stable")
 }
+
+// The sentence on the memory at the kill is built from the report's
+// numbers only, names the size of the limit that was hit (a pod's is the
+// sum of its containers'), and says nothing when the report was not seen.
+func TestNoteMemoryContext(t *testing.T) {
+	base := kill{PID: 4242, Process: "php-fpm: pool", Container: "php-fpm", PodName: "p", Namespace: "n", Scope: scopeContainer, AnonRSSKB: 60 << 10, LimitB: 512 << 20}
+	full := memoryContext{
+		Usage: optInt{256 << 20, true}, Limit: optInt{256 << 20, true},
+		Anon: optInt{250 << 20, true}, File: optInt{2 << 20, true}, Shmem: optInt{0, true}, Kernel: optInt{4 << 20, true},
+		Tasks: optInt{12, true}, LargestName: "php-fpm: pool", LargestPID: optInt{4243, true}, Largest: optInt{70 << 20, true},
+		VictimFileKB: optInt{2 << 10, true}, VictimShmemKB: optInt{1 << 10, true},
+	}
+	for name, tc := range map[string]struct {
+		mutate func(*kill)
+		want   string
+	}{
+		"container, the kernel's limit": {
+			func(k *kill) { k.Mem = full },
+			`The kernel OOM killer killed process "php-fpm: pool" (pid 4242) in container "php-fpm": the container's memory limit (256Mi) was hit; the process used 60Mi of anonymous memory. ` +
+				`Usage 256Mi of 256Mi: anon 250Mi, file 2Mi, shmem 0, kernel 4Mi; 12 processes; the victim held 63Mi, the largest was "php-fpm: pool" (pid 4243) with 70Mi.`,
+		},
+		"pod limit: the sum of the containers' limits": {
+			func(k *kill) { k.Mem, k.Scope = full, scopePod },
+			`The kernel OOM killer killed process "php-fpm: pool" (pid 4242) in container "php-fpm": the pod's memory limit (256Mi, the sum of its containers' limits) was hit; the process used 60Mi of anonymous memory. ` +
+				`Usage 256Mi of 256Mi: anon 250Mi, file 2Mi, shmem 0, kernel 4Mi; 12 processes; the victim held 63Mi, the largest was "php-fpm: pool" (pid 4243) with 70Mi.`,
+		},
+		"the victim was the largest, a group kill": {
+			func(k *kill) {
+				k.Mem = full
+				k.Mem.LargestPID, k.Mem.GroupSize = optInt{4242, true}, optInt{3, true}
+			},
+			`The kernel OOM killer killed process "php-fpm: pool" (pid 4242) in container "php-fpm": the container's memory limit (256Mi) was hit; the process used 60Mi of anonymous memory. ` +
+				`Usage 256Mi of 256Mi: anon 250Mi, file 2Mi, shmem 0, kernel 4Mi; 12 processes; 3 processes killed together (memory.oom.group); the victim held 63Mi, it was the largest process.`,
+		},
+		"node": {
+			func(k *kill) {
+				k.Scope = scopeNode
+				k.Mem = memoryContext{SystemFree: optInt{50 << 20, true}, SystemRAM: optInt{8 << 30, true}, Tasks: optInt{230, true}, VictimFileKB: optInt{0, true}}
+			},
+			`The kernel OOM killer killed process "php-fpm: pool" (pid 4242) in container "php-fpm": the node ran out of memory; the process used 60Mi of anonymous memory. The node had 50Mi free of 8Gi; 230 processes; the victim held 60Mi.`,
+		},
+		"rate-limited: no report, no sentence, the API's limit": {
+			func(*kill) {},
+			`The kernel OOM killer killed process "php-fpm: pool" (pid 4242) in container "php-fpm": the container's memory limit (512Mi) was hit; the process used 60Mi of anonymous memory.`,
+		},
+		"no limit printed as a size": {
+			func(k *kill) { k.Scope, k.Mem = scopePod, memoryContext{Usage: optInt{1 << 20, true}, Limit: optInt{9007199254740988 << 10, true}} },
+			`The kernel OOM killer killed process "php-fpm: pool" (pid 4242) in container "php-fpm": the pod's memory limit was hit; the process used 60Mi of anonymous memory. Usage 1Mi.`,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			k := base
+			tc.mutate(&k)
+			assert.Equal(t, tc.want, note(k))
+		})
+	}
+
+	// Bounded whatever the name.
+	k := base
+	k.Mem = full
+	k.Mem.LargestName = strings.Repeat("é\"\x1b", 200)
+	s := memorySentence(k)
+	assert.LessOrEqual(t, len(s), maxMemorySentence)
+	assert.Contains(t, s, `the largest was "`)
+	assert.LessOrEqual(t, len(note(k)), maxNote)
+}

@@ -187,6 +187,23 @@ func TestMemoryContextFixtures(t *testing.T) {
 		},
 		share: 68348.0 / 65536,
 	}, {
+		// Real: this machine's 6.18, cgroup v1, anon, shmem and page cache.
+		file: "captured/memory_context.txt", victim: 29032,
+		want: MemoryContext{
+			Memory:  Counter{opt(65536 << 10), opt(65536 << 10), opt(636)},
+			MemSwap: Counter{opt(65536 << 10), opt(unlimitedBytes), opt(0)},
+			Kmem:    Counter{opt(248 << 10), opt(unlimitedBytes), opt(0)},
+			Stats: MemcgStats{
+				Path: "/h23memctx29020/kubepods/burstable/pod5e1f0c2a-7b3d-4c8e-9f10-23456789abcd/6d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6e5f4",
+				Anon: opt(50077696), File: opt(16777216), Shmem: opt(16777216),
+			},
+			Tasks: TaskTable{
+				Printed: true, Count: 2, PIDs: []int64{29023, 29032}, PIDsComplete: true,
+				Largest: Task{Valid: true, PID: 29032, Name: "python3", RSSBytes: 13307 * 4096},
+			},
+		},
+		share: (48768.0 + 4460) / 65536,
+	}, {
 		// Real: Debian's 6.1, cgroup v2, in the kernel lab.
 		file: "kernellab/6.1.0-57-cloud-amd64/systemd_burstable_worker.txt", victim: 111,
 		want: MemoryContext{
