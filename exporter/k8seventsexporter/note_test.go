@@ -124,7 +124,9 @@ func TestNoteMemoryContext(t *testing.T) {
 			`The kernel OOM killer killed process "php-fpm: pool" (pid 4242) in container "php-fpm": the container's memory limit (512Mi) was hit; the process used 60Mi of anonymous memory.`,
 		},
 		"no limit printed as a size": {
-			func(k *kill) { k.Scope, k.Mem = scopePod, memoryContext{Usage: optInt{1 << 20, true}, Limit: optInt{9007199254740988 << 10, true}} },
+			func(k *kill) {
+				k.Scope, k.Mem = scopePod, memoryContext{Usage: optInt{1 << 20, true}, Limit: optInt{9007199254740988 << 10, true}}
+			},
 			`The kernel OOM killer killed process "php-fpm: pool" (pid 4242) in container "php-fpm": the pod's memory limit was hit; the process used 60Mi of anonymous memory. Usage 1Mi.`,
 		},
 	} {
