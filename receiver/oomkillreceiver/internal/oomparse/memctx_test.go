@@ -444,11 +444,13 @@ func TestTaskTableBounded(t *testing.T) {
 // (the victim last, and the largest).
 func bigTableReport(n int) []string {
 	memcg := "/kubepods/burstable/pod" + podUID + "/" + ctrID
-	r := report61("worker 4999: x", 10000+n-1, memcg)
-	lines := []string{r[0], "memory: usage 65536kB, limit 65536kB, failcnt 101", "swap: usage 0kB, limit 9007199254740988kB, failcnt 0",
+	r := report61(fmt.Sprintf("worker %d: x", n-1), 10000+n-1, memcg)
+	lines := []string{
+		r[0], "memory: usage 65536kB, limit 65536kB, failcnt 101", "swap: usage 0kB, limit 9007199254740988kB, failcnt 0",
 		"Memory cgroup stats for " + memcg + ":", "anon 66584576", "file 0", "kernel 1204224", "shmem 0", "sock 0",
 		"Tasks state (memory values in pages):",
-		"[  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents oom_score_adj name"}
+		"[  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents oom_score_adj name",
+	}
 	for i := range n {
 		lines = append(lines, fmt.Sprintf("[%7d] %5d %5d %8d %8d %8d %8d %9d %8d %8d         %5d worker %d: x", 10000+i, 33, 10000+i, 55342, 1000+i, 900+i, 100, 0, 180224, 0, 0, i))
 	}
