@@ -33,7 +33,7 @@ func TestLogRecordAttributesAreDocumented(t *testing.T) {
 		Invoker: oomparse.Invoker{Valid: true, Comm: "i", GFPMask: "0xcc0", Order: some, OOMScoreAdj: some},
 		Cgroup:  kubecgroup.Ref{Kind: kubecgroup.KindContainer, PodUID: "p", ContainerID: "c", Runtime: "containerd", QoSClass: "burstable"},
 		// Every value any kernel prints (no one report has them all).
-		Memory: oomparse.MemoryContext{
+		Memory: &oomparse.MemoryContext{
 			Memory: oomparse.Counter{UsageBytes: some, LimitBytes: some, Failcnt: some}, Swap: oomparse.Counter{UsageBytes: some, LimitBytes: some},
 			MemSwap: oomparse.Counter{UsageBytes: some, LimitBytes: some}, Kmem: oomparse.Counter{UsageBytes: some},
 			Stats:  oomparse.MemcgStats{Anon: some, File: some, Shmem: some, Kernel: some, KernelStack: some, Pagetables: some, Slab: some, Sock: some},

@@ -11,7 +11,10 @@ import (
 // so a kill whose report was rate-limited gets none of these attributes.
 // They go on the log record only: the counter's series never change.
 func putMemoryContext(a pcommon.Map, k *oomparse.Kill) {
-	m := &k.Memory
+	m := k.Memory
+	if m == nil {
+		return
+	}
 	putOpt(a, "oom.memory.usage_bytes", m.Memory.UsageBytes)
 	putOpt(a, "oom.memory.limit_bytes", m.Memory.LimitBytes)
 	putOpt(a, "oom.memory.failcnt", m.Memory.Failcnt)

@@ -87,8 +87,9 @@ type Kill struct {
 	// Cgroup is what TaskMemcg says about the pod and container.
 	Cgroup kubecgroup.Ref
 	// Memory is what the report printed about the memory that ran out
-	// (memctx.go); zero for a kill whose report was not seen.
-	Memory MemoryContext
+	// (memctx.go); nil when it printed none (a rate-limited report). The
+	// kills of one report share it: read it, do not change it.
+	Memory *MemoryContext
 	// Group names the group kill a member belongs to (GroupKill).
 	Group GroupRef
 }
@@ -249,7 +250,8 @@ type report struct {
 	groupSeq    int       // members counted so far
 	victims     map[int64]struct{}
 
-	mem memState
+	mem    memState
+	memOut *MemoryContext // what the report's kills carry, made at the first
 }
 
 // stage orders the lines of a report; a line of an earlier or equal stage
@@ -279,7 +281,7 @@ func NewAssembler(opts Options) *Assembler {
 // reading costly fields (the boot ID) of irrelevant messages: Feed ignores
 // those fields for them.
 func (a *Assembler) Relevant(text string) bool {
-	return a.block != blockNone || len(text) > a.opts.MaxLineBytes || mayBeReportLine(text)
+	return a.block != blockNone || len(text) > a.opts.MaxLineBytes || mayBeReportLine(text) || text == memInfoHead
 }
 
 // Skip counts a message Relevant said is irrelevant. Such a message only
@@ -326,7 +328,7 @@ func (a *Assembler) Feed(m Message) (Kill, Outcome) {
 		a.prevBare, a.bare = a.bare, 0
 		return Kill{}, OutcomeReport
 	}
-	if !mayBeReportLine(t) {
+	if !mayBeReportLine(t) && t != memInfoHead {
 		a.sinceReportLine++
 		return Kill{}, OutcomeIgnored
 	}
@@ -392,7 +394,7 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 				return Kill{}, OutcomeReport
 			}
 		}
-	case t == "Mem-Info:":
+	case t == memInfoHead:
 		if r := a.memReport(); r != nil {
 			a.block = blockMemInfo
 			a.touch(r.stage, m.Time)
@@ -654,7 +656,11 @@ func (a *Assembler) join(k *Kill, r *report) {
 	k.OOMMemcg = r.oomMemcg
 	k.Cpuset, k.Nodemask, k.MemsAllowed = r.cpuset, r.nodemask, r.memsAllowed
 	k.Invoker = r.invoker
-	k.Memory = r.mem.finish(a.opts.PageSize)
+	if r.memOut == nil && r.mem.printed() {
+		m := r.mem.finish(a.opts.PageSize)
+		r.memOut = &m
+	}
+	k.Memory = r.memOut
 }
 
 // memReport is the report a memory context line belongs to: one in

@@ -9,8 +9,13 @@ func mayBeReportLine(t string) bool {
 	// Task table rows ("[  4242]     0  4242 …") name no OOM word.
 	return strings.HasPrefix(t, "[") || strings.Contains(t, "oom") || strings.Contains(t, "OOM") ||
 		strings.Contains(t, "ill") || strings.Contains(t, "emory") ||
-		strings.Contains(t, " cpuset=") || strings.HasPrefix(t, "Mem-Info")
+		strings.Contains(t, " cpuset=")
 }
+
+// memInfoHead starts a system OOM's node summary; it names no OOM word.
+// (Checked apart from mayBeReportLine, which must stay small enough to
+// inline: it runs on every kernel message.)
+const memInfoHead = "Mem-Info:"
 
 // oomIndicators are words only the OOM killer's own messages use. A line
 // holding one that no parser understood is format drift.

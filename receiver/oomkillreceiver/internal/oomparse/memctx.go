@@ -125,8 +125,11 @@ func (m *MemoryContext) KernelBytes() OptInt {
 // a process's rss counts file pages charged to other cgroups.
 func (k *Kill) VictimShare() (float64, bool) {
 	rss, ok := k.RSSBytes()
+	if !ok || k.Memory == nil {
+		return 0, false
+	}
 	u := k.Memory.Memory.UsageBytes
-	if !ok || !u.Valid || u.Value <= 0 {
+	if !u.Valid || u.Value <= 0 {
 		return 0, false
 	}
 	return float64(rss) / float64(u.Value), true
@@ -491,6 +494,13 @@ func (s *memState) taskRow(tgid, rss int64, name string, maxPIDs int) {
 		s.largestRSS = rss
 		tt.Largest = Task{Valid: true, PID: tgid, Name: name}
 	}
+}
+
+// printed says whether the report printed any of the context.
+func (s *memState) printed() bool {
+	c := &s.ctx
+	return c.Memory.UsageBytes.Valid || c.Swap.UsageBytes.Valid || c.MemSwap.UsageBytes.Valid || c.Kmem.UsageBytes.Valid ||
+		c.Stats != (MemcgStats{}) || c.Tasks.Printed || c.System != (SystemMemory{})
 }
 
 // finish gives the context as a Kill carries it.
