@@ -475,7 +475,15 @@ func parseTaskRow(t string, cols, rssCol int) (pid, tgid, rss int64, name string
 			rss = v.Value
 		}
 	}
-	if !sc.ok || !strings.HasPrefix(sc.s, " ") || p.Value < 0 || g.Value < 0 {
+	if !sc.ok || p.Value < 0 || g.Value < 0 {
+		return 0, 0, 0, "", false
+	}
+	if sc.s == "" {
+		// An empty (or all-blank) name: the line's trailing blanks were
+		// trimmed with it.
+		return p.Value, g.Value, rss, "", true
+	}
+	if sc.s[0] != ' ' {
 		return 0, 0, 0, "", false
 	}
 	return p.Value, g.Value, rss, sc.s[1:], true
