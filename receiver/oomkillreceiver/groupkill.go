@@ -19,7 +19,7 @@ import (
 // groupSettle is how long reading waits for more of a group kill's member
 // lines when the journal ended right after one: the kernel prints them in
 // one go, so they reach the journal together.
-const groupSettle = 50 * time.Millisecond
+var groupSettle = 50 * time.Millisecond
 
 // groupID is oom.group.id: the first 16 bytes of SHA-256 over
 // "<boot ID>\n<leader pid>\n<leader's journal time, µs>", hex. Every input

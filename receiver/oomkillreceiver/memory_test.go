@@ -3,6 +3,7 @@ package oomkillreceiver
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,5 +111,36 @@ func TestGroupKillIncident(t *testing.T) {
 	assert.Len(t, ids, 2, "two incidents")
 	for _, n := range ids {
 		assert.Equal(t, 3, n)
+	}
+}
+
+// A read of the journal that ends on a member line of a group kill waits
+// for the rest of the burst before delivering, so oom.group.size counts
+// every member and the records go out together.
+func TestGroupKillBurstIsNotSplit(t *testing.T) {
+	defer func(d time.Duration) { groupSettle = d }(groupSettle)
+	groupSettle = 2 * time.Second // the test appends the rest well within it
+	dir := t.TempDir()
+	j := filepath.Join(dir, "a.journal")
+	entries := kernelFixture(t, "v6.6-group-kill.txt", time.Now(), bootA)
+	split := 0
+	for i, e := range entries {
+		if strings.Contains(e.Message, "Killed process 5000 ") {
+			split = i + 1
+		}
+	}
+	require.NotZero(t, split)
+	journaltest.Write(t, j, entries[:split]) // the leader, "Tasks in …", the first member
+	r := start(t, testConfig(dir), componenttest.NewNopHost(), nil, nil)
+	time.Sleep(500 * time.Millisecond)
+	assert.Zero(t, r.logs.LogRecordCount(), "no delivery while the burst may go on")
+	journaltest.Write(t, j, entries[split:])
+	eventually(t, "3 kills", func() bool { return r.logs.LogRecordCount() == 3 })
+	r.stop()
+	assert.Len(t, r.logs.AllLogs(), 1, "one delivery")
+	for _, lr := range logRecords(r.logs) {
+		size, ok := lr.Attributes().Get("oom.group.size")
+		require.True(t, ok)
+		assert.Equal(t, int64(3), size.Int())
 	}
 }
