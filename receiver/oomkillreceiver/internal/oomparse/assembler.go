@@ -281,7 +281,7 @@ func NewAssembler(opts Options) *Assembler {
 // reading costly fields (the boot ID) of irrelevant messages: Feed ignores
 // those fields for them.
 func (a *Assembler) Relevant(text string) bool {
-	return a.block != blockNone || len(text) > a.opts.MaxLineBytes || mayBeReportLine(text) || text == memInfoHead
+	return a.block != blockNone || len(text) > a.opts.MaxLineBytes || mayBeReportLine(text) || strings.HasPrefix(text, memInfoHead)
 }
 
 // Skip counts a message Relevant said is irrelevant. Such a message only

@@ -482,3 +482,18 @@ func BenchmarkTaskTable5000(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(stream)), "ns/line")
 }
+
+// Relevant says yes to every line a block is read from, as the receiver
+// skips the others unread.
+func TestRelevantInBlocks(t *testing.T) {
+	a := NewAssembler(Options{})
+	for _, l := range []string{"Mem-Info:", "Mem-Info: \n", "Mem-Info:  "} {
+		assert.True(t, a.Relevant(l), "%q", l)
+	}
+	a.Feed(Message{Text: "x invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0", BootID: "b"})
+	assert.False(t, a.Relevant("anon 1"))
+	a.Feed(Message{Text: "Memory cgroup stats for /a:", BootID: "b"})
+	assert.True(t, a.Relevant("anon 1"), "inside the stats block")
+	a.Feed(Message{Text: "Tasks state (memory values in pages):", BootID: "b"})
+	assert.False(t, a.Relevant("anon 1"), "the block ended")
+}
