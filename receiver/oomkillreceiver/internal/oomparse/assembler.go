@@ -16,6 +16,10 @@
 // task table, or it comes before the first victim's repeat), since the
 // next OOM's victim line can follow at once when its report was
 // rate-limited.
+//
+// What a full report says about the memory that ran out (the cgroup's
+// counters and statistics, the task table's summary, a system OOM's free
+// memory) is read by memctx.go and carried by every kill of that report.
 package oomparse
 
 import (
