@@ -144,3 +144,29 @@ func TestGroupKillBurstIsNotSplit(t *testing.T) {
 		assert.Equal(t, int64(3), size.Int())
 	}
 }
+
+// Real group kills (Debian's 6.1 and 6.12 in the kernel lab, cgroup v2,
+// memory.oom.group=1, 4 processes, memory.events oom_group_kill=1): all 4
+// records share one oom.group.id and say 4.
+func TestGroupKillIncidentRealKernels(t *testing.T) {
+	for _, rel := range []string{"6.1.0-57-cloud-amd64", "6.12.117+deb12-cloud-amd64"} {
+		t.Run(rel, func(t *testing.T) {
+			dir := t.TempDir()
+			exported, err := os.ReadFile(filepath.Join("..", "..", "testdata", "journal", "kernellab", rel, "cgroupfs_burstable_group.export"))
+			require.NoError(t, err)
+			journaltest.WriteExport(t, filepath.Join(dir, "a.journal"), exported)
+			r := start(t, testConfig(dir), componenttest.NewNopHost(), nil, nil)
+			eventually(t, "4 kills", func() bool { return r.logs.LogRecordCount() == 4 })
+			r.stop()
+			ids := map[string]bool{}
+			for _, lr := range logRecords(r.logs) {
+				id, ok := lr.Attributes().Get("oom.group.id")
+				require.True(t, ok, "%v", lr.Attributes().AsRaw())
+				ids[id.Str()] = true
+				size, _ := lr.Attributes().Get("oom.group.size")
+				assert.Equal(t, int64(4), size.Int())
+			}
+			assert.Len(t, ids, 1)
+		})
+	}
+}
