@@ -452,8 +452,8 @@ processors:
 exporters:
   prometheus:
     endpoint: 127.0.0.1:%d
-    resource_to_telemetry_conversion:
-      enabled: true
+    resource_constant_labels:
+      excluded: [k8s.container.restart_count]
   otlp_grpc:
     endpoint: %s
     tls:
