@@ -75,7 +75,7 @@ func TestDecodesIntoGrafanaSchema(t *testing.T) {
 // Prometheus query's types registered, and validates it.
 func strictDecode(raw []byte) error {
 	plugins.RegisterDefaultPlugins()
-	var d dashboard.Dashboard
+	var d dashboard.Dashboard //nolint:staticcheck // the classic dashboard JSON is what this file is (see build)
 	if err := d.UnmarshalJSONStrict(raw); err != nil {
 		var errs cog.BuildErrors
 		if !errors.As(err, &errs) || len(errs) > 0 {

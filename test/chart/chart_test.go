@@ -124,12 +124,12 @@ func TestLint(t *testing.T) {
 // metadata and examples/kubernetes does not have; nothing else may differ.
 var helmOnlyLabels = []string{"app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart"}
 
-// comparable drops from o what legitimately differs between the chart and
+// normalized drops from o what legitimately differs between the chart and
 // the kustomize example: Helm's labels, the value of the annotation that
 // rolls the pods on a new configuration (the chart's is a hash, the
 // example's a number to raise by hand), and the config's comments and key
 // order (the ConfigMap's config.yaml is compared parsed).
-func comparable(t *testing.T, o object) object {
+func normalized(t *testing.T, o object) object {
 	t.Helper()
 	b, err := yaml.Marshal(o)
 	require.NoError(t, err)
@@ -168,14 +168,14 @@ func TestDefaultsEqualKustomizeExample(t *testing.T) {
 	require.Contains(t, example, "Namespace/"+namespace)
 	require.NotContains(t, chart, "Namespace/"+namespace, "the release namespace is helm's to create")
 	withNamespace := render(t, "--set", "namespace.create=true")
-	require.Equal(t, comparable(t, example["Namespace/"+namespace]), comparable(t, withNamespace["Namespace/"+namespace]))
+	require.Equal(t, normalized(t, example["Namespace/"+namespace]), normalized(t, withNamespace["Namespace/"+namespace]))
 	delete(example, "Namespace/"+namespace)
 	delete(withNamespace, "Namespace/"+namespace)
 	require.Equal(t, keys(chart), keys(withNamespace), "namespace.create adds the Namespace and nothing else")
 
 	require.Equal(t, keys(example), keys(chart), "the same objects")
 	for k, want := range example {
-		require.Equal(t, comparable(t, want), comparable(t, chart[k]), "%s: the chart's defaults differ from examples/kubernetes", k)
+		require.Equal(t, normalized(t, want), normalized(t, chart[k]), "%s: the chart's defaults differ from examples/kubernetes", k)
 	}
 	t.Logf("equal: %s", strings.Join(keys(chart), ", "))
 }
@@ -205,7 +205,7 @@ func TestPrometheusRuleIsTheShippedRules(t *testing.T) {
 	require.NoError(t, err)
 	var example object
 	require.NoError(t, yaml.Unmarshal(b, &example))
-	require.Equal(t, comparable(t, example), comparable(t, chart["PrometheusRule/"+release]))
+	require.Equal(t, normalized(t, example), normalized(t, chart["PrometheusRule/"+release]))
 }
 
 // Wrong values fail at `helm template` (and so at `helm install`), naming
