@@ -33,8 +33,8 @@ func helmReplacesKustomize(t *testing.T, n *kubenode.Node, example string, gid i
 		"-f", filepath.Join(example, "01-rbac.yaml"), "-f", filepath.Join(example, "02-configmap.yaml"), "-f", filepath.Join(example, "03-daemonset.yaml"))
 	require.NoError(t, err, "kubectl delete the kustomize install:\n%s", out)
 	require.Eventually(t, func() bool {
-		pods, err := n.Client.CoreV1().Pods(collectorNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=otelcol-oomkill"})
-		return err == nil && len(pods.Items) == 0
+		pods, listErr := n.Client.CoreV1().Pods(collectorNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=otelcol-oomkill"})
+		return listErr == nil && len(pods.Items) == 0
 	}, 2*time.Minute, time.Second, "the kustomize collector's pods are gone; %s", describe(n, collectorNS))
 
 	helm := helmBinary(t)
