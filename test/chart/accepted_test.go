@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
 )
 
 // Every configuration the chart renders is one the built collector

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/promtest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/promtest"
 )
 
 // panel is a panel of examples/grafana/otelcol-oomkill.json, as Grafana

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubenode"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubenode"
 )
 
 // helmReplacesKustomize swaps the collector installed by `kubectl apply -k`
