@@ -36,6 +36,10 @@ worker w1 & worker w2 &
 wait
 `
 
+// guestCgroupDriver is the kubelet's and containerd's cgroup driver in the
+// guest.
+var guestCgroupDriver = "cgroupfs"
+
 // TestNodeStoryCgroupV2 is the seed's story on the node most clusters run
 // today: kubelet v1.37.2, containerd and runc on Debian's 6.12 kernel with
 // cgroup v2 only, in a kernel-lab guest (the control plane on this
@@ -63,7 +67,7 @@ func TestNodeStoryCgroupV2(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	n := kubenode.StartInGuest(t, kubenode.GuestOptions{Kernel: kernellab.Debian612, Images: archives})
+	n := kubenode.StartInGuest(t, kubenode.GuestOptions{Kernel: kernellab.Debian612, Images: archives, CgroupDriver: guestCgroupDriver})
 	t.Logf("node Ready %s after the start (load average %s)", time.Since(start).Round(time.Second), loadAverage())
 	ctx := context.Background()
 
@@ -135,6 +139,7 @@ spec:
 		c := inspect(t, n, id)
 		require.Equal(t, "1", c.oomGroup, "the kubelet's default on cgroup v2: memory.oom.group=1")
 		require.Equal(t, 3, c.procs, "master and two workers in the container's cgroup")
+		t.Logf("%s driver: the container's cgroup is %s", guestCgroupDriver, c.cgroup)
 		before := vmstat()
 		n.GuestExec(fmt.Sprintf("echo grow > /proc/$(node_container_pid %s)/root/tmp/w1", id))
 

@@ -8,7 +8,9 @@
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
 export OUT=/out HOME=/root
-mount -t proc proc /proc
+# Started by systemd (kernellab.systemd): the API filesystems are systemd's.
+[ "$$" = 1 ] || under_systemd=1
+[ -n "${under_systemd:-}" ] || mount -t proc proc /proc
 # kernellab.tmpfsroot: go on from a tmpfs root, as pivot_root(2) (runc)
 # refuses the initramfs's rootfs; switch_root frees the old copy.
 if grep -qw kernellab.tmpfsroot=1 /proc/cmdline && [ ! -e /.kernellab-root ]; then
@@ -22,12 +24,20 @@ if grep -qw kernellab.tmpfsroot=1 /proc/cmdline && [ ! -e /.kernellab-root ]; th
 	umount /proc
 	exec switch_root /newroot /init
 fi
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
-# cgroup v2 only: the unified hierarchy, nothing else.
-mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# kernellab.systemd: systemd becomes PID 1 and runs this script again as its
+# one service (kernellab.service), which goes on below.
+if grep -qw kernellab.systemd=1 /proc/cmdline && [ -z "${under_systemd:-}" ]; then
+	umount /proc
+	exec /lib/systemd/systemd --unit=kernellab.service
+fi
+if [ -z "${under_systemd:-}" ]; then
+	mount -t sysfs sysfs /sys
+	mount -t devtmpfs devtmpfs /dev 2>/dev/null
+	mount -t tmpfs tmpfs /run
+	mount -t tmpfs tmpfs /tmp
+	# cgroup v2 only: the unified hierarchy, nothing else.
+	mount -t cgroup2 cgroup2 /sys/fs/cgroup
+fi
 for s in /dev/ttyS1 /dev/ttyS2; do stty -F $s raw -echo; done
 
 klog() { read -r up _ < /proc/uptime; echo "kernellab: [$up] $*" > /dev/ttyS0; }

@@ -56,7 +56,7 @@ func Kernels() []Kernel { return []Kernel{Debian61, Debian612} }
 // shell, systemd-journald and journalctl with the libraries they link.
 var userland = []string{
 	"busybox-static", "systemd", "libsystemd-shared", "libsystemd0",
-	"libacl1", "libaudit1", "libblkid1", "libc6", "libcap-ng0", "libcap2", "libcrypt1",
+	"libacl1", "libapparmor1", "libaudit1", "libblkid1", "libc6", "libcap-ng0", "libcap2", "libcrypt1",
 	"libgcrypt20", "libgpg-error0", "libip4tc2", "libkmod2", "liblz4-1", "liblzma5",
 	"libmount1", "libpam0g", "libpcre2-8-0", "libseccomp2", "libselinux1", "libssl3", "libzstd1",
 }
@@ -99,6 +99,10 @@ type Config struct {
 	// TmpfsRoot moves the guest's root to a tmpfs before anything starts:
 	// pivot_root(2), which runc uses, refuses the initramfs's rootfs.
 	TmpfsRoot bool
+	// Systemd runs Debian's systemd as PID 1 (it mounts cgroup2 and the
+	// API filesystems; kubelet's and runc's systemd cgroup driver talk to
+	// it), with the lab's /init as its one service. Implies TmpfsRoot.
+	Systemd bool
 	// Control opens a command channel (ttyS3) for Guest.Exec while the
 	// script runs; the script then usually ends with kl_wait_stop.
 	Control bool
@@ -229,10 +233,24 @@ func baseArchive(cache string) (string, error) {
 }
 
 // baseVersion changes when baseFiles changes what it puts in.
-const baseVersion = "base-1"
+const baseVersion = "base-2"
+
+// systemdUnit is the lab's one service under systemd (Config.Systemd): the
+// rest of /init, from journald to the results and the power-off.
+const systemdUnit = `[Unit]
+Description=kernel lab
+DefaultDependencies=no
+
+[Service]
+Type=simple
+ExecStart=/init
+StandardInput=null
+StandardOutput=null
+StandardError=null
+`
 
 func baseFiles(ts trees) ([]File, error) {
-	files, err := ts.closure("/lib/systemd/systemd-journald", "/bin/journalctl")
+	files, err := ts.closure("/lib/systemd/systemd-journald", "/bin/journalctl", "/lib/systemd/systemd")
 	if err != nil {
 		return nil, err
 	}
@@ -315,8 +333,11 @@ func Start(ctx context.Context, cfg Config) (*Guest, error) {
 	journal := filepath.Join(dir, "journal.export")
 	outputs := filepath.Join(dir, "outputs")
 	cmdline := "console=ttyS0 loglevel=4 panic=-1 edd=off rdinit=/init"
-	if cfg.TmpfsRoot {
+	if cfg.TmpfsRoot || cfg.Systemd {
 		cmdline += " kernellab.tmpfsroot=1"
+	}
+	if cfg.Systemd {
+		cmdline += " kernellab.systemd=1"
 	}
 	args := []string{
 		"-accel", "tcg", "-cpu", "max", "-smp", strconv.Itoa(cfg.CPUs), "-m", strconv.Itoa(cfg.MemoryMB),
@@ -441,6 +462,9 @@ func runInitrd(dir, base string, cfg Config, modules []File) (string, error) {
 		{Path: "/lab/script.sh", Data: []byte(cfg.Script), Mode: 0o755},
 	}
 	files = append(files, modules...)
+	if cfg.Systemd {
+		files = append(files, File{Path: "/etc/systemd/system/kernellab.service", Data: []byte(systemdUnit)})
+	}
 	files = append(files, cfg.Files...)
 	p := filepath.Join(dir, "initrd.cpio")
 	f, err := os.Create(p)

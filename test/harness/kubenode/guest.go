@@ -46,6 +46,9 @@ type GuestOptions struct {
 	CPUs, MemoryMB int
 	// Timeout bounds the guest's whole life (default 40 min).
 	Timeout time.Duration
+	// CgroupDriver is the kubelet's and containerd's: cgroupfs (default),
+	// or systemd, which runs systemd as the guest's PID 1.
+	CgroupDriver string
 }
 
 // RequireGuest checks what a node in the kernel lab needs from the machine.
@@ -108,7 +111,8 @@ func StartInGuest(t testing.TB, opts GuestOptions) *Node {
 	n.startControlPlane()
 	t.Logf("control plane up in %s", time.Since(start).Round(100*time.Millisecond))
 
-	files, err := n.guestFiles(opts.Images)
+	systemd := opts.CgroupDriver == "systemd"
+	files, err := n.guestFiles(opts.Images, systemd)
 	must(t, err)
 	g, err := kernellab.Start(context.Background(), kernellab.Config{
 		Kernel:    opts.Kernel,
@@ -119,6 +123,7 @@ func StartInGuest(t testing.TB, opts GuestOptions) *Node {
 		Timeout:   opts.Timeout,
 		Modules:   []string{"virtio_net", "bridge", "veth", "overlay"},
 		TmpfsRoot: true,
+		Systemd:   systemd,
 		Control:   true,
 		Net: []string{
 			"-netdev", "tap,id=n0,ifname=" + Tap + ",script=no,downscript=no",
@@ -158,7 +163,7 @@ func guestNetwork() error {
 
 // guestFiles are what the guest gets besides the lab's base: the runtime's
 // programs, the kubelet, the node's configuration and the images.
-func (n *Node) guestFiles(images []string) ([]kernellab.File, error) {
+func (n *Node) guestFiles(images []string, systemd bool) ([]kernellab.File, error) {
 	var files []kernellab.File
 	for _, b := range guestBinaries() {
 		fs, err := kernellab.HostBinary(b, b)
@@ -200,9 +205,9 @@ current-context: node
 	files = append(files,
 		kernellab.File{Path: "/lab/node.sh", Data: guestLib},
 		kernellab.File{Path: "/etc/kubenode/env", Data: []byte(env)},
-		kernellab.File{Path: "/etc/kubenode/containerd.toml", Data: []byte(guestContainerdConfig)},
-		kernellab.File{Path: "/etc/kubenode/kubelet.yaml", Data: []byte(guestKubelet(false).yaml())},
-		kernellab.File{Path: "/etc/kubenode/kubelet-single-process-oom-kill.yaml", Data: []byte(guestKubelet(true).yaml())},
+		kernellab.File{Path: "/etc/kubenode/containerd.toml", Data: []byte(fmt.Sprintf(guestContainerdConfig, systemd))},
+		kernellab.File{Path: "/etc/kubenode/kubelet.yaml", Data: []byte(guestKubelet(false, systemd).yaml())},
+		kernellab.File{Path: "/etc/kubenode/kubelet-single-process-oom-kill.yaml", Data: []byte(guestKubelet(true, systemd).yaml())},
 		kernellab.File{Path: "/etc/kubenode/kubelet.kubeconfig", Data: []byte(kubeconfig)},
 		kernellab.File{Path: "/etc/cni/net.d/10-oomkill-node.conflist", Data: []byte(cni)},
 		kernellab.File{Path: "/etc/hosts", Data: []byte("127.0.0.1 localhost\n" + GuestIP + " " + NodeName + "\n")},
@@ -212,15 +217,21 @@ current-context: node
 
 // guestKubelet is the guest's kubelet: its defaults (cgroup root /,
 // /var/lib/kubelet, containerd's default socket) on cgroup v2.
-func guestKubelet(singleProcessOOMKill bool) kubeletConfig {
+func guestKubelet(singleProcessOOMKill, systemd bool) kubeletConfig {
+	driver := "cgroupfs"
+	if systemd {
+		driver = "systemd"
+	}
 	return kubeletConfig{
-		Socket: "/run/containerd/containerd.sock", Address: GuestIP, Port: 10250, HealthzPort: 10248,
+		CgroupDriver: driver,
+		Socket:       "/run/containerd/containerd.sock", Address: GuestIP, Port: 10250, HealthzPort: 10248,
 		SingleProcessOOMKill: singleProcessOOMKill,
 	}
 }
 
 // guestContainerdConfig: containerd's defaults but for the pause image (a
-// local one) and the CNI plugins' directory (Debian's).
+// local one), the CNI plugins' directory (Debian's) and the cgroup driver
+// (SystemdCgroup).
 const guestContainerdConfig = `version = 2
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "registry.local/otelcol-oomkill-test/pause:1"
@@ -233,7 +244,7 @@ const guestContainerdConfig = `version = 2
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
+        SystemdCgroup = %t
 `
 
 // GuestExec runs a shell script as root in the node's guest (with

@@ -16,6 +16,7 @@ package kubenode
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -425,6 +426,7 @@ func (n *Node) apiReady() bool {
 
 // kubeletConfig is what differs between the nodes' KubeletConfigurations.
 type kubeletConfig struct {
+	CgroupDriver      string // empty: cgroupfs
 	CgroupRoot        string // empty: the kubelet's default (/)
 	CgroupV1          bool   // failCgroupV1: false, or the kubelet refuses the host
 	Socket            string
@@ -438,14 +440,14 @@ type kubeletConfig struct {
 	SingleProcessOOMKill bool
 }
 
-// yaml: the cgroupfs driver, kernel defaults not protected (the kubelet
+// yaml: the cgroup driver (cgroupfs unless said), kernel defaults not protected (the kubelet
 // sets the sysctls), anonymous AlwaysAllow (the API server's exec and logs
 // need no client certificate), eviction and image GC out of the way.
 func (k kubeletConfig) yaml() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-cgroupDriver: cgroupfs
+cgroupDriver: %s
 cgroupsPerQOS: true
 failSwapOn: false
 protectKernelDefaults: false
@@ -466,7 +468,7 @@ evictionHard: {"memory.available": "1Mi", "nodefs.available": "1%%", "imagefs.av
 resolvConf: %q
 serializeImagePulls: false
 maxPods: 20
-`, k.Socket, k.Socket, k.Address, k.Port, k.HealthzPort, k.ResolvConf)
+`, cmp.Or(k.CgroupDriver, "cgroupfs"), k.Socket, k.Socket, k.Address, k.Port, k.HealthzPort, k.ResolvConf)
 	if k.CgroupV1 {
 		b.WriteString("failCgroupV1: false\n")
 	}

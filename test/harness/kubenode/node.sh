@@ -23,8 +23,9 @@ node_kubelet_stop() {
 	rm -f /run/kubenode-kubelet.pid
 }
 
-# node_container_cgroup ID: the container's cgroup directory.
-node_container_cgroup() { find /sys/fs/cgroup/kubepods -type d -name "$1" | head -n 1; }
+# node_container_cgroup ID: the container's cgroup directory (cgroupfs
+# driver: .../<id>; systemd: .../cri-containerd-<id>.scope).
+node_container_cgroup() { find /sys/fs/cgroup/kubepods* -type d -name "*$1*" | head -n 1; }
 
 # node_container_pid ID: the container's main process.
 node_container_pid() { ctr -n k8s.io tasks ls | awk -v id="$1" '$1 == id { print $2 }'; }
