@@ -5,6 +5,8 @@
 // kube-scheduler and a kubelet (v1.37.2, built by test/k8sbin/build.sh node),
 // Debian's containerd 1.6 with runc, and Debian's CNI bridge plugin on a
 // bridge of its own. Images are imported from OCI archives (no registry).
+// StartInGuest runs the node's side (containerd, runc, the kubelet) in a
+// kernel-lab guest on cgroup v2 instead, behind a tap device on that bridge.
 //
 // Everything it makes has a fixed name so that a run that died can be
 // cleaned up by the next one: the directory Base, the cgroup prefix
