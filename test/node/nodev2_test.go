@@ -133,7 +133,26 @@ spec:
 		return v
 	}
 
+	// What the kernel and the collector said of the kills, for a failure.
+	explain := func(t *testing.T) {
+		t.Helper()
+		if !t.Failed() {
+			return
+		}
+		klog, err := n.GuestOutput(`journalctl -k -o short-monotonic --no-pager | grep -E "oom-kill|Killed process|memory.oom.group|invoked oom-killer|oom_reaper"`)
+		t.Logf("the guest's kernel log (%v):\n%s", err, klog)
+		out, _ := n.Kubectl("-n", collectorNS, "logs", "-l", "app.kubernetes.io/name=otelcol-oomkill", "-c", "otelcol-oomkill", "--tail", "-1")
+		var lines []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "OOM kill") {
+				lines = append(lines, l)
+			}
+		}
+		t.Logf("the collector's OOM kill lines:\n%s", strings.Join(lines, "\n"))
+	}
+
 	t.Run("default kubelet: a worker's allocation kills the whole container", func(t *testing.T) {
+		defer explain(t)
 		app := waitRunning(t, n, appNS, "app="+appName)
 		id := containerID(t, app)
 		c := inspect(t, n, id)
@@ -188,6 +207,7 @@ spec:
 	})
 
 	t.Run("singleProcessOOMKill: only the worker dies, silently", func(t *testing.T) {
+		defer explain(t)
 		n.RestartKubelet(true)
 		old := waitRunning(t, n, appNS, "app="+appName)
 		require.NoError(t, n.Client.CoreV1().Pods(appNS).Delete(ctx, old.Name, metav1.DeleteOptions{}))

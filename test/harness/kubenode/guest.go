@@ -259,6 +259,17 @@ func (n *Node) GuestExec(script string) string {
 	return string(out)
 }
 
+// GuestOutput runs a shell script as GuestExec does but fails nothing:
+// for a failing test's own diagnostics, where the guest may be gone and
+// a subtest must not fail its parent.
+func (n *Node) GuestOutput(script string) (string, error) {
+	out, rc, err := n.guestExec(script)
+	if err == nil && rc != 0 {
+		err = fmt.Errorf("exit %d", rc)
+	}
+	return string(out), err
+}
+
 func (n *Node) guestExec(script string) ([]byte, int, error) {
 	if n.guest == nil {
 		return nil, -1, errors.New("kubenode: not a node in the kernel lab")
