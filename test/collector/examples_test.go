@@ -10,12 +10,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // Every collector configuration shipped in examples/ is accepted by the
 // built distribution's `validate` (all components, all settings).
 func TestExampleConfigsValidate(t *testing.T) {
-	bin := collectorBinary(t)
+	bin := testutil.CollectorBinary(t)
 	checked := 0
 	for c := range shippedConfigs(t) {
 		cmd := exec.Command(bin, "validate", "--config", c)
@@ -32,9 +34,9 @@ func TestExampleConfigsValidate(t *testing.T) {
 // parsed YAML), the DaemonSet's taken out of its ConfigMap.
 func shippedConfigs(t *testing.T) map[string]map[string]any {
 	t.Helper()
-	configs, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "*.yaml"))
+	configs, err := filepath.Glob(testutil.RepoPath(t, "examples/*/*.yaml"))
 	require.NoError(t, err)
-	cm, err := os.ReadFile(filepath.Join("..", "..", "examples", "kubernetes", "02-configmap.yaml"))
+	cm, err := os.ReadFile(testutil.RepoPath(t, "examples/kubernetes/02-configmap.yaml"))
 	require.NoError(t, err)
 	var configMap struct {
 		Data map[string]string `json:"data"`

@@ -16,7 +16,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +27,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // Version is the Kubernetes release the binaries are built from.
@@ -48,11 +49,7 @@ func BinDir(t testing.TB) string {
 	}
 	for _, b := range []string{"kube-apiserver", "etcd"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			msg := fmt.Sprintf("%s not found in %s: run test/k8sbin/build.sh (≈16 min the first time; make test does)", b, dir)
-			if os.Getenv("CI") != "" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
+			testutil.SkipOrFail(t, fmt.Sprintf("%s not found in %s: run test/k8sbin/build.sh (≈16 min the first time; make test does)", b, dir))
 		}
 	}
 	return dir
@@ -80,8 +77,8 @@ type Cluster struct {
 func Start(t testing.TB) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, bins: BinDir(t), dir: t.TempDir(), token: "oomkill-test-token"}
-	etcdPort, peerPort := freePort(t), freePort(t)
-	c.port = freePort(t)
+	etcdPort, peerPort := testutil.FreePort(t), testutil.FreePort(t)
+	c.port = testutil.FreePort(t)
 	c.etcd = c.spawn("etcd", "etcd",
 		"--data-dir", filepath.Join(c.dir, "etcd"),
 		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
@@ -216,13 +213,6 @@ func (c *Cluster) serviceAccountKeys() (keyFile, pubFile string) {
 	must(c.t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600))
 	must(c.t, os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600))
 	return keyFile, pubFile
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func must(t testing.TB, err error) {
