@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
-	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver/receivertest"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver"
@@ -59,7 +58,7 @@ func TestContainerOutcomeOnThisKernel(t *testing.T) {
 	want := map[int]string{historyPID: "unknown", workerPID: "survived", onlyPID: "exited"}
 	got := map[int]string{}
 	require.Eventually(t, func() bool {
-		for _, lr := range allRecords(logs) {
+		for _, lr := range testutil.LogRecords(logs.AllLogs()) {
 			pid, _ := lr.Attributes().Get("process.pid")
 			if _, ok := want[int(pid.Int())]; ok {
 				o, _ := lr.Attributes().Get("oom.container.outcome")
@@ -79,19 +78,4 @@ func kubeletCgroup(t *testing.T, cgroups *testutil.Cgroups, tag string) *testuti
 	cg := cgroups.Make(t, cgroups.Path("/kubepods/burstable/pod"+testutil.RandomPodUID()+"/"+testutil.RandomHex(32)), 64<<20)
 	t.Logf("%s: %s", tag, cg.Path)
 	return cg
-}
-
-func allRecords(sink *consumertest.LogsSink) []plog.LogRecord {
-	var out []plog.LogRecord
-	for _, ld := range sink.AllLogs() {
-		for i := 0; i < ld.ResourceLogs().Len(); i++ {
-			for j := 0; j < ld.ResourceLogs().At(i).ScopeLogs().Len(); j++ {
-				lrs := ld.ResourceLogs().At(i).ScopeLogs().At(j).LogRecords()
-				for k := 0; k < lrs.Len(); k++ {
-					out = append(out, lrs.At(k))
-				}
-			}
-		}
-	}
-	return out
 }

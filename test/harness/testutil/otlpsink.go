@@ -94,9 +94,13 @@ func (s *OTLPSink) Logs() []plog.Logs {
 }
 
 // LogRecords returns every log record accepted, in order.
-func (s *OTLPSink) LogRecords() []plog.LogRecord {
+func (s *OTLPSink) LogRecords() []plog.LogRecord { return LogRecords(s.Logs()) }
+
+// LogRecords flattens logs (a sink's, e.g. consumertest.LogsSink's
+// AllLogs) into their log records, in order.
+func LogRecords(logs []plog.Logs) []plog.LogRecord {
 	var out []plog.LogRecord
-	for _, ld := range s.Logs() {
+	for _, ld := range logs {
 		for i := 0; i < ld.ResourceLogs().Len(); i++ {
 			sls := ld.ResourceLogs().At(i).ScopeLogs()
 			for j := 0; j < sls.Len(); j++ {
