@@ -159,7 +159,7 @@ func (g *Cgroup) KillWorker(t testing.TB, comm string) (int, *exec.Cmd) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := master.Start(); err != nil {
+	if err = master.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = master.Process.Kill(); _ = master.Wait() })

@@ -68,7 +68,7 @@ func Journald(t testing.TB) HostJournal {
 	if JournaldRunning() {
 		return runningJournal(t, dir)
 	}
-	if _, err := os.Stat(JournaldBinary); err != nil {
+	if _, err = os.Stat(JournaldBinary); err != nil {
 		SkipOrFail(t, JournaldBinary+" is missing: install the Debian package systemd (.ci/run does)")
 	}
 	g, err := user.LookupGroup("systemd-journal")
@@ -82,11 +82,11 @@ func Journald(t testing.TB) HostJournal {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := before.restore(); err != nil {
-			t.Errorf("restoring %s: %v", runtimeJournal, err)
+		if rerr := before.restore(); rerr != nil {
+			t.Errorf("restoring %s: %v", runtimeJournal, rerr)
 		}
 	})
-	if err := layOutAsNode(dir, gid); err != nil {
+	if err = layOutAsNode(dir, gid); err != nil {
 		t.Fatalf("laying out %s as on a node: %v", runtimeJournal, err)
 	}
 	made, err := mkdirAllMade(journalSockets)

@@ -93,8 +93,8 @@ func TestOTLPSink(t *testing.T) {
 		m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
 		m.SetName("container.oom_kill.count")
 		m.SetEmptySum().DataPoints().AppendEmpty().SetIntValue(value)
-		_, err := metrics.Export(ctx, pmetricotlp.NewExportRequestFromMetrics(md))
-		return err
+		_, serr := metrics.Export(ctx, pmetricotlp.NewExportRequestFromMetrics(md))
+		return serr
 	}
 	ld := plog.NewLogs()
 	ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("killed")
