@@ -86,7 +86,7 @@ func Journald(t testing.TB) HostJournal {
 			t.Errorf("restoring %s: %v", runtimeJournal, rerr)
 		}
 	})
-	if err = layOutAsNode(dir, gid); err != nil {
+	if err = layOutAsNode(runtimeJournal, dir, gid); err != nil {
 		t.Fatalf("laying out %s as on a node: %v", runtimeJournal, err)
 	}
 	made, err := mkdirAllMade(journalSockets)
@@ -176,13 +176,14 @@ func oomLines() string {
 
 // layOutAsNode does what systemd-tmpfiles does for the runtime journal at
 // boot (`z /run/log/journal 2755 root systemd-journal`, `Z
-// /run/log/journal/%m ~2750 root systemd-journal`): directories setgid so
-// that new files inherit the group, existing files relabelled.
-func layOutAsNode(dir string, gid int) error {
+// /run/log/journal/%m ~2750 root systemd-journal`) to top and its machine's
+// directory dir: directories setgid so that new files inherit the group,
+// existing files relabelled.
+func layOutAsNode(top, dir string, gid int) error {
 	for _, d := range []struct {
 		path string
 		mode os.FileMode
-	}{{runtimeJournal, 0o755}, {dir, 0o750}} {
+	}{{top, 0o755}, {dir, 0o750}} {
 		if err := os.MkdirAll(d.path, 0o700); err != nil {
 			return err
 		}
