@@ -56,7 +56,7 @@ func NewCgroups(t testing.TB, hierarchies ...string) *Cgroups {
 	}
 	c := &Cgroups{Prefix: "/" + CgroupPrefix + RandomHex(6), hierarchies: hierarchies}
 	t.Cleanup(func() {
-		if left := RemoveCgroupTree(c.Prefix); len(left) > 0 {
+		if left := removeCgroupTree(c.Prefix); len(left) > 0 {
 			t.Errorf("cgroups left behind: %s", strings.Join(left, ", "))
 		}
 	})
@@ -188,10 +188,10 @@ func requirePython(t testing.TB) {
 	}
 }
 
-// RemoveCgroupTree removes the cgroup rel (e.g. a test's prefix) and all
+// removeCgroupTree removes the cgroup rel (e.g. a test's prefix) and all
 // below it in every mounted hierarchy, innermost first, killing what
 // still runs there, and returns what could not be removed.
-func RemoveCgroupTree(rel string) []string {
+func removeCgroupTree(rel string) []string {
 	hs, _ := filepath.Glob(filepath.Join(CgroupV1Root, "*"))
 	var left []string
 	for _, h := range hs {

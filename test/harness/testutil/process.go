@@ -2,7 +2,6 @@ package testutil
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -206,6 +205,3 @@ func (p *Process) Stop() {
 		}
 	})
 }
-
-// String names the process for messages.
-func (p *Process) String() string { return fmt.Sprintf("%s (pid %d)", p.Name, p.Pid()) }
