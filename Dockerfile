@@ -29,8 +29,8 @@ RUN apt-get update \
 WORKDIR /src
 # Only what the build reads (the repository's bin/ and _build/ are never sent or used): the
 # Makefile and the ocb manifest, and the local Go module that provides the receiver, the
-# processor and the exporter (ocb replaces it with `path: ./`). test/harness/ too: ocb's
-# `go mod tidy` resolves what the components' tests import (none of it is built into the binary).
+# processor and the exporter (ocb replaces it with `path: ./`). test/harness/ too: the
+# components' tests import it, and ocb's `go mod tidy` of the distribution resolves their imports.
 COPY go.mod go.sum Makefile builder-config.yaml ./
 COPY internal/ internal/
 COPY receiver/ receiver/
