@@ -335,7 +335,7 @@ func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, int, error) 
 		if k, out, ferr := r.feedCurrent(); ferr != nil {
 			r.tb.OomkillReceiverReadErrors.Add(ctx, 1)
 			r.logger.Warn("Skipping unreadable journal entry", zap.Error(ferr))
-		} else if out == oomparse.OutcomeKill {
+		} else if out == oomparse.LineKill {
 			kills = append(kills, k)
 		}
 	}
@@ -351,7 +351,7 @@ func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, int, error) 
 }
 
 // feedCurrent feeds the current entry to the parser.
-func (r *oomReceiver) feedCurrent() (killRecord, oomparse.Outcome, error) {
+func (r *oomReceiver) feedCurrent() (killRecord, oomparse.LineKind, error) {
 	msg, err := r.reader.Message()
 	if err != nil {
 		return killRecord{}, 0, err
@@ -360,7 +360,7 @@ func (r *oomReceiver) feedCurrent() (killRecord, oomparse.Outcome, error) {
 	// state: skip the cgo calls for their identifier, boot ID and time.
 	if !r.asm.Relevant(msg) {
 		r.asm.Skip()
-		return killRecord{}, oomparse.OutcomeIgnored, nil
+		return killRecord{}, oomparse.LineIgnored, nil
 	}
 	if id := r.reader.Identifier(); id != journal.KernelIdentifier {
 		// Written to /dev/kmsg by a process, not printed by the kernel: a
@@ -368,7 +368,7 @@ func (r *oomReceiver) feedCurrent() (killRecord, oomparse.Outcome, error) {
 		r.tb.OomkillReceiverForeignLines.Add(context.Background(), 1)
 		r.logger.Debug("Ignoring a kernel-transport line not from the kernel", zap.String("identifier", id), zap.String("line", msg))
 		r.asm.Skip()
-		return killRecord{}, oomparse.OutcomeIgnored, nil
+		return killRecord{}, oomparse.LineIgnored, nil
 	}
 	boot := r.lastBoot
 	if b, err := r.reader.BootID(); err == nil {
@@ -389,7 +389,7 @@ func (r *oomReceiver) feedCurrent() (killRecord, oomparse.Outcome, error) {
 				zap.String("line", msg), zap.Uint64("unrecognized_total", n))
 		}
 	}
-	if out != oomparse.OutcomeKill {
+	if out != oomparse.LineKill {
 		return killRecord{}, out, nil
 	}
 	if kt, err := r.reader.KernelTime(); err == nil {

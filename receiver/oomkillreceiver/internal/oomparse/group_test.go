@@ -175,6 +175,6 @@ func TestTableRowsOutsideReports(t *testing.T) {
 	a := NewAssembler(Options{})
 	for _, l := range []string{"[    123]     0   123      565      395 sh", "[mem 0x20000000-0xfffbffff] available for PCI devices", "[drm] Initialized"} {
 		_, out := a.Feed(Message{Text: l, BootID: "b"})
-		assert.Equal(t, OutcomeIgnored, out, l)
+		assert.Equal(t, LineIgnored, out, l)
 	}
 }
