@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
@@ -16,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/receiver"
 	"go.uber.org/zap"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/status"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/journal"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/oomparse"
@@ -44,6 +44,15 @@ var (
 	reopenIdleAfter = 10_000
 )
 
+// What can make the receiver fail, as its status reporter names it: the
+// component is a recoverable error while any fails, OK once all cleared.
+const (
+	causeRead       = "read"       // reading the journal
+	causeWait       = "wait"       // waiting for journal changes
+	causeDelivery   = "delivery"   // the next consumer refuses data
+	causeCheckpoint = "checkpoint" // loading or saving the checkpoint
+)
+
 type oomReceiver struct {
 	cfg     *Config
 	set     receiver.Settings
@@ -51,8 +60,8 @@ type oomReceiver struct {
 	logs    consumer.Logs
 	metrics consumer.Metrics
 	tb      *metadata.TelemetryBuilder
+	status  *status.Reporter
 
-	host   component.Host
 	client storage.Client
 	reader *journal.Reader
 	asm    *oomparse.Assembler
@@ -85,7 +94,7 @@ func newReceiver(cfg *Config, set receiver.Settings) (*oomReceiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &oomReceiver{cfg: cfg, set: set, logger: set.Logger, tb: tb, overflowLogged: map[overflowKind]bool{}}, nil
+	return &oomReceiver{cfg: cfg, set: set, logger: set.Logger, tb: tb, status: status.New(set.Logger), overflowLogged: map[overflowKind]bool{}}, nil
 }
 
 func (r *oomReceiver) source() journal.Source {
@@ -95,7 +104,7 @@ func (r *oomReceiver) source() journal.Source {
 // Start checks the journal can be read, restores the checkpoint, positions
 // the reader and starts following the journal.
 func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
-	r.host = host
+	r.status.SetHost(host)
 	n, err := journal.CheckReadable(r.source())
 	if err != nil {
 		return fmt.Errorf("oomkill receiver cannot read the journal: %w", err)
@@ -115,9 +124,9 @@ func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	if r.client != nil {
 		if cp, err = loadCheckpoint(ctx, r.client, r.series); err != nil {
 			// A broken checkpoint cannot be repaired; say so loudly and
-			// start as configured rather than refuse to run.
-			r.logger.Error("Ignoring unusable checkpoint", zap.Error(err))
-			componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
+			// start as configured rather than refuse to run. A good save
+			// clears it.
+			r.status.Fail(causeCheckpoint, err, "Ignoring unusable checkpoint")
 			cp, r.series = nil, newSeriesTable(r.cfg.Series)
 		}
 	}
@@ -229,10 +238,9 @@ func (r *oomReceiver) run(ctx context.Context) {
 	if r.metrics != nil {
 		r.refreshMetrics(ctx, 0)
 	}
-	readFailing := false
 	for ctx.Err() == nil {
 		kills, entries, err := r.readBatch(ctx)
-		readFailing = r.noteRead(ctx, err, readFailing)
+		r.noteRead(ctx, err)
 		if len(kills) > 0 {
 			unobservable, ok := r.outcomes.observe(ctx, kills)
 			if !ok {
@@ -263,8 +271,9 @@ func (r *oomReceiver) run(ctx context.Context) {
 			r.expireSeries(ctx)
 		default:
 		}
-		if _, err := r.reader.Wait(waitTimeout); err != nil {
-			r.logger.Warn("Waiting for journal changes failed", zap.Error(err))
+		_, err = r.reader.Wait(waitTimeout)
+		r.status.Record(causeWait, err, "Waiting for journal changes failed; retrying")
+		if err != nil {
 			sleep(ctx, waitTimeout)
 		}
 	}
@@ -276,22 +285,14 @@ func expirySweepInterval(retention time.Duration) time.Duration {
 	return max(min(retention/4, time.Minute), 10*time.Millisecond)
 }
 
-// noteRead counts and reports a failed read (once per failing spell) and
-// its recovery; it returns whether reads are failing.
-func (r *oomReceiver) noteRead(ctx context.Context, err error, failing bool) bool {
-	switch {
-	case err != nil:
+// noteRead counts and reports a failed read (logged once per failing
+// spell), waiting before the next try, and its recovery.
+func (r *oomReceiver) noteRead(ctx context.Context, err error) {
+	r.status.Record(causeRead, err, "Reading the journal failed; retrying")
+	if err != nil {
 		r.tb.OomkillReceiverReadErrors.Add(ctx, 1)
-		r.logger.Error("Reading the journal failed; retrying", zap.Error(err))
-		if !failing {
-			componentstatus.ReportStatus(r.host, componentstatus.NewRecoverableErrorEvent(err))
-		}
 		sleep(ctx, waitTimeout)
-		return true
-	case failing:
-		componentstatus.ReportStatus(r.host, componentstatus.NewEvent(componentstatus.StatusOK))
 	}
-	return false
 }
 
 // reopen gives back the memory the journal files read so far hold, by
@@ -476,14 +477,10 @@ func (r *oomReceiver) deliver(ctx context.Context, kills []killRecord) bool {
 // retry calls send until it succeeds, fails permanently, or ctx ends.
 func (r *oomReceiver) retry(ctx context.Context, signal string, send func() error) bool {
 	backoff := r.cfg.Retry.InitialInterval
-	failing := false
 	for {
 		err := send()
 		if err == nil {
-			if failing {
-				componentstatus.ReportStatus(r.host, componentstatus.NewEvent(componentstatus.StatusOK))
-				r.logger.Info("Next consumer accepts data again", zap.String("signal", signal))
-			}
+			r.status.Clear(causeDelivery)
 			return true
 		}
 		if consumererror.IsPermanent(err) {
@@ -493,12 +490,8 @@ func (r *oomReceiver) retry(ctx context.Context, signal string, send func() erro
 			return true
 		}
 		r.tb.OomkillReceiverDeliveryRetries.Add(ctx, 1)
-		if !failing {
-			componentstatus.ReportStatus(r.host, componentstatus.NewRecoverableErrorEvent(err))
-			failing = true
-		}
-		r.logger.Warn("Next consumer refused data; retrying (reading paused, nothing dropped)",
-			zap.String("signal", signal), zap.Duration("backoff", backoff), zap.Error(err))
+		r.status.Fail(causeDelivery, err, "Next consumer refused data; retrying (reading paused, nothing dropped)",
+			zap.String("signal", signal), zap.Duration("backoff", backoff))
 		if !sleep(ctx, backoff) {
 			return false
 		}
@@ -522,10 +515,8 @@ func (r *oomReceiver) commit(ctx context.Context) {
 		return
 	}
 	r.logger.Debug("Saving checkpoint", zap.Time("entry_time", r.pendRT), zap.Int("changed_series", len(r.series.dirtySlots)))
-	if err := saveCheckpoint(ctx, r.client, &r.cp, r.series); err != nil {
-		r.logger.Error("Saving checkpoint failed; a restart may read these entries again", zap.Error(err))
-		componentstatus.ReportStatus(r.host, componentstatus.NewRecoverableErrorEvent(err))
-	}
+	err := saveCheckpoint(ctx, r.client, &r.cp, r.series)
+	r.status.Record(causeCheckpoint, err, "Saving checkpoint failed; a restart may read these entries again")
 }
 
 // refreshMetrics re-emits the series not emitted within notWithin, so idle
