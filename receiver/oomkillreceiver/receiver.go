@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/status"
@@ -69,8 +70,6 @@ type oomReceiver struct {
 	series *seriesTable
 	// outcomes observes what became of each victim's container.
 	outcomes *outcomeObserver
-	// reportedSeries is the live series count last added to telemetry.
-	reportedSeries int
 	// overflowLogged: the first kill into each kind of overflow is logged.
 	overflowLogged map[overflowKind]bool
 	cp             checkpoint
@@ -134,7 +133,15 @@ func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 		cp = &checkpoint{StartTimeUnixNano: time.Now().UnixNano()}
 	}
 	r.cp = *cp
-	r.reportSeries(ctx)
+	// The live series gauge is read from the table when the collector's
+	// metrics are collected.
+	err = r.tb.RegisterOomkillReceiverSeriesCallback(func(_ context.Context, o metric.Int64Observer) error {
+		o.Observe(r.series.liveCount())
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	r.outcomes = newOutcomeObserver(r.cfg.Outcome, r.logger)
 	r.emit = emitter{cfg: r.cfg, version: r.set.BuildInfo.Version, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
 		metadata.WithStartTime(pcommon.NewTimestampFromTime(cp.startTime())))}
@@ -416,7 +423,6 @@ func (r *oomReceiver) account(ctx context.Context, kills []killRecord) {
 			zap.String("constraint", string(k.Constraint)), zap.Bool("attributed", k.Attributed),
 			zap.String("outcome", k.Outcome))
 	}
-	r.reportSeries(ctx)
 }
 
 // logOverflow says once per kind of overflow that a cap was reached.
@@ -435,19 +441,11 @@ func (r *oomReceiver) logOverflow(kind overflowKind, k killRecord) {
 		zap.Int("max_series", r.cfg.Series.MaxSeries))
 }
 
-// reportSeries keeps the live series gauge current.
-func (r *oomReceiver) reportSeries(ctx context.Context) {
-	n := len(r.series.live)
-	r.tb.OomkillReceiverSeries.Add(ctx, int64(n-r.reportedSeries))
-	r.reportedSeries = n
-}
-
 // expireSeries retires series of gone containers past their retention.
 func (r *oomReceiver) expireSeries(ctx context.Context) {
 	if n := r.series.expire(time.Now(), r.outcomes.alive); n > 0 {
 		r.tb.OomkillReceiverSeriesExpired.Add(ctx, int64(n))
 		r.logger.Debug("Series expired", zap.Int("expired", n), zap.Int("live", len(r.series.live)))
-		r.reportSeries(ctx)
 		r.stateChanged = true
 	}
 }

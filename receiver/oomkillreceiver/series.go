@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -118,6 +119,8 @@ type seriesTable struct {
 	perResource map[resourceKey]int
 	expired     expiredTotals
 	slots       slotAllocator
+	// size is len(live), readable from any goroutine (the series gauge).
+	size atomic.Int64
 
 	// changed: counted since the last delivery.
 	changed map[*series]struct{}
@@ -190,8 +193,12 @@ func (t *seriesTable) create(k seriesKey, now time.Time) *series {
 	return s
 }
 
+// liveCount is the number of live series; safe from any goroutine.
+func (t *seriesTable) liveCount() int64 { return t.size.Load() }
+
 func (t *seriesTable) add(s *series) {
 	t.live[s.seriesKey] = s
+	t.size.Store(int64(len(t.live)))
 	if s.seriesKey != overflowKey {
 		t.perResource[s.resourceKey]++
 	}
@@ -199,6 +206,7 @@ func (t *seriesTable) add(s *series) {
 
 func (t *seriesTable) remove(s *series) {
 	delete(t.live, s.seriesKey)
+	t.size.Store(int64(len(t.live)))
 	delete(t.changed, s)
 	if s.seriesKey != overflowKey {
 		if t.perResource[s.resourceKey]--; t.perResource[s.resourceKey] <= 0 {
