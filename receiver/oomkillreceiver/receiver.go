@@ -72,6 +72,7 @@ type oomReceiver struct {
 	outcomes *outcomeObserver
 	// overflowLogged: the first kill into each kind of overflow is logged.
 	overflowLogged map[overflowKind]bool
+	killLog        *killLog
 	cp             checkpoint
 	saved          time.Time
 	pending        string // cursor read but not yet checkpointed
@@ -143,6 +144,7 @@ func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 		return err
 	}
 	r.outcomes = newOutcomeObserver(r.cfg.Outcome, r.logger)
+	r.killLog = &killLog{logger: r.logger}
 	r.emit = emitter{cfg: r.cfg, version: r.set.BuildInfo.Version, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
 		metadata.WithStartTime(pcommon.NewTimestampFromTime(cp.startTime())))}
 	r.asm = oomparse.NewAssembler(oomparse.Options{})
@@ -271,6 +273,7 @@ func (r *oomReceiver) run(ctx context.Context) {
 		if entries > 0 || err != nil {
 			continue
 		}
+		r.killLog.flush(time.Now())
 		select {
 		case <-refresh:
 			r.refreshMetrics(ctx, r.cfg.MetricsRefreshInterval/2)
@@ -418,10 +421,7 @@ func (r *oomReceiver) account(ctx context.Context, kills []killRecord) {
 		if !k.Attributed {
 			r.tb.OomkillReceiverUnattributedKills.Add(ctx, 1)
 		}
-		r.logger.Info("OOM kill", zap.Int64("pid", k.PID), zap.String("process", k.Comm),
-			zap.String("k8s.pod.uid", k.Cgroup.PodUID), zap.String("container.id", k.Cgroup.ContainerID),
-			zap.String("constraint", string(k.Constraint)), zap.Bool("attributed", k.Attributed),
-			zap.String("outcome", k.Outcome))
+		r.killLog.log(k, now)
 	}
 }
 
