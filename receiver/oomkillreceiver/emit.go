@@ -15,17 +15,6 @@ import (
 // EventName is the log record event name of a kill.
 const EventName = "oom_kill"
 
-// killRecord is a kill as read from the journal, ready to emit.
-type killRecord struct {
-	// ID is oom.kill.id (killid.go).
-	ID string
-	oomparse.Kill
-	// Host is the journal entry's _HOSTNAME.
-	Host string
-	// Outcome is oom.container.outcome (outcome.go).
-	Outcome string
-}
-
 // emitter turns kills and totals into pdata. A fresh payload is built for
 // every delivery attempt: a consumer may modify what it was given.
 type emitter struct {
@@ -125,7 +114,7 @@ func putStrIf(a pcommon.Map, key, v string) {
 
 // metrics builds the cumulative counter for the given series (grouped by
 // resource, as sortSeries leaves them), each with its own start time.
-func (e *emitter) metrics(series []*series, now time.Time) pmetric.Metrics {
+func (e *emitter) metrics(series []*counterSeries, now time.Time) pmetric.Metrics {
 	ts := pcommon.NewTimestampFromTime(now)
 	for i, s := range series {
 		constraint, ok := metadata.MapAttributeOomConstraint[s.Constraint]
@@ -150,7 +139,7 @@ func (e *emitter) metrics(series []*series, now time.Time) pmetric.Metrics {
 // overflow points into what the OpenTelemetry convention says: only
 // otel.metric.overflow=true. The generated builder knows neither; it emits
 // data points in the order they were recorded, one resource per group.
-func setSeriesDetails(md pmetric.Metrics, series []*series) {
+func setSeriesDetails(md pmetric.Metrics, series []*counterSeries) {
 	next := 0
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {

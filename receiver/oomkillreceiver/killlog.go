@@ -17,9 +17,13 @@ const killLogBurst = 10
 
 var killLogWindow = 10 * time.Second
 
-// killLog writes the per-kill Info line, bounded.
+// killLog writes what the receiver logs about kills: the per-kill Info
+// line, bounded, and the first kill into each kind of overflow series.
 type killLog struct {
 	logger *zap.Logger
+	series SeriesConfig
+	// overflowLogged: the first kill into each kind of overflow is logged.
+	overflowLogged map[overflowKind]bool
 	// start is when the current window began (zero: none open); logged
 	// and unlogged count its kills written and not written.
 	start    time.Time
@@ -63,4 +67,23 @@ func (l *killLog) dueAt() time.Time {
 		return time.Time{}
 	}
 	return l.start.Add(killLogWindow)
+}
+
+// overflow says once per kind of overflow that a cap was reached.
+func (l *killLog) overflow(kind overflowKind, k killRecord) {
+	if l.overflowLogged[kind] {
+		return
+	}
+	if l.overflowLogged == nil {
+		l.overflowLogged = map[overflowKind]bool{}
+	}
+	l.overflowLogged[kind] = true
+	if kind == containerOverflow {
+		l.logger.Warn("A container reached series.max_series_per_container: its further process names, constraints and outcomes are counted in its overflow series (otel.metric.overflow=true); logged once",
+			zap.String("k8s.pod.uid", k.Cgroup.PodUID), zap.String("container.id", k.Cgroup.ContainerID),
+			zap.String("cgroup", k.TaskMemcg), zap.Int("max_series_per_container", l.series.MaxSeriesPerContainer))
+		return
+	}
+	l.logger.Warn("series.max_series reached: kills of further series are counted in one overflow series without pod or container (otel.metric.overflow=true); totals stay exact. Raise series.max_series if this node needs more; logged once",
+		zap.Int("max_series", l.series.MaxSeries))
 }
