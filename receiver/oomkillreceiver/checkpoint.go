@@ -99,6 +99,15 @@ func (c *checkpointer) due(now time.Time, t *seriesTable) bool {
 	return (t.dirty() || !c.read.IsZero()) && now.Sub(c.attempted) >= progressEvery
 }
 
+// dueAt is when a commit that is not due now will be (zero: none waits).
+// Without storage there is nothing to save later.
+func (c *checkpointer) dueAt(t *seriesTable) time.Time {
+	if c.client == nil || (!t.dirty() && c.read.IsZero()) {
+		return time.Time{}
+	}
+	return c.attempted.Add(progressEvery)
+}
+
 // commit saves the position read with the series changed up to it.
 // Delivered data must be checkpointed even when Shutdown has begun, or the
 // next start would send it again: call it with a context not cancelled by

@@ -41,6 +41,9 @@ type oomReceiver struct {
 	delivery *delivery
 	cp       *checkpointer
 	killLog  *killLog
+	// refreshAt and sweepAt are when the metrics refresh and the series
+	// expiry are next due; zero: not scheduled (no series).
+	refreshAt, sweepAt time.Time
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -115,19 +118,10 @@ func (r *oomReceiver) Shutdown(ctx context.Context) error {
 // run follows the kernel log until Shutdown. Each round runs the stages:
 // read a batch of lines and assemble their kills, observe what became of
 // each victim's container, account the kills in their series, deliver,
-// checkpoint. Caught up, it runs the timers that are due and waits for the
-// log to grow.
+// checkpoint. Caught up, it sleeps until the log grows or a timer is due.
 func (r *oomReceiver) run(ctx context.Context) {
 	defer close(r.done)
 	defer func() { _ = r.follow.close() }()
-	var refresh <-chan time.Time
-	if r.cfg.MetricsRefreshInterval > 0 && r.metrics != nil {
-		t := time.NewTicker(r.cfg.MetricsRefreshInterval)
-		defer t.Stop()
-		refresh = t.C
-	}
-	sweep := time.NewTicker(expirySweepInterval(r.cfg.Series.Retention))
-	defer sweep.Stop()
 	// Counters restored from the checkpoint are exposed at once, not at
 	// the next kill or refresh.
 	r.delivery.refresh(ctx, r.series, 0)
@@ -153,20 +147,8 @@ func (r *oomReceiver) run(ctx context.Context) {
 		switch {
 		case err != nil:
 			sleep(ctx, time.Second) // the follower reported it
-			continue
-		case b.lines > 0:
-			continue
-		}
-		r.killLog.flush(time.Now())
-		select {
-		case <-refresh:
-			r.delivery.refresh(ctx, r.series, r.cfg.MetricsRefreshInterval/2)
-		case <-sweep.C:
-			r.expire(ctx)
-		default:
-		}
-		if err := r.follow.wait(ctx); err != nil {
-			sleep(ctx, time.Second) // the follower reported it
+		case b.lines == 0:
+			r.idle(ctx)
 		}
 	}
 }
@@ -187,10 +169,42 @@ func (r *oomReceiver) account(ctx context.Context, kills []killRecord) {
 	}
 }
 
-// expire retires series of gone containers past their retention.
-func (r *oomReceiver) expire(ctx context.Context) {
-	if n := r.series.expire(time.Now(), r.outcomes.alive); n > 0 {
-		r.tb.OomkillReceiverSeriesExpired.Add(ctx, int64(n))
-		r.logger.Debug("Series expired", zap.Int("expired", n), zap.Int("live", len(r.series.live)))
+// idle sleeps until the kernel log may have grown or a timer is due, then
+// runs the timers that are. Only timers some state needs are set: with no
+// series, no kill to sum up and nothing to checkpoint, the receiver sleeps
+// until the log changes or Shutdown.
+func (r *oomReceiver) idle(ctx context.Context) {
+	now := time.Now()
+	if r.series.liveCount() == 0 {
+		r.refreshAt, r.sweepAt = time.Time{}, time.Time{}
+	} else {
+		if r.refreshAt.IsZero() && r.metrics != nil && r.cfg.MetricsRefreshInterval > 0 {
+			r.refreshAt = now.Add(r.cfg.MetricsRefreshInterval)
+		}
+		if r.sweepAt.IsZero() {
+			r.sweepAt = now.Add(expirySweepInterval(r.cfg.Series.Retention))
+		}
 	}
+	waitCtx := ctx
+	if wake := earliest(r.refreshAt, r.sweepAt, r.cp.dueAt(r.series), r.killLog.dueAt()); !wake.IsZero() {
+		var cancel context.CancelFunc
+		waitCtx, cancel = context.WithDeadline(ctx, wake)
+		defer cancel()
+	}
+	if err := r.follow.wait(waitCtx); err != nil {
+		sleep(waitCtx, time.Second) // the follower reported it
+	}
+	now = time.Now()
+	if !r.refreshAt.IsZero() && !now.Before(r.refreshAt) {
+		r.refreshAt = time.Time{}
+		r.delivery.refresh(ctx, r.series, r.cfg.MetricsRefreshInterval/2)
+	}
+	if !r.sweepAt.IsZero() && !now.Before(r.sweepAt) {
+		r.sweepAt = time.Time{}
+		if n := r.series.expire(now, r.outcomes.alive); n > 0 {
+			r.tb.OomkillReceiverSeriesExpired.Add(ctx, int64(n))
+			r.logger.Debug("Series expired", zap.Int("expired", n), zap.Int("live", len(r.series.live)))
+		}
+	}
+	r.killLog.flush(now)
 }

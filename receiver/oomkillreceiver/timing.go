@@ -16,3 +16,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// earliest is the earliest of the times that are set (zero: none is).
+func earliest(times ...time.Time) time.Time {
+	var e time.Time
+	for _, t := range times {
+		if !t.IsZero() && (e.IsZero() || t.Before(e)) {
+			e = t
+		}
+	}
+	return e
+}

@@ -30,6 +30,9 @@ type Reader struct {
 	j    *sdjournal.Journal
 	loc  Location
 	opts Options
+	// watch wakes Wait when the journal's directories change; nil: Wait
+	// falls back to libsystemd's timed wait.
+	watch *watcher
 	// sinceOpen counts entries read through the current handle.
 	sinceOpen int
 	// gap is an entry that vanished while reopening; Next reports it.
@@ -45,7 +48,11 @@ func Open(loc Location, opts Options) (kernlog.Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{j: j, loc: loc, opts: opts}, nil
+	r := &Reader{j: j, loc: loc, opts: opts}
+	if r.watch, err = newWatcher(loc); err != nil {
+		opts.Logger.Warn("Cannot watch the journal directories for changes; checking for new entries every second instead", zap.Error(err))
+	}
+	return r, nil
 }
 
 // openHandle opens a libsystemd handle on loc, restricted to kernel
@@ -78,6 +85,10 @@ func openHandle(loc Location) (*sdjournal.Journal, error) {
 		j.Close()
 		return nil, err
 	}
+	// libsystemd learns of new and rotated files through inotify watches
+	// it sets up at its first wait; set them up now, so that files created
+	// while a catch-up reads are found. A failure shows again in Wait.
+	_ = j.Wait(0)
 	return j, nil
 }
 
@@ -129,7 +140,12 @@ func (r *Reader) reopen(at kernlog.Position) (found bool, err error) {
 }
 
 // Close releases the journal.
-func (r *Reader) Close() error { return r.j.Close() }
+func (r *Reader) Close() error {
+	if r.watch != nil {
+		_ = r.watch.close()
+	}
+	return r.j.Close()
+}
 
 // SeekHead positions before the oldest entry.
 func (r *Reader) SeekHead() error { return r.j.SeekHead() }
@@ -192,8 +208,8 @@ func (r *Reader) Next() (bool, error) {
 	return n > 0, err
 }
 
-// Wait blocks until the journal changes, ctx is done or a second passed.
-// Before sleeping it releases what a catch-up mapped (see release).
+// Wait blocks until the journal changes or ctx is done. Before sleeping it
+// releases what a catch-up mapped (see release).
 func (r *Reader) Wait(ctx context.Context) error {
 	if r.sinceOpen >= r.opts.ReopenIdleAfter {
 		r.release()
@@ -201,8 +217,23 @@ func (r *Reader) Wait(ctx context.Context) error {
 	if r.gap != nil {
 		return nil // Next reports it
 	}
-	// libsystemd's own wait, for at most a second so that ctx is noticed:
-	// go-systemd holds the journal's lock while it waits.
+	if r.watch == nil {
+		return r.waitTimed(ctx)
+	}
+	if err := r.watch.wait(ctx); err != nil {
+		return err
+	}
+	// Let libsystemd take in what changed (new and rotated files) from
+	// its own inotify watches, without waiting.
+	if st := r.j.Wait(0); st < 0 {
+		return fmt.Errorf("processing journal changes: %w", syscall.Errno(-st))
+	}
+	return nil
+}
+
+// waitTimed is Wait where the directories cannot be watched: libsystemd's
+// own wait, for at most a second so that ctx is noticed.
+func (r *Reader) waitTimed(ctx context.Context) error {
 	d := time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		d = min(d, time.Until(dl))

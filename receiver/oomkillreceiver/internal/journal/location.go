@@ -24,7 +24,8 @@ const (
 
 // Options tune a Reader.
 type Options struct {
-	// Logger gets the reader's own lines (reopening). Nil: none.
+	// Logger gets the reader's own lines (reopening, falling back to
+	// timed waits). Nil: none.
 	Logger *zap.Logger
 	// ReopenAfter and ReopenIdleAfter: zero means the defaults above.
 	ReopenAfter, ReopenIdleAfter int

@@ -52,7 +52,9 @@ type Source interface {
 
 	// Wait blocks until more lines may be readable or ctx is done, and
 	// then returns nil; it may also return early, for nothing (the caller
-	// finds no line and waits again). An error says waiting itself failed.
+	// finds no line and waits again). It must not wake up periodically
+	// on its own: an idle node's collector should cost nothing. An error
+	// says waiting itself failed.
 	Wait(ctx context.Context) error
 	// Close releases the source; no other method is called after it.
 	Close() error
