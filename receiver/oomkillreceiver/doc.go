@@ -12,9 +12,11 @@
 //	delivery.go    hands records and counters to the next consumers, retrying; the refresh
 //	checkpoint.go  the kernel log position and the series totals, in the storage extension
 //	killlog.go     the receiver's own log lines about kills, bounded
-//	emit.go        kills and series as pdata
+//	emit.go        kills and series as pdata (memory.go: the report's memory context)
+//	groupkill.go   oom.group.id and oom.group.size of memory.oom.group kills
 //	series.go      the bounded counter series
 //	kill.go        the kill record and its oom.kill.id
+//	telemetry.go   the receiver's own counters, exported from 0
 //
 // internal/kernlog is the seam between where kernel lines come from and
 // what is done with them; internal/journal implements it (the only cgo),

@@ -9,7 +9,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
-	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/oomparse"
 )
 
 // EventName is the log record event name of a kill.
@@ -98,17 +97,10 @@ func fillLogRecord(lr plog.LogRecord, k killRecord, observed time.Time) {
 		putOpt(a, "oom.invoker.score_adj", k.Invoker.OOMScoreAdj)
 	}
 	putStrIf(a, "oom.boot_id", k.BootID)
-}
-
-func putOpt(a pcommon.Map, key string, v oomparse.OptInt) {
-	if v.Valid {
-		a.PutInt(key, v.Value)
-	}
-}
-
-func putStrIf(a pcommon.Map, key, v string) {
-	if v != "" {
-		a.PutStr(key, v)
+	putMemoryContext(a, &k.Kill)
+	if k.GroupID != "" {
+		a.PutStr("oom.group.id", k.GroupID)
+		a.PutInt("oom.group.size", int64(k.GroupSize))
 	}
 }
 

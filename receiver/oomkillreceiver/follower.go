@@ -3,6 +3,8 @@ package oomkillreceiver
 import (
 	"context"
 	"errors"
+	"os"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -42,7 +44,8 @@ type follower struct {
 }
 
 func newFollower(src kernlog.Source, tb *metadata.TelemetryBuilder, logger *zap.Logger, st *status.Reporter) *follower {
-	return &follower{src: src, asm: oomparse.NewAssembler(oomparse.Options{}), tb: tb, logger: logger, status: st}
+	asm := oomparse.NewAssembler(oomparse.Options{PageSize: int64(os.Getpagesize())})
+	return &follower{src: src, asm: asm, tb: tb, logger: logger, status: st}
 }
 
 // batch is what one read found.
@@ -85,6 +88,7 @@ func (f *follower) seek(committed kernlog.Position, startAt string, series int) 
 func (f *follower) read(ctx context.Context) (batch, error) {
 	var b batch
 	var err error
+	var settleUntil time.Time // bounds the wait for a group kill's members
 	for b.lines < batchEntries && ctx.Err() == nil {
 		var ok bool
 		ok, err = f.src.Next()
@@ -92,17 +96,35 @@ func (f *follower) read(ctx context.Context) (batch, error) {
 			err = nil
 			continue
 		}
-		if err != nil || !ok {
+		if err != nil {
 			break
 		}
+		if !ok {
+			if !f.groupMayContinue(b.kills) {
+				break
+			}
+			if settleUntil.IsZero() {
+				settleUntil = time.Now().Add(groupSettle)
+			}
+			if !f.settle(ctx, settleUntil) {
+				break
+			}
+			continue
+		}
 		b.lines++
-		if k, kind, ferr := f.feed(); ferr != nil {
+		switch k, kind, ferr := f.feed(); {
+		case ferr != nil:
 			f.tb.OomkillReceiverReadErrors.Add(ctx, 1)
 			f.logger.Warn("Skipping unreadable kernel log line", zap.Error(ferr))
-		} else if kind == oomparse.LineKill {
+		case kind == oomparse.LineKill:
 			b.kills = append(b.kills, k)
+		case kind == oomparse.LineReport:
+			if g, open := f.asm.OpenGroup(); open {
+				markGroupLeader(b.kills, g, f.lastBoot)
+			}
 		}
 	}
+	countGroups(b.kills)
 	if b.lines > 0 {
 		f.tb.OomkillReceiverEntriesRead.Add(ctx, int64(b.lines))
 		b.end, _ = f.src.Position()
@@ -112,6 +134,28 @@ func (f *follower) read(ctx context.Context) (batch, error) {
 	}
 	f.status.Record(causeRead, err, "Reading the kernel log failed; retrying")
 	return b, err
+}
+
+// groupMayContinue: the batch ends on a member line of a group kill whose
+// burst may not be over; its members are delivered together so that
+// oom.group.size counts them all.
+func (f *follower) groupMayContinue(kills []killRecord) bool {
+	if len(kills) == 0 || !kills[len(kills)-1].GroupKill {
+		return false
+	}
+	_, open := f.asm.OpenGroup()
+	return open
+}
+
+// settle waits, until at most until, for more lines; false: time is up or
+// waiting failed.
+func (f *follower) settle(ctx context.Context, until time.Time) bool {
+	if time.Until(until) <= 0 {
+		return false
+	}
+	waitCtx, cancel := context.WithDeadline(ctx, until)
+	defer cancel()
+	return f.src.Wait(waitCtx) == nil
 }
 
 // gap counts and logs lines the source lost, if err says so.

@@ -19,6 +19,10 @@ type killRecord struct {
 	Host string
 	// Outcome is oom.container.outcome, set by the outcome observer.
 	Outcome string
+	// GroupID and GroupSize are oom.group.id and oom.group.size of a
+	// memory.oom.group kill (groupkill.go).
+	GroupID   string
+	GroupSize int
 }
 
 // Values of oom.container.outcome.

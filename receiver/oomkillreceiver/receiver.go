@@ -62,6 +62,7 @@ func newReceiver(cfg *Config, set receiver.Settings) (*oomReceiver, error) {
 // follower right after it and starts the loop.
 func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	r.status.SetHost(host)
+	exportCountersAtZero(ctx, r.tb)
 	src, err := r.open(r.cfg, r.logger)
 	if err != nil {
 		return err
