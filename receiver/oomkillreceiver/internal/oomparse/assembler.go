@@ -16,6 +16,10 @@
 // task table, or it comes before the first victim's repeat), since the
 // next OOM's victim line can follow at once when its report was
 // rate-limited.
+//
+// What a full report says about the memory that ran out (the cgroup's
+// counters and statistics, the task table's summary, a system OOM's free
+// memory) is read by memctx.go and carried by every kill of that report.
 package oomparse
 
 import (
@@ -86,17 +90,35 @@ type Kill struct {
 	Invoker     Invoker
 	// Cgroup is what TaskMemcg says about the pod and container.
 	Cgroup kubecgroup.Ref
+	// Memory is what the report printed about the memory that ran out
+	// (memctx.go); nil when it printed none (a rate-limited report). The
+	// kills of one report share it: read it, do not change it.
+	Memory *MemoryContext
+	// Group names the group kill a member belongs to (GroupKill).
+	Group GroupRef
 }
 
-// Outcome says what the assembler made of one message.
-type Outcome int
+// GroupRef identifies one memory.oom.group kill: the victim whose kill
+// started it, as its victim line was read. Every member of one group kill
+// carries the same leader.
+type GroupRef struct {
+	LeaderPID int64
+	// LeaderTime is the Message.Time of the leader's victim line.
+	LeaderTime time.Time
+	// Member numbers the members in the kernel's order, from 1; the
+	// leader's own kill (not a GroupKill) has none.
+	Member int
+}
+
+// LineKind says what the assembler made of one message.
+type LineKind int
 
 const (
-	OutcomeIgnored      Outcome = iota // not part of an OOM report
-	OutcomeReport                      // a report line that is not a kill
-	OutcomeKill                        // a killed process: Feed returned a Kill
-	OutcomeDuplicate                   // a victim already counted in this report
-	OutcomeUnrecognized                // looks OOM-related but was not understood
+	LineIgnored      LineKind = iota // not part of an OOM report
+	LineReport                       // a report line that is not a kill
+	LineKill                         // a killed process: Feed returned a Kill
+	LineDuplicate                    // a victim already counted in this report
+	LineUnrecognized                 // looks OOM-related but was not understood
 )
 
 // Stats are cumulative counts since the assembler was made.
@@ -133,6 +155,13 @@ type Options struct {
 	// GroupMaxGap is the most messages that are not report lines that may
 	// pass between two member lines of one group kill. Default 64.
 	GroupMaxGap int
+	// PageSize converts the pages of the task table and of Mem-Info to
+	// bytes: the page size of the machine whose kernel printed the report.
+	// Default 4096.
+	PageSize int64
+	// MaxTaskPIDs bounds the pids of the task table a Kill carries
+	// (MemoryContext.Tasks.PIDs). Default 256.
+	MaxTaskPIDs int
 }
 
 func (o *Options) setDefaults() {
@@ -154,6 +183,12 @@ func (o *Options) setDefaults() {
 	if o.GroupMaxGap <= 0 {
 		o.GroupMaxGap = 64
 	}
+	if o.PageSize <= 0 {
+		o.PageSize = 4096
+	}
+	if o.MaxTaskPIDs <= 0 {
+		o.MaxTaskPIDs = 256
+	}
 }
 
 // Assembler joins report lines into kills. It is not safe for concurrent
@@ -169,9 +204,12 @@ type Assembler struct {
 	// (0 when another report line came since): a "Tasks in …" line right
 	// after it makes it the victim of a group kill whose report the kernel
 	// rate-limited.
-	bare, prevBare int64
-	tableBuf       map[int64]struct{} // reused for each report's table
-	stats          Stats
+	bare, prevBare         int64
+	bareTime, prevBareTime time.Time
+	tableBuf               map[int64]struct{} // reused for each report's table
+	// block is the multi-line part of the report being read (memctx.go).
+	block block
+	stats Stats
 }
 
 // report is the state of one OOM report, up to its last victim line.
@@ -211,7 +249,13 @@ type report struct {
 
 	primaryDone bool
 	primaryPID  int64
+	primaryTime time.Time
+	groupTime   time.Time // the group leader's victim line's time
+	groupSeq    int       // members counted so far
 	victims     map[int64]struct{}
+
+	mem    memState
+	memOut *MemoryContext // what the report's kills carry, made at the first
 }
 
 // stage orders the lines of a report; a line of an earlier or equal stage
@@ -241,7 +285,7 @@ func NewAssembler(opts Options) *Assembler {
 // reading costly fields (the boot ID) of irrelevant messages: Feed ignores
 // those fields for them.
 func (a *Assembler) Relevant(text string) bool {
-	return len(text) > a.opts.MaxLineBytes || mayBeReportLine(text)
+	return a.block != blockNone || len(text) > a.opts.MaxLineBytes || mayBeReportLine(text) || strings.HasPrefix(text, memInfoHead)
 }
 
 // Skip counts a message Relevant said is irrelevant. Such a message only
@@ -252,12 +296,23 @@ func (a *Assembler) Skip() {
 	a.sinceReportLine++
 }
 
+// OpenGroup returns the memory.oom.group kill whose member lines may still
+// follow. The kernel names the group only after the leader's victim line,
+// so a caller gives the leader's Kill, returned before, this group.
+func (a *Assembler) OpenGroup() (GroupRef, bool) {
+	r := a.cur
+	if r == nil || r.groupMemcg == "" || r.groupClosed || a.sinceReportLine > a.opts.GroupMaxGap {
+		return GroupRef{}, false
+	}
+	return GroupRef{LeaderPID: r.groupVictim, LeaderTime: r.groupTime}, true
+}
+
 // Stats returns the counts so far.
 func (a *Assembler) Stats() Stats { return a.stats }
 
 // Feed reads one message. When it ends a killed process's report it returns
-// the Kill and OutcomeKill.
-func (a *Assembler) Feed(m Message) (Kill, Outcome) {
+// the Kill and LineKill.
+func (a *Assembler) Feed(m Message) (Kill, LineKind) {
 	a.stats.Messages++
 	if m.BootID != a.bootID {
 		// Nothing carries across boots.
@@ -268,35 +323,40 @@ func (a *Assembler) Feed(m Message) (Kill, Outcome) {
 	if len(t) > a.opts.MaxLineBytes {
 		if looksOOM(t[:a.opts.MaxLineBytes]) {
 			a.stats.Unrecognized++
-			return Kill{}, OutcomeUnrecognized
+			return Kill{}, LineUnrecognized
 		}
-		return Kill{}, OutcomeIgnored
+		return Kill{}, LineIgnored
 	}
 	a.expire(m.Time)
-	if !mayBeReportLine(t) {
+	if a.block != blockNone && a.blockLine(t, m.Time) {
+		a.prevBare, a.bare = a.bare, 0
+		return Kill{}, LineReport
+	}
+	if !mayBeReportLine(t) && t != memInfoHead {
 		a.sinceReportLine++
-		return Kill{}, OutcomeIgnored
+		return Kill{}, LineIgnored
 	}
 	a.prevBare, a.bare = a.bare, 0
+	a.prevBareTime = a.bareTime
 	k, out := a.classify(t, m)
 	switch out {
-	case OutcomeIgnored:
+	case LineIgnored:
 		a.bare = a.prevBare
 		a.sinceReportLine++
-	case OutcomeUnrecognized:
+	case LineUnrecognized:
 		a.stats.Unrecognized++
-	case OutcomeKill:
+	case LineKill:
 		a.stats.Kills++
 		if !k.Attributed {
 			a.stats.Unattributed++
 		}
-	case OutcomeDuplicate:
+	case LineDuplicate:
 		a.stats.Duplicates++
 	}
 	return k, out
 }
 
-func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
+func (a *Assembler) classify(t string, m Message) (Kill, LineKind) {
 	// Lines anchored at their start by the kernel come first. The others
 	// begin with a process name and are tried in turn: a name may quote
 	// another line's marker, so a failed parse falls through to the next.
@@ -308,31 +368,53 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 			r.constraint = constraintFromKernel(s.constraint)
 			r.nodemask, r.cpuset, r.memsAllowed = s.nodemask, s.cpuset, s.memsAllowed
 			r.oomMemcg, r.globalOOM = s.oomMemcg, s.globalOOM
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	case strings.HasPrefix(t, "Task in "):
 		if ti, ok := parseTaskIn(t); ok {
 			r := a.reportAt(stageContext, m.Time)
 			r.taskInMemcg, r.oomMemcg = ti.taskMemcg, ti.oomMemcg
 			r.constraint = ConstraintMemcg
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	case strings.HasPrefix(t, "Memory limit reached of cgroup "):
 		r := a.reportAt(stageContext, m.Time)
 		r.oomMemcg = t[len("Memory limit reached of cgroup "):]
 		r.constraint = ConstraintMemcg
-		return Kill{}, OutcomeReport
+		return Kill{}, LineReport
+	case strings.HasPrefix(t, "memory: usage "), strings.HasPrefix(t, "memory+swap: usage "):
+		if r := a.memReport(); r != nil && r.mem.counterLine(t) {
+			a.block = blockMemcg
+			a.touch(r.stage, m.Time)
+			return Kill{}, LineReport
+		}
+	case strings.HasPrefix(t, statsHead):
+		if r := a.memReport(); r != nil {
+			if opens, ok := r.mem.statsHeader(t); ok {
+				if opens {
+					a.block = blockStats
+				}
+				a.touch(r.stage, m.Time)
+				return Kill{}, LineReport
+			}
+		}
+	case t == memInfoHead:
+		if r := a.memReport(); r != nil {
+			a.block = blockMemInfo
+			a.touch(r.stage, m.Time)
+			return Kill{}, LineReport
+		}
 	case strings.HasPrefix(t, "Tasks in "):
 		if g, ok := parseGroup(t); ok {
 			a.group(g, m.Time)
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	case strings.HasPrefix(t, "["):
 		if out, ok := a.tableLine(t, m.Time); ok {
 			return Kill{}, out
 		}
 	case isEcho(t):
-		return Kill{}, OutcomeReport
+		return Kill{}, LineReport
 	case isNotAKill(t):
 		// Among group members, "OOM victim <pid> … is already exiting"
 		// stands for the first victim's repeat.
@@ -341,7 +423,7 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 				r.groupVictimRepeat = true
 			}
 		}
-		return Kill{}, OutcomeReport
+		return Kill{}, LineReport
 	}
 	if strings.Contains(t, victimMarker) {
 		if v, ok := parseVictim(t); ok {
@@ -356,7 +438,7 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 			r := a.reportAt(stageInvoker, m.Time)
 			r.invoker = Invoker{Valid: true, Comm: inv.comm, GFPMask: inv.gfpMask, Order: inv.order, OOMScoreAdj: inv.oomScoreAdj}
 			r.nodemask = inv.nodemask
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	}
 	if strings.HasSuffix(t, " or sacrifice child") {
@@ -366,7 +448,7 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 			if r.constraint == "" {
 				r.constraint = constraintFromPrefix(sel.prefix)
 			}
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	}
 	// The pre-5.0 cpuset line only means something right after an invoker.
@@ -374,18 +456,18 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 		if c, ok := parseCpuset(t); ok {
 			r := a.reportAt(stageCpuset, m.Time)
 			r.cpuset, r.memsAllowed = c.cpuset, c.memsAllowed
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	}
 	if looksOOM(t) {
-		return Kill{}, OutcomeUnrecognized
+		return Kill{}, LineUnrecognized
 	}
-	return Kill{}, OutcomeIgnored
+	return Kill{}, LineIgnored
 }
 
 // victim turns a victim line into a Kill, joined with the current report
 // only where the report provably explains it.
-func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome) {
+func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, LineKind) {
 	k := Kill{
 		Time: m.Time, BootID: m.BootID, Line: line,
 		PID: v.pid, Comm: v.comm, UID: v.uid,
@@ -395,9 +477,9 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 	}
 	r := a.cur
 	if r == nil {
-		a.bare = v.pid
+		a.bare, a.bareTime = v.pid, m.Time
 		k.Cgroup = kubecgroup.Parse("")
-		return k, OutcomeKill
+		return k, LineKill
 	}
 	if r.groupMemcg != "" && !r.groupClosed {
 		if _, seen := r.victims[v.pid]; seen {
@@ -405,18 +487,20 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 				r.groupVictimRepeat = true
 			}
 			a.touch(stageGroup, m.Time)
-			return Kill{}, OutcomeDuplicate
+			return Kill{}, LineDuplicate
 		}
 		if a.member(r, v.pid) {
 			// memory.oom.group: every member dies with the group.
 			k.TaskMemcg = r.groupMemcg
 			k.GroupKill = true
+			r.groupSeq++
+			k.Group = GroupRef{LeaderPID: r.groupVictim, LeaderTime: r.groupTime, Member: r.groupSeq}
 			a.join(&k, r)
 			a.recordVictim(r, v.pid)
 			a.touch(stageGroup, m.Time)
 			k.Attributed = true
 			k.Cgroup = kubecgroup.Parse(k.TaskMemcg)
-			return k, OutcomeKill
+			return k, LineKill
 		}
 		// Not one of the group: its burst is over, and this is the victim
 		// of a later OOM whose report the kernel rate-limited.
@@ -424,7 +508,7 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 	}
 	if _, seen := r.victims[v.pid]; seen {
 		a.touch(stageVictim, m.Time)
-		return Kill{}, OutcomeDuplicate
+		return Kill{}, LineDuplicate
 	}
 	switch {
 	case r.hasSummary && !r.primaryDone && r.summary.pid == v.pid:
@@ -452,16 +536,17 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 		// rate-limited this kill's report. Count it, attribute nothing.
 		a.recordVictim(r, v.pid)
 		a.touch(stageVictim, m.Time)
-		a.bare = v.pid
+		a.bare, a.bareTime = v.pid, m.Time
 		k.Cgroup = kubecgroup.Parse("")
-		return k, OutcomeKill
+		return k, LineKill
 	}
-	r.primaryDone, r.primaryPID = true, v.pid
+	r.primaryDone, r.primaryPID, r.primaryTime = true, v.pid, m.Time
+	a.block = blockNone
 	a.recordVictim(r, v.pid)
 	a.touch(stageVictim, m.Time)
 	k.Attributed = k.TaskMemcg != ""
 	k.Cgroup = kubecgroup.Parse(k.TaskMemcg)
-	return k, OutcomeKill
+	return k, LineKill
 }
 
 // member says whether a victim line after "Tasks in <g> are going to be
@@ -510,11 +595,15 @@ func (a *Assembler) group(g string, t time.Time) {
 		a.cur = r
 		r.primaryDone, r.fromBare = true, true
 		if a.prevBare != 0 {
-			r.groupVictim = a.prevBare
+			r.groupVictim, r.groupTime = a.prevBare, a.prevBareTime
 			a.recordVictim(r, a.prevBare)
 		}
 	} else {
-		r.groupVictim = r.primaryPID
+		r.groupVictim, r.groupTime = r.primaryPID, r.primaryTime
+	}
+	if r.groupVictim == 0 {
+		// No leader seen: the group's own line stands for the incident.
+		r.groupTime = t
 	}
 	r.groupMemcg = g
 	a.touch(stageGroup, t)
@@ -522,25 +611,34 @@ func (a *Assembler) group(g string, t time.Time) {
 
 // tableLine records the task table's header and rows ("[  pid  ]   uid
 // tgid …", "[   4242]     0  4242 …") in the report being printed.
-func (a *Assembler) tableLine(t string, tm time.Time) (Outcome, bool) {
+func (a *Assembler) tableLine(t string, tm time.Time) (LineKind, bool) {
 	if strings.HasPrefix(t, "[  pid  ]") || strings.HasPrefix(t, "[ pid ]") {
 		r := a.reportAt(stageTable, tm)
 		r.tableSeen = true
+		r.mem.tableHeader(t)
 		if a.tableBuf == nil {
 			a.tableBuf = make(map[int64]struct{})
 		}
 		clear(a.tableBuf)
 		r.table = a.tableBuf
-		return OutcomeReport, true
+		return LineReport, true
 	}
 	r := a.cur
 	if r == nil || r.stage != stageTable || !r.tableSeen {
 		return 0, false
 	}
-	pid, tgid, ok := parseTableRow(t)
+	var pid, tgid, rss int64
+	var name string
+	var ok bool
+	if r.mem.tableCols > 0 {
+		pid, tgid, rss, name, ok = parseTaskRow(t, r.mem.tableCols, r.mem.rssCol)
+	} else {
+		pid, tgid, ok = parseTableRow(t)
+	}
 	if !ok {
 		return 0, false
 	}
+	r.mem.taskRow(tgid, rss, name, a.opts.MaxTaskPIDs)
 	if len(r.table) >= a.opts.MaxTableRows {
 		r.tableOverflow = true
 	} else {
@@ -548,7 +646,7 @@ func (a *Assembler) tableLine(t string, tm time.Time) (Outcome, bool) {
 		r.table[tgid] = struct{}{}
 	}
 	a.touch(stageTable, tm)
-	return OutcomeReport, true
+	return LineReport, true
 }
 
 // join copies the report's context into k.
@@ -562,6 +660,51 @@ func (a *Assembler) join(k *Kill, r *report) {
 	k.OOMMemcg = r.oomMemcg
 	k.Cpuset, k.Nodemask, k.MemsAllowed = r.cpuset, r.nodemask, r.memsAllowed
 	k.Invoker = r.invoker
+	if r.memOut == nil && r.mem.printed() {
+		m := r.mem.finish(a.opts.PageSize)
+		r.memOut = &m
+	}
+	k.Memory = r.memOut
+}
+
+// memReport is the report a memory context line belongs to: one in
+// progress, before its task table. A line without one (the report's start
+// was lost) is not taken.
+func (a *Assembler) memReport() *report {
+	if r := a.cur; r != nil && !r.primaryDone && r.stage < stageTable {
+		return r
+	}
+	return nil
+}
+
+// blockLine reads a line of the block in progress; false hands it on to
+// the ordinary line parsers (and, but for Mem-Info's, ends the block).
+func (a *Assembler) blockLine(t string, tm time.Time) bool {
+	r := a.memReport()
+	if r == nil {
+		a.block = blockNone
+		return false
+	}
+	var ok bool
+	switch a.block {
+	case blockMemcg:
+		ok = r.mem.counterLine(t)
+	case blockStats:
+		ok = r.mem.statsLines(t)
+	case blockMemInfo:
+		// Mem-Info prints per-node and per-zone lines between the ones
+		// read here; the task table ends it.
+		if !r.mem.memInfoLines(t, a.opts.PageSize) {
+			return false
+		}
+		ok = true
+	}
+	if !ok {
+		a.block = blockNone
+		return false
+	}
+	a.touch(r.stage, tm)
+	return true
 }
 
 func (a *Assembler) recordVictim(r *report, pid int64) {
@@ -580,6 +723,9 @@ func (a *Assembler) reportAt(s stage, t time.Time) *report {
 		a.dropReport()
 		a.spare = report{}
 		a.cur = &a.spare
+	}
+	if s >= stageTable {
+		a.block = blockNone
 	}
 	a.touch(s, t)
 	return a.cur
@@ -615,6 +761,7 @@ func (a *Assembler) dropReport() {
 	}
 	a.cur = nil
 	a.sinceReportLine = 0
+	a.block = blockNone
 }
 
 func constraintFromKernel(c string) Constraint {
