@@ -22,6 +22,7 @@ import (
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kernellab"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubenode"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // pool is the v2 story's workload: a php-fpm-like master with two workers,
@@ -58,7 +59,7 @@ func TestNodeStoryCgroupV2(t *testing.T) {
 		t.Fatalf("kubectl: %v (test/k8sbin/build.sh node builds it)", err)
 	}
 	collectorArchive := buildImage(t)
-	out, err := exec.Command(repoPath(t, "test/image/node-images.sh")).Output()
+	out, err := exec.Command(testutil.RepoPath(t, "test/image/node-images.sh")).Output()
 	require.NoError(t, err, "test/image/node-images.sh")
 	archives := append(strings.Fields(string(out)), collectorArchive)
 	t.Cleanup(func() {
@@ -84,7 +85,7 @@ func TestNodeStoryCgroupV2(t *testing.T) {
 	gid, err := strconv.Atoi(strings.TrimSpace(n.GuestExec("stat -c %g /run/log/journal/*/system.journal")))
 	require.NoError(t, err)
 	example := t.TempDir()
-	require.NoError(t, os.CopyFS(example, os.DirFS(repoPath(t, "examples/kubernetes"))))
+	require.NoError(t, os.CopyFS(example, os.DirFS(testutil.RepoPath(t, "examples/kubernetes"))))
 	ds := filepath.Join(example, "03-daemonset.yaml")
 	b, err := os.ReadFile(ds)
 	require.NoError(t, err)

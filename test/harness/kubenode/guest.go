@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kernellab"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // The guest node's network: a tap device on Bridge (the host keeps
@@ -67,7 +68,7 @@ func RequireGuest(t testing.TB) {
 		}
 	}
 	if len(missing) > 0 {
-		skipOrFail(t, "the node in the kernel lab needs "+strings.Join(missing, ", ")+
+		testutil.SkipOrFail(t, "the node in the kernel lab needs "+strings.Join(missing, ", ")+
 			" (Debian: qemu-system-x86 containerd runc containernetworking-plugins iptables iproute2; .ci/run installs them)")
 	}
 }
@@ -98,7 +99,7 @@ func StartInGuest(t testing.TB, opts GuestOptions) *Node {
 	if opts.Timeout == 0 {
 		opts.Timeout = 40 * time.Minute
 	}
-	n := &Node{t: t, Bins: BinDir(t), token: "oomkill-node-" + randHex(8)}
+	n := &Node{t: t, Bins: BinDir(t), token: "oomkill-node-" + testutil.RandomHex(8)}
 	if err := Cleanup(t.Logf); err != nil {
 		t.Fatalf("leftovers of an earlier run: %v", err)
 	}
