@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 )
 
@@ -24,6 +25,33 @@ type Position struct {
 }
 
 func (p Position) String() string { return fmt.Sprintf("boot %s seq %d", p.BootID, p.Seq) }
+
+// cursorPrefix starts every cursor of this source; a journal cursor starts
+// with "s=", so the two never pass for each other.
+const cursorPrefix = "kmsg;b="
+
+// Cursor is p in the checkpoint's form: "kmsg;b=<boot ID>;s=<seq>".
+func (p Position) Cursor() string {
+	return cursorPrefix + p.BootID + ";s=" + strconv.FormatUint(p.Seq, 10)
+}
+
+// ParseCursor reads a Cursor; ok is false for anything else (e.g. a
+// journal cursor saved before the source was switched).
+func ParseCursor(c string) (p Position, ok bool) {
+	rest, ok := strings.CutPrefix(c, cursorPrefix)
+	if !ok {
+		return Position{}, false
+	}
+	boot, seq, ok := strings.Cut(rest, ";s=")
+	if !ok || len(boot) != 32 {
+		return Position{}, false
+	}
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if err != nil {
+		return Position{}, false
+	}
+	return Position{BootID: boot, Seq: n}, true
+}
 
 // ReadBootID reads the running kernel's boot ID (a random UUID chosen at
 // boot), the same value journald stores as _BOOT_ID.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,12 @@ const (
 	maxRecord     = 1 << 20
 )
 
+// Why records went missing, for the log.
+const (
+	wasAway    = "overwritten in the kernel's ring buffer before they were read (the collector was not reading); the kernel's OOM counters still count the kills among them"
+	fellBehind = "overwritten in the kernel's ring buffer before they were read (the reader fell behind); the kernel's OOM counters still count the kills among them"
+)
+
 // Options say what to open; zero values are the defaults.
 type Options struct {
 	// Device is the kernel's log device (DefaultDevice).
@@ -32,8 +39,9 @@ type Options struct {
 	BootIDFile string
 }
 
-// Reader follows the kernel's log records. It is not safe for concurrent
-// use, except that Close may be called while Wait blocks.
+// Reader follows the kernel's log records: a source of kernel lines. It is
+// not safe for concurrent use, except that Close may be called while Wait
+// blocks.
 type Reader struct {
 	dev  device
 	path string
@@ -41,20 +49,33 @@ type Reader struct {
 	buf  []byte
 
 	rec    Record
+	have   bool  // rec is a record read (Position has something to say)
 	recErr error // the current record could not be parsed
 
 	// next is the sequence number the next record should carry when
 	// haveNext; a larger one means records were overwritten before this
-	// reader got to them (lost).
+	// reader got to them.
 	next     uint64
 	haveNext bool
-	lost     uint64
+	// gapWhy says why records would be missing: while away (after
+	// SeekAfter) or by falling behind (while reading).
+	gapWhy string
+	// pending is a record read but held back while Next reports the gap
+	// before it.
+	pending *Record
+
 	// skipThrough: records up to this sequence number were read before
 	// (SeekAfter); skipping is on until a newer one arrives.
 	skipThrough uint64
 	skipping    bool
 	maxSkipped  uint64
 	sawSkipped  bool
+	// notAfter: after a position that is not this source's (a journal
+	// cursor), records the kernel printed up to this time are skipped.
+	notAfter time.Time
+
+	// bootWall is the boot's start by the wall clock (bootWallClock).
+	bootWall time.Time
 
 	// wake interrupts Wait: written by a cancelled context or by Close.
 	wake    int
@@ -98,7 +119,7 @@ func newReader(dev device, path, boot string) (*Reader, error) {
 		_ = dev.close()
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	return &Reader{dev: dev, path: path, boot: boot, buf: make([]byte, initialRecord), wake: wake}, nil
+	return &Reader{dev: dev, path: path, boot: boot, buf: make([]byte, initialRecord), wake: wake, bootWall: bootWallClock()}, nil
 }
 
 // openError explains why the device cannot be read and what fixes it.
@@ -107,11 +128,11 @@ func openError(path string, err error) error {
 	case errors.Is(err, unix.ENOENT):
 		return fmt.Errorf("cannot open %s: %w; in a container, mount the node's /dev/kmsg (hostPath, type CharDevice)", path, err)
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		restrict := "kernel.dmesg_restrict is 1 on this node"
-		if b, rerr := os.ReadFile("/proc/sys/kernel/dmesg_restrict"); rerr != nil || strings.TrimSpace(string(b)) != "1" {
-			restrict = "where kernel.dmesg_restrict=1"
+		restrict := "where kernel.dmesg_restrict=1"
+		if b, rerr := os.ReadFile("/proc/sys/kernel/dmesg_restrict"); rerr == nil && strings.TrimSpace(string(b)) == "1" {
+			restrict = "kernel.dmesg_restrict is 1 on this node"
 		}
-		return fmt.Errorf("cannot open %s: %w; reading the kernel log needs CAP_SYSLOG (%s) or root, and in a container the device must be allowed by its device cgroup as well as mounted", path, err, restrict)
+		return fmt.Errorf("cannot open %s: %w; reading the kernel log needs CAP_SYSLOG (%s) or root, and in a container the device must also be allowed by the container's device cgroup, which a hostPath mount alone does not do", path, err, restrict)
 	}
 	return fmt.Errorf("cannot open %s: %w", path, err)
 }
@@ -122,46 +143,67 @@ func (r *Reader) BootID() string { return r.boot }
 
 // SeekHead positions before the oldest record the kernel still holds.
 func (r *Reader) SeekHead() error {
-	r.haveNext, r.skipping = false, false
+	r.reset()
 	return r.seek(unix.SEEK_SET)
 }
 
 // SeekEnd positions after the newest record, so that Next returns only
-// records printed from now on. It reads through the records held (the
-// ring buffer, a few hundred KiB) to learn the newest sequence number, so
-// that records lost later are counted exactly.
-func (r *Reader) SeekEnd() error {
+// records printed from now on, and returns that record's position. It
+// reads through the records held (the ring buffer, a few hundred KiB) to
+// learn the newest sequence number, so that records lost later are counted
+// exactly.
+func (r *Reader) SeekEnd() (SeamPosition, error) {
 	if err := r.SeekHead(); err != nil {
-		return err
+		return SeamPosition{}, err
 	}
 	for {
 		n, err := r.readRaw()
-		if err != nil || n == 0 {
-			return err
+		if err != nil {
+			return SeamPosition{}, err
+		}
+		if n == 0 {
+			if !r.have {
+				return SeamPosition{}, nil
+			}
+			return r.Position()
 		}
 		if rec, perr := Parse(r.buf[:n]); perr == nil {
-			r.next, r.haveNext = rec.Seq+1, true
+			r.rec, r.have = rec, true
+			r.next, r.haveNext, r.gapWhy = rec.Seq+1, true, fellBehind
 		}
 	}
 }
 
-// SeekAfter positions right after p. When p is of this boot, records up to
-// p.Seq are skipped and a first record beyond p.Seq+1 counts the ones in
-// between as lost (Lost). When p is of another boot, reading starts at the
-// oldest record held, and the records of this boot already overwritten
-// count as lost. sameBoot tells which.
-func (r *Reader) SeekAfter(p Position) (sameBoot bool, err error) {
-	if err := r.seek(unix.SEEK_SET); err != nil {
+// SeekAfter positions right after the line at p.
+//   - p of this boot: found; records up to it are skipped, and if the
+//     kernel overwrote records after it meanwhile, Next reports them as a
+//     Gap with their number.
+//   - p of an earlier boot: not found (gone with that boot); reading starts
+//     at the oldest record of this boot.
+//   - p not this source's (a journal cursor, the source was switched): not
+//     found; reading starts at the first record the kernel printed after
+//     p.Time, to within the journal's delay in storing lines.
+func (r *Reader) SeekAfter(p SeamPosition) (found bool, err error) {
+	if err := r.SeekHead(); err != nil {
 		return false, err
 	}
-	r.sawSkipped, r.maxSkipped = false, 0
-	if p.BootID != r.boot {
-		r.next, r.haveNext, r.skipping = 0, true, false
+	pos, ours := ParseCursor(p.Cursor)
+	switch {
+	case !ours:
+		r.notAfter = p.Time
+		return false, nil
+	case pos.BootID != r.boot:
 		return false, nil
 	}
-	r.next, r.haveNext = p.Seq+1, true
-	r.skipThrough, r.skipping = p.Seq, true
+	r.next, r.haveNext, r.gapWhy = pos.Seq+1, true, wasAway
+	r.skipThrough, r.skipping = pos.Seq, true
 	return true, nil
+}
+
+func (r *Reader) reset() {
+	r.have, r.recErr, r.pending = false, nil, nil
+	r.haveNext, r.skipping, r.sawSkipped, r.maxSkipped = false, false, false, 0
+	r.notAfter = time.Time{}
 }
 
 func (r *Reader) seek(whence int) error {
@@ -171,45 +213,73 @@ func (r *Reader) seek(whence int) error {
 	return nil
 }
 
-// Next moves to the next record; false means there is none yet. A record
-// that cannot be parsed is still a record: Next returns true and Message
-// the error.
+// Next moves to the next record; false with no error means there is none
+// yet. A *Gap error says records were overwritten, unread, before the next
+// one: the next call returns that one. A record that cannot be parsed is
+// still a record: Next returns true and Text the error.
 func (r *Reader) Next() (bool, error) {
+	if r.pending != nil {
+		r.rec, r.have, r.recErr, r.pending = *r.pending, true, nil, nil
+		return true, nil
+	}
 	for {
 		n, err := r.readRaw()
-		if err != nil || n == 0 {
-			if err == nil && r.skipping && r.sawSkipped && r.maxSkipped < r.skipThrough {
-				// Every record held is older than the position: it
-				// cannot be this boot's. Read them all again rather
-				// than lose them.
-				ahead := r.skipThrough
-				r.skipping, r.haveNext = false, false
-				if err := r.seek(unix.SEEK_SET); err != nil {
-					return false, err
-				}
-				return false, fmt.Errorf("%w: seq %d, newest %d; reading again from the oldest record held", ErrPositionAhead, ahead, r.maxSkipped)
-			}
+		if err != nil {
 			return false, err
+		}
+		if n == 0 {
+			return false, r.checkAhead()
 		}
 		rec, perr := Parse(r.buf[:n])
 		if perr != nil {
 			r.recErr = perr // the position stays at the last good record
 			return true, nil
 		}
-		if r.skipping {
-			if rec.Seq <= r.skipThrough {
-				r.sawSkipped, r.maxSkipped = true, max(r.maxSkipped, rec.Seq)
-				continue
-			}
-			r.skipping = false
+		if r.skip(&rec) {
+			continue
 		}
 		if r.haveNext && rec.Seq > r.next {
-			r.lost += rec.Seq - r.next
+			lost := rec.Seq - r.next
+			r.next, r.pending = rec.Seq+1, &rec
+			return false, &Gap{Lost: int64(lost), Why: r.gapWhy} //nolint:gosec // G115: a count of records fits
 		}
-		r.next, r.haveNext = rec.Seq+1, true
-		r.rec, r.recErr = rec, nil
+		r.next, r.haveNext, r.gapWhy = rec.Seq+1, true, fellBehind
+		r.rec, r.have, r.recErr = rec, true, nil
 		return true, nil
 	}
+}
+
+// skip tells whether rec was read before (SeekAfter).
+func (r *Reader) skip(rec *Record) bool {
+	if !r.notAfter.IsZero() {
+		if !r.wallTime(rec.Usec).After(r.notAfter) {
+			return true
+		}
+		r.notAfter = time.Time{}
+	}
+	if !r.skipping {
+		return false
+	}
+	if rec.Seq <= r.skipThrough {
+		r.sawSkipped, r.maxSkipped = true, max(r.maxSkipped, rec.Seq)
+		return true
+	}
+	r.skipping = false
+	return false
+}
+
+// checkAhead, at the end of the records held while still skipping: when
+// every one was older than the position sought, the position cannot be
+// this boot's. Read them all again rather than lose them.
+func (r *Reader) checkAhead() error {
+	if !r.skipping || !r.sawSkipped || r.maxSkipped >= r.skipThrough {
+		return nil
+	}
+	ahead, newest := r.skipThrough, r.maxSkipped
+	if err := r.SeekHead(); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: seq %d, newest %d; reading again from the oldest record held", ErrPositionAhead, ahead, newest)
 }
 
 // readRaw reads one record into r.buf; 0 with no error means none is
@@ -235,49 +305,63 @@ func (r *Reader) readRaw() (int, error) {
 	}
 }
 
-// Lost returns how many records were overwritten in the ring buffer,
-// unread, since the last call: the kernel keeps a fixed amount of log
-// (often 128 KiB to a few MiB) and a reader that falls behind, or stays
-// away, loses the oldest.
-func (r *Reader) Lost() uint64 {
-	n := r.lost
-	r.lost = 0
-	return n
-}
-
-// Message is the current record's text, unescaped.
-func (r *Reader) Message() (string, error) {
+// Text is the current record's message, unescaped.
+func (r *Reader) Text() (string, error) {
 	if r.recErr != nil {
 		return "", r.recErr
 	}
 	return r.rec.Message, nil
 }
 
-// FromKernel tells whether the kernel printed the current record; lines
-// processes write into /dev/kmsg are not the kernel's.
-func (r *Reader) FromKernel() bool { return r.recErr == nil && r.rec.FromKernel() }
+// Origin says who printed the current record: the kernel (facility 0) or a
+// process that wrote it into /dev/kmsg (any other facility; the kernel
+// never lets a process write facility 0). Stored is the kernel's time:
+// the device stores nothing else.
+func (r *Reader) Origin() Origin {
+	o := Origin{Kernel: r.recErr == nil && r.rec.FromKernel(), BootID: r.boot, Stored: r.wallTime(r.rec.Usec)}
+	if !o.Kernel {
+		o.Writer = "a process, syslog facility " + strconv.FormatUint(uint64(r.rec.Facility), 10)
+	}
+	return o
+}
+
+// Stamp is when the kernel printed the current record. The device names
+// no host: Host stays empty (k8s.node.name comes from the configuration;
+// the node's hostname is not the collector's inside a pod).
+func (r *Reader) Stamp() Stamp {
+	return Stamp{Time: r.wallTime(r.rec.Usec), MonotonicUsec: r.rec.Usec}
+}
+
+// wallTime turns the kernel's µs since boot into wall-clock time: the
+// boot's wall-clock start plus the µs, the same correction the journal
+// reader applies to journald's entries.
+func (r *Reader) wallTime(usec uint64) time.Time {
+	return r.bootWall.Add(time.Duration(usec) * time.Microsecond) //nolint:gosec // G115: µs since boot fit
+}
+
+// bootWallClock is when the machine booted by the wall clock: now minus
+// CLOCK_MONOTONIC. Taken at open and before every wait, so a stepped
+// clock is followed.
+func bootWallClock() time.Time {
+	var mono unix.Timespec
+	now := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
+		return now
+	}
+	return now.Add(-time.Duration(mono.Nano())).Round(time.Microsecond)
+}
+
+// Position is where the current record is: this boot and its sequence
+// number, and the kernel's time of it.
+func (r *Reader) Position() (SeamPosition, error) {
+	if !r.have {
+		return SeamPosition{}, errors.New("no record read yet")
+	}
+	return SeamPosition{Cursor: Position{BootID: r.boot, Seq: r.rec.Seq}.Cursor(), Time: r.wallTime(r.rec.Usec)}, nil
+}
 
 // Record is the current record.
 func (r *Reader) Record() Record { return r.rec }
-
-// KernelMonotonicUsec is the kernel's timestamp of the current record, in
-// µs since boot: journald's _SOURCE_MONOTONIC_TIMESTAMP for the same line.
-func (r *Reader) KernelMonotonicUsec() uint64 { return r.rec.Usec }
-
-// KernelTime is the current record's timestamp as wall-clock time: the
-// boot's wall-clock start (now minus CLOCK_MONOTONIC) plus the record's µs,
-// the same correction the journal reader applies to journald's entries.
-func (r *Reader) KernelTime() time.Time {
-	var mono unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
-		return time.Now()
-	}
-	boot := time.Now().Add(-time.Duration(mono.Nano()))
-	return boot.Add(time.Duration(r.rec.Usec) * time.Microsecond)
-}
-
-// Position is where the reader is: this boot and the current record.
-func (r *Reader) Position() Position { return Position{BootID: r.boot, Seq: r.rec.Seq} }
 
 // Wait blocks until a record can be read or ctx is done, with poll(2) on the
 // device and on an eventfd that a cancelled ctx (or Close) writes: no
@@ -295,6 +379,7 @@ func (r *Reader) Wait(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	r.bootWall = bootWallClock()
 	stop := context.AfterFunc(ctx, r.interrupt)
 	defer stop()
 	fds := []unix.PollFd{{Fd: int32(r.dev.fd()), Events: unix.POLLIN}, {Fd: int32(r.wake), Events: unix.POLLIN}} //nolint:gosec // G115: fds fit in int32

@@ -4,6 +4,7 @@ package kmsg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -150,17 +151,26 @@ func ringReader(t *testing.T, d *ringDevice) *Reader {
 }
 
 // readAll reads records until none is left, returning their sequence
-// numbers and the records lost before each.
-func readAll(t *testing.T, r *Reader) (seqs, lost []uint64) {
+// numbers and how many records were reported lost (Gap) before each.
+func readAll(t *testing.T, r *Reader) (seqs []uint64, lost []int64) {
 	t.Helper()
+	var gap int64
 	for {
 		ok, err := r.Next()
+		var g *Gap
+		if errors.As(err, &g) {
+			require.Positive(t, g.Lost)
+			gap += g.Lost
+			continue
+		}
 		require.NoError(t, err)
 		if !ok {
+			require.Zero(t, gap, "a gap is followed by the record after it")
 			return seqs, lost
 		}
-		seqs = append(seqs, r.Position().Seq)
-		lost = append(lost, r.Lost())
+		seqs = append(seqs, r.Record().Seq)
+		lost = append(lost, gap)
+		gap = 0
 	}
 }
 
@@ -172,41 +182,71 @@ func seqRange(from, to uint64) []uint64 {
 	return out
 }
 
+func cursor(seq uint64) SeamPosition {
+	return SeamPosition{Cursor: Position{BootID: testBoot, Seq: seq}.Cursor()}
+}
+
 func TestReaderReadsInOrder(t *testing.T) {
 	d := newRingDevice(t, 0, 3)
 	d.addRaw(record(3, 1, "Memory cgroup out of memory: Killed process 1 (forged)"))
 	d.add(`Killed\x0amulti`)
 	r := ringReader(t, d)
 	require.NoError(t, r.SeekHead())
+	_, err := r.Position()
+	require.Error(t, err, "no record read yet")
 	var msgs []string
-	var kernel []bool
+	var origins []Origin
 	for {
 		ok, err := r.Next()
 		require.NoError(t, err)
 		if !ok {
 			break
 		}
-		m, err := r.Message()
+		m, err := r.Text()
 		require.NoError(t, err)
 		msgs = append(msgs, m)
-		kernel = append(kernel, r.FromKernel())
-		assert.Equal(t, Position{BootID: testBoot, Seq: uint64(len(msgs) - 1)}, r.Position())
-		assert.Equal(t, 1000*r.Position().Seq, r.KernelMonotonicUsec())
+		o := r.Origin()
+		o.Stored = time.Time{}
+		origins = append(origins, o)
+		seq := uint64(len(msgs) - 1)
+		p, err := r.Position()
+		require.NoError(t, err)
+		assert.Equal(t, cursor(seq).Cursor, p.Cursor)
+		assert.Equal(t, 1000*seq, r.Stamp().MonotonicUsec)
+		assert.Empty(t, r.Stamp().Host, "the device names no host")
+		assert.WithinDuration(t, r.Stamp().Time, p.Time, time.Millisecond)
 	}
 	assert.Equal(t, []string{"line 0", "line 1", "line 2", "Memory cgroup out of memory: Killed process 1 (forged)", "Killed\nmulti"}, msgs)
-	assert.Equal(t, []bool{true, true, true, false, true}, kernel)
-	assert.Zero(t, r.Lost())
+	kernel := Origin{Kernel: true, BootID: testBoot}
+	forged := Origin{Writer: "a process, syslog facility 1", BootID: testBoot}
+	assert.Equal(t, []Origin{kernel, kernel, kernel, forged, kernel}, origins)
+}
+
+// The kernel's µs since boot become wall-clock time as the journal reader
+// makes them: boot time plus the µs.
+func TestReaderKernelTime(t *testing.T) {
+	d := newRingDevice(t, 0, 0)
+	var mono unix.Timespec
+	require.NoError(t, unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono))
+	nowUsec := uint64(mono.Nano() / 1000) //nolint:gosec // G115: positive
+	d.addRaw(fmt.Sprintf("6,0,%d,-;printed a second ago\n", nowUsec-1_000_000))
+	r := ringReader(t, d)
+	require.NoError(t, r.SeekHead())
+	ok, err := r.Next()
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.WithinDuration(t, time.Now().Add(-time.Second), r.Stamp().Time, 50*time.Millisecond)
 }
 
 func TestReaderResumesAfterPosition(t *testing.T) {
 	d := newRingDevice(t, 10, 11) // 10..20
 	r := ringReader(t, d)
-	same, err := r.SeekAfter(Position{BootID: testBoot, Seq: 15})
+	found, err := r.SeekAfter(cursor(15))
 	require.NoError(t, err)
-	assert.True(t, same)
+	assert.True(t, found)
 	seqs, lost := readAll(t, r)
 	assert.Equal(t, seqRange(16, 20), seqs)
-	assert.Equal(t, make([]uint64, 5), lost)
+	assert.Equal(t, make([]int64, 5), lost)
 }
 
 // Nothing printed since the checkpoint: nothing to read, nothing lost, and
@@ -214,14 +254,14 @@ func TestReaderResumesAfterPosition(t *testing.T) {
 func TestReaderResumesAtNewest(t *testing.T) {
 	d := newRingDevice(t, 10, 11)
 	r := ringReader(t, d)
-	_, err := r.SeekAfter(Position{BootID: testBoot, Seq: 20})
+	_, err := r.SeekAfter(cursor(20))
 	require.NoError(t, err)
 	seqs, _ := readAll(t, r)
 	assert.Empty(t, seqs)
 	d.add("new")
 	seqs, lost := readAll(t, r)
 	assert.Equal(t, []uint64{21}, seqs)
-	assert.Equal(t, []uint64{0}, lost)
+	assert.Equal(t, []int64{0}, lost)
 }
 
 // The ring buffer overwrote records after the checkpoint while the reader
@@ -229,25 +269,44 @@ func TestReaderResumesAtNewest(t *testing.T) {
 func TestReaderCountsRecordsLostSinceCheckpoint(t *testing.T) {
 	d := newRingDevice(t, 30, 11) // 30..40
 	r := ringReader(t, d)
-	_, err := r.SeekAfter(Position{BootID: testBoot, Seq: 15})
+	found, err := r.SeekAfter(cursor(15))
 	require.NoError(t, err)
+	assert.True(t, found, "the position is this boot's; the loss is the Gap's")
+	ok, err := r.Next()
+	assert.False(t, ok)
+	var g *Gap
+	require.ErrorAs(t, err, &g)
+	assert.Equal(t, int64(14), g.Lost, "16..29 were overwritten")
+	assert.Contains(t, g.Error(), "14 kernel log lines lost: overwritten in the kernel's ring buffer before they were read (the collector was not reading)")
 	seqs, lost := readAll(t, r)
 	assert.Equal(t, seqRange(30, 40), seqs)
-	assert.Equal(t, uint64(14), lost[0], "16..29 were overwritten")
-	assert.Equal(t, make([]uint64, 10), lost[1:])
+	assert.Equal(t, make([]int64, 11), lost)
 }
 
-// A checkpoint of an earlier boot: this boot's records are read from the
-// oldest held, and those already overwritten (0..4) count as lost.
+// A checkpoint of an earlier boot is gone with that boot: this boot's
+// records are read from the oldest held.
 func TestReaderNewBootStartsAtOldest(t *testing.T) {
 	d := newRingDevice(t, 5, 5)
 	r := ringReader(t, d)
-	same, err := r.SeekAfter(Position{BootID: strings.Repeat("f", 32), Seq: 1000})
+	found, err := r.SeekAfter(SeamPosition{Cursor: Position{BootID: strings.Repeat("f", 32), Seq: 1000}.Cursor()})
 	require.NoError(t, err)
-	assert.False(t, same)
+	assert.False(t, found)
 	seqs, lost := readAll(t, r)
 	assert.Equal(t, seqRange(5, 9), seqs)
-	assert.Equal(t, []uint64{5, 0, 0, 0, 0}, lost)
+	assert.Equal(t, make([]int64, 5), lost)
+}
+
+// A position that is not this source's (the journal's cursor, saved before
+// the source was switched): reading starts after its time.
+func TestReaderResumesAfterAnotherSourcesTime(t *testing.T) {
+	d := newRingDevice(t, 0, 10) // printed at 0, 1, ..., 9 ms after boot
+	r := ringReader(t, d)
+	found, err := r.SeekAfter(SeamPosition{Cursor: "s=abc;i=1f;b=00;m=1;t=2;x=3", Time: r.wallTime(5500)})
+	require.NoError(t, err)
+	assert.False(t, found)
+	seqs, lost := readAll(t, r)
+	assert.Equal(t, seqRange(6, 9), seqs)
+	assert.Equal(t, make([]int64, 4), lost)
 }
 
 // EPIPE while reading: the ring buffer overran the reader. The read after
@@ -263,10 +322,15 @@ func TestReaderOverrunWhileReading(t *testing.T) {
 	}
 	d.add("5", "6", "7", "8", "9", "10", "11", "12")
 	d.overwrite(8) // 0..7 gone; the reader's next (3) among them
+	ok, err := r.Next()
+	assert.False(t, ok)
+	var g *Gap
+	require.ErrorAs(t, err, &g)
+	assert.Equal(t, int64(5), g.Lost, "3..7 lost")
+	assert.Contains(t, g.Why, "the reader fell behind")
 	seqs, lost := readAll(t, r)
 	assert.Equal(t, seqRange(8, 12), seqs)
-	assert.Equal(t, []uint64{5, 0, 0, 0, 0}, lost, "3..7 lost")
-	assert.Zero(t, r.Lost(), "Lost resets")
+	assert.Equal(t, make([]int64, 5), lost)
 }
 
 // SeekEnd knows the newest sequence number, so an overrun before the first
@@ -274,14 +338,21 @@ func TestReaderOverrunWhileReading(t *testing.T) {
 func TestReaderSeekEndThenOverrun(t *testing.T) {
 	d := newRingDevice(t, 100, 5) // 100..104
 	r := ringReader(t, d)
-	require.NoError(t, r.SeekEnd())
+	newest, err := r.SeekEnd()
+	require.NoError(t, err)
+	assert.Equal(t, cursor(104).Cursor, newest.Cursor)
 	seqs, _ := readAll(t, r)
 	assert.Empty(t, seqs, "only records printed from now on")
 	d.add("105", "106", "107", "108")
 	d.overwrite(7) // 100..106 gone
 	seqs, lost := readAll(t, r)
 	assert.Equal(t, []uint64{107, 108}, seqs)
-	assert.Equal(t, []uint64{2, 0}, lost, "105 and 106 lost")
+	assert.Equal(t, []int64{2, 0}, lost, "105 and 106 lost")
+
+	empty := ringReader(t, newRingDevice(t, 0, 0))
+	newest, err = empty.SeekEnd()
+	require.NoError(t, err)
+	assert.True(t, newest.IsZero())
 }
 
 // A position beyond everything this boot holds cannot be this boot's: the
@@ -289,7 +360,7 @@ func TestReaderSeekEndThenOverrun(t *testing.T) {
 func TestReaderPositionAhead(t *testing.T) {
 	d := newRingDevice(t, 0, 5)
 	r := ringReader(t, d)
-	_, err := r.SeekAfter(Position{BootID: testBoot, Seq: 1 << 40})
+	_, err := r.SeekAfter(cursor(1 << 40))
 	require.NoError(t, err)
 	_, err = r.Next()
 	require.ErrorIs(t, err, ErrPositionAhead)
@@ -298,7 +369,7 @@ func TestReaderPositionAhead(t *testing.T) {
 	assert.Equal(t, seqRange(0, 4), seqs)
 }
 
-// A record that does not parse is reported by Message; the reader goes on.
+// A record that does not parse is reported by Text; the reader goes on.
 func TestReaderMalformedRecord(t *testing.T) {
 	d := newRingDevice(t, 0, 1)
 	d.addRaw("garbage without header\n", record(2, 0, "after"))
@@ -310,17 +381,15 @@ func TestReaderMalformedRecord(t *testing.T) {
 	ok, err = r.Next()
 	require.True(t, ok)
 	require.NoError(t, err)
-	_, err = r.Message()
+	_, err = r.Text()
 	require.ErrorIs(t, err, ErrMalformed)
-	assert.False(t, r.FromKernel())
-	assert.Equal(t, uint64(0), r.Position().Seq, "the position stays at the last good record")
-	ok, err = r.Next()
-	require.True(t, ok)
+	assert.False(t, r.Origin().Kernel)
+	p, err := r.Position()
 	require.NoError(t, err)
-	m, err := r.Message()
-	require.NoError(t, err)
-	assert.Equal(t, "after", m)
-	assert.Equal(t, uint64(1), r.Lost(), "seq 1, the malformed one, counts as not read")
+	assert.Equal(t, cursor(0).Cursor, p.Cursor, "the position stays at the last good record")
+	seqs, lost := readAll(t, r)
+	assert.Equal(t, []uint64{2}, seqs)
+	assert.Equal(t, []int64{1}, lost, "seq 1, the malformed one, counts as not read")
 }
 
 // A record larger than the buffer (EINVAL) grows it.
@@ -333,8 +402,20 @@ func TestReaderGrowsBuffer(t *testing.T) {
 	ok, err := r.Next()
 	require.NoError(t, err)
 	require.True(t, ok)
-	m, _ := r.Message()
+	m, _ := r.Text()
 	assert.Equal(t, big, m)
+}
+
+func TestCursor(t *testing.T) {
+	p := Position{BootID: testBoot, Seq: 2908}
+	assert.Equal(t, "kmsg;b="+testBoot+";s=2908", p.Cursor())
+	got, ok := ParseCursor(p.Cursor())
+	assert.True(t, ok)
+	assert.Equal(t, p, got)
+	for _, c := range []string{"", "s=abc;i=1;b=" + testBoot, "kmsg;b=short;s=1", "kmsg;b=" + testBoot + ";s=-1", "kmsg;b=" + testBoot} {
+		_, ok := ParseCursor(c)
+		assert.False(t, ok, "%q", c)
+	}
 }
 
 func TestWaitWakesForRecord(t *testing.T) {

@@ -5,10 +5,7 @@
 
 package kmsg
 
-import (
-	"context"
-	"time"
-)
+import "context"
 
 // Options say what to open.
 type Options struct {
@@ -31,34 +28,28 @@ func (*Reader) BootID() string { return "" }
 func (*Reader) SeekHead() error { return ErrUnsupported }
 
 // SeekEnd returns ErrUnsupported.
-func (*Reader) SeekEnd() error { return ErrUnsupported }
+func (*Reader) SeekEnd() (SeamPosition, error) { return SeamPosition{}, ErrUnsupported }
 
 // SeekAfter returns ErrUnsupported.
-func (*Reader) SeekAfter(Position) (bool, error) { return false, ErrUnsupported }
+func (*Reader) SeekAfter(SeamPosition) (bool, error) { return false, ErrUnsupported }
 
 // Next returns ErrUnsupported.
 func (*Reader) Next() (bool, error) { return false, ErrUnsupported }
 
-// Lost returns 0.
-func (*Reader) Lost() uint64 { return 0 }
+// Text returns ErrUnsupported.
+func (*Reader) Text() (string, error) { return "", ErrUnsupported }
 
-// Message returns ErrUnsupported.
-func (*Reader) Message() (string, error) { return "", ErrUnsupported }
+// Origin returns the zero Origin.
+func (*Reader) Origin() Origin { return Origin{} }
 
-// FromKernel returns false.
-func (*Reader) FromKernel() bool { return false }
+// Stamp returns the zero Stamp.
+func (*Reader) Stamp() Stamp { return Stamp{} }
+
+// Position returns ErrUnsupported.
+func (*Reader) Position() (SeamPosition, error) { return SeamPosition{}, ErrUnsupported }
 
 // Record returns the zero Record.
 func (*Reader) Record() Record { return Record{} }
-
-// KernelMonotonicUsec returns 0.
-func (*Reader) KernelMonotonicUsec() uint64 { return 0 }
-
-// KernelTime returns the zero time.
-func (*Reader) KernelTime() time.Time { return time.Time{} }
-
-// Position returns the zero Position.
-func (*Reader) Position() Position { return Position{} }
 
 // Wait returns ErrUnsupported.
 func (*Reader) Wait(context.Context) error { return ErrUnsupported }
