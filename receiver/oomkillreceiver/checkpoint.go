@@ -26,11 +26,20 @@ const (
 // what makes a restart count every kill exactly once.
 type checkpoint struct {
 	Version int `json:"version"`
-	// Cursor is the journal cursor of the last entry fully delivered.
+	// Source is the source Cursor belongs to: journal or kmsg ("" in
+	// checkpoints written before sources: journal).
+	Source string `json:"source,omitempty"`
+	// Cursor is the position of the last line fully delivered: a journal
+	// cursor, or for /dev/kmsg "kmsg;b=<boot ID>;s=<sequence number>".
 	Cursor string `json:"cursor,omitempty"`
-	// RealtimeUsec is that entry's time, to resume near it if the cursor
-	// is gone.
+	// RealtimeUsec is that line's time (stored, for the journal), to
+	// resume near it if the cursor is gone.
 	RealtimeUsec int64 `json:"realtime_usec,omitempty"`
+	// KernelBootID and KernelUsec are that line by the kernel's own
+	// account, the same whichever source read it: where to resume when
+	// the source changed.
+	KernelBootID string `json:"kernel_boot_id,omitempty"`
+	KernelUsec   uint64 `json:"kernel_usec,omitempty"`
 	// StartTimeUnixNano is the first start of this receiver with this
 	// storage (the start time of series restored from a version 1 file).
 	StartTimeUnixNano int64 `json:"start_time_unix_nano"`
@@ -150,3 +159,11 @@ func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpoint, t *se
 }
 
 func (cp *checkpoint) startTime() time.Time { return time.Unix(0, cp.StartTimeUnixNano) }
+
+// source is the source the checkpoint's cursor belongs to.
+func (cp *checkpoint) source() string {
+	if cp.Source == "" {
+		return SourceJournal
+	}
+	return cp.Source
+}

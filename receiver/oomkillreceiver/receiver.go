@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/journal"
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/kmsg"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/oomparse"
 )
@@ -54,7 +55,12 @@ type oomReceiver struct {
 
 	host   component.Host
 	client storage.Client
-	reader *journal.Reader
+	reader logReader
+	// source is what reader reads: SourceJournal or SourceKmsg.
+	source string
+	// handover, after a switch of source, is the last line the checkpoint's
+	// source read: lines of its boot up to its kernel time were counted.
+	handover *kernelPosition
 	asm    *oomparse.Assembler
 	emit   emitter
 	series *seriesTable
@@ -68,8 +74,9 @@ type oomReceiver struct {
 	saved          time.Time
 	pending        string // cursor read but not yet checkpointed
 	// lastBoot is the boot ID of the previous entry.
-	lastBoot string
-	pendRT   time.Time
+	lastBoot   string
+	pendRT     time.Time
+	pendKernel kernelPosition
 	// sinceOpen counts entries read through the current journal handle.
 	sinceOpen int
 	// stateChanged: series expired since the last checkpoint.
@@ -88,21 +95,40 @@ func newReceiver(cfg *Config, set receiver.Settings) (*oomReceiver, error) {
 	return &oomReceiver{cfg: cfg, set: set, logger: set.Logger, tb: tb, overflowLogged: map[overflowKind]bool{}}, nil
 }
 
-func (r *oomReceiver) source() journal.Source {
-	return journal.Source{Directory: r.cfg.Journal.Directory, Files: r.cfg.Journal.Files}
+// kernelPosition is a line by the kernel's own account: its boot and its
+// µs since boot, the same whichever source read it.
+type kernelPosition struct {
+	boot string
+	usec uint64
 }
 
-// Start checks the journal can be read, restores the checkpoint, positions
-// the reader and starts following the journal.
+// Start opens the kernel log, restores the checkpoint, positions the
+// reader and starts following the log.
 func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	r.host = host
-	n, err := journal.CheckReadable(r.source())
-	if err != nil {
-		return fmt.Errorf("oomkill receiver cannot read the journal: %w", err)
+	var err error
+	if r.reader, r.source, err = openSource(r.cfg, r.logger, r.lostLines); err != nil {
+		return err
 	}
-	if n == 0 {
-		r.logger.Warn("No journal files yet; waiting for journald to create them", zap.Any("journal", r.source()))
+	if err := r.restore(ctx, host); err != nil {
+		r.closeReader()
+		return err
 	}
+	if err := r.position(); err != nil {
+		r.closeReader()
+		return fmt.Errorf("oomkill receiver cannot position in the kernel log: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.done = make(chan struct{})
+	go r.run(runCtx)
+	return nil
+}
+
+// restore loads the checkpoint and the series, and sets up what reading
+// needs.
+func (r *oomReceiver) restore(ctx context.Context, host component.Host) error {
+	var err error
 	if r.cfg.StorageID != nil {
 		if r.client, err = storageClient(ctx, host, *r.cfg.StorageID, r.set.ID); err != nil {
 			return err
@@ -130,19 +156,21 @@ func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	r.emit = emitter{cfg: r.cfg, version: r.set.BuildInfo.Version, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
 		metadata.WithStartTime(pcommon.NewTimestampFromTime(cp.startTime())))}
 	r.asm = oomparse.NewAssembler(oomparse.Options{})
-
-	if r.reader, err = journal.Open(r.source()); err != nil {
-		return fmt.Errorf("oomkill receiver cannot open the journal %+v: %w", r.source(), err)
-	}
-	if err := r.position(); err != nil {
-		r.reader.Close()
-		return fmt.Errorf("oomkill receiver cannot position in the journal: %w", err)
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	r.done = make(chan struct{})
-	go r.run(runCtx)
 	return nil
+}
+
+// closeReader closes the reader after a failed start; Shutdown then has
+// none to close.
+func (r *oomReceiver) closeReader() {
+	_ = r.reader.Close()
+	r.reader = nil
+}
+
+// lostLines counts and logs lines the source lost between two reads (the
+// kernel's ring buffer overwrote them).
+func (r *oomReceiver) lostLines(gap *kmsg.Gap) {
+	r.tb.OomkillReceiverCheckpointGaps.Add(context.Background(), 1)
+	r.logger.Warn("Kernel log lines were lost; reading on after them", zap.Error(gap))
 }
 
 // position puts the reader right after the checkpoint, or at start_at.
@@ -153,10 +181,13 @@ func (r *oomReceiver) position() error {
 			return r.reader.SeekHead()
 		}
 		last, err := r.reader.SeekEnd()
-		r.logger.Info("Positioned at the end of the journal", zap.String("after_cursor", last))
+		r.logger.Info("Positioned at the end of the kernel log", zap.String("after_cursor", last))
 		return err
 	}
 	saved := time.UnixMicro(r.cp.RealtimeUsec)
+	if written := r.cp.source(); written != r.source {
+		return r.switchSource(written, saved)
+	}
 	found, err := r.reader.SeekAfter(r.cp.Cursor, saved)
 	if err != nil {
 		return err
@@ -170,6 +201,31 @@ func (r *oomReceiver) position() error {
 		zap.Time("checkpoint_time", saved), zap.String("cursor", r.cp.Cursor))
 	return nil
 }
+
+// switchSource positions after the checkpoint of another source: its
+// position means nothing here, but the kernel's timestamp of its last line
+// does. Reading starts a little before that line's time and skips the
+// lines of its boot up to it; the counters go on.
+func (r *oomReceiver) switchSource(written string, saved time.Time) error {
+	from := saved
+	if r.cp.KernelBootID != "" {
+		r.handover = &kernelPosition{boot: r.cp.KernelBootID, usec: r.cp.KernelUsec}
+		from = saved.Add(-handoverMargin)
+	}
+	r.logger.Info("Switching source: the checkpoint was written reading "+written+", this run reads "+r.source+"; resuming after the last line read, found by the kernel's timestamp of it; the counters go on",
+		zap.Time("checkpoint_time", saved), zap.String("boot_id", r.cp.KernelBootID), zap.Uint64("kernel_usec", r.cp.KernelUsec))
+	if r.handover == nil {
+		r.logger.Warn("The checkpoint predates kernel timestamps in checkpoints: resuming after its time, which may repeat or skip kills of the few milliseconds journald took to store its last line")
+	}
+	_, err := r.reader.SeekAfter(r.cp.Cursor, from)
+	return err
+}
+
+// handoverMargin: reading after a switch of source starts this long before
+// the last line read, so that wall clocks the two sources derive from the
+// kernel's time in their own ways cannot skip a line; the kernel
+// timestamps decide.
+const handoverMargin = time.Minute
 
 func storageClient(ctx context.Context, host component.Host, id, self component.ID) (storage.Client, error) {
 	ext, ok := host.GetExtensions()[id]
@@ -264,7 +320,7 @@ func (r *oomReceiver) run(ctx context.Context) {
 		default:
 		}
 		if _, err := r.reader.Wait(waitTimeout); err != nil {
-			r.logger.Warn("Waiting for journal changes failed", zap.Error(err))
+			r.logger.Warn("Waiting for kernel log changes failed", zap.Error(err))
 			sleep(ctx, waitTimeout)
 		}
 	}
@@ -282,7 +338,7 @@ func (r *oomReceiver) noteRead(ctx context.Context, err error, failing bool) boo
 	switch {
 	case err != nil:
 		r.tb.OomkillReceiverReadErrors.Add(ctx, 1)
-		r.logger.Error("Reading the journal failed; retrying", zap.Error(err))
+		r.logger.Error("Reading the kernel log failed; retrying", zap.Error(err))
 		if !failing {
 			componentstatus.ReportStatus(r.host, componentstatus.NewRecoverableErrorEvent(err))
 		}
@@ -345,6 +401,9 @@ func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, int, error) 
 		rt, _ := r.reader.Realtime()
 		if cerr == nil {
 			r.pending, r.pendRT = cur, rt
+			boot, _ := r.reader.BootID()
+			us, _ := r.reader.KernelMonotonicUsec()
+			r.pendKernel = kernelPosition{boot: boot, usec: us}
 		}
 	}
 	return kills, entries, err
@@ -379,6 +438,13 @@ func (r *oomReceiver) feedCurrent() (killRecord, oomparse.Outcome, error) {
 		r.logger.Debug("Journal entry without readable _BOOT_ID", zap.Error(err))
 	}
 	r.lastBoot = boot
+	if r.handover != nil && boot == r.handover.boot {
+		if us, err := r.reader.KernelMonotonicUsec(); err == nil && us <= r.handover.usec {
+			// Read, and counted, by the source the checkpoint was written with.
+			r.asm.Skip()
+			return killRecord{}, oomparse.OutcomeIgnored, nil
+		}
+	}
 	rt, _ := r.reader.Realtime()
 	before := r.asm.Stats().Unrecognized
 	k, out := r.asm.Feed(oomparse.Message{Text: msg, Time: rt, BootID: boot})
@@ -510,6 +576,7 @@ func (r *oomReceiver) retry(ctx context.Context, signal string, send func() erro
 func (r *oomReceiver) commit(ctx context.Context) {
 	if r.pending != "" {
 		r.cp.Cursor, r.cp.RealtimeUsec = r.pending, r.pendRT.UnixMicro()
+		r.cp.Source, r.cp.KernelBootID, r.cp.KernelUsec = r.source, r.pendKernel.boot, r.pendKernel.usec
 		r.pending = ""
 	}
 	r.saved = time.Now()

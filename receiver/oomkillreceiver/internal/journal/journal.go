@@ -121,9 +121,15 @@ func (r *Reader) SeekEnd() (string, error) {
 
 // SeekAfter positions right after the entry with the cursor. found is false
 // when that entry no longer exists (the journal was vacuumed or rotated
-// away); the reader is then positioned before the first entry newer than
-// the cursor's time, if notBefore is set, or at the oldest entry.
+// away), or the cursor is not a journal's (another source's, saved before
+// the source was switched); the reader is then positioned before the first
+// entry newer than notBefore, if set, or at the oldest entry.
 func (r *Reader) SeekAfter(cursor string, notBefore time.Time) (found bool, err error) {
+	if !strings.HasPrefix(cursor, "s=") {
+		// Not a journal cursor: another source's (the source was
+		// switched). Its line is not in the journal; resume by time.
+		return false, r.seekNotBefore(notBefore)
+	}
 	if err = r.j.SeekCursor(cursor); err != nil {
 		return false, err
 	}
@@ -134,10 +140,16 @@ func (r *Reader) SeekAfter(cursor string, notBefore time.Time) (found bool, err 
 	if n > 0 && r.j.TestCursor(cursor) == nil {
 		return true, nil
 	}
+	return false, r.seekNotBefore(notBefore)
+}
+
+// seekNotBefore positions before the first entry stored after notBefore, or
+// at the oldest entry when notBefore is zero.
+func (r *Reader) seekNotBefore(notBefore time.Time) error {
 	if notBefore.IsZero() {
-		return false, r.j.SeekHead()
+		return r.j.SeekHead()
 	}
-	return false, r.j.SeekRealtimeUsec(uint64(notBefore.UnixMicro()) + 1)
+	return r.j.SeekRealtimeUsec(uint64(notBefore.UnixMicro()) + 1)
 }
 
 // Next moves to the next kernel entry; false means there is none yet.
