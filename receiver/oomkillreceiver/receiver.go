@@ -61,9 +61,9 @@ type oomReceiver struct {
 	// handover, after a switch of source, is the last line the checkpoint's
 	// source read: lines of its boot up to its kernel time were counted.
 	handover *kernelPosition
-	asm    *oomparse.Assembler
-	emit   emitter
-	series *seriesTable
+	asm      *oomparse.Assembler
+	emit     emitter
+	series   *seriesTable
 	// outcomes observes what became of each victim's container.
 	outcomes *outcomeObserver
 	// reportedSeries is the live series count last added to telemetry.

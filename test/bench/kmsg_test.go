@@ -167,8 +167,10 @@ type kmsgTool struct {
 // hold is by design, not reading).
 func oursOn(t *testing.T, bin, source, startAt string) *instance {
 	exp, self := freePort(t), freePort(t)
-	env := []string{"STATE_DIR=" + t.TempDir(), "SOURCE=" + source, "START_AT=" + startAt,
-		fmt.Sprintf("EXPORTER_PORT=%d", exp), fmt.Sprintf("METRICS_PORT=%d", self)}
+	env := []string{
+		"STATE_DIR=" + t.TempDir(), "SOURCE=" + source, "START_AT=" + startAt,
+		fmt.Sprintf("EXPORTER_PORT=%d", exp), fmt.Sprintf("METRICS_PORT=%d", self),
+	}
 	return &instance{
 		proc:    startProc(t, "otelcol-oomkill-"+source, env, bin, "--config", repo("test/bench/configs/oomkill-kmsg.yaml")),
 		kills:   counter{url: fmt.Sprintf("http://127.0.0.1:%d/metrics", exp), metric: "container_oom_kill_count_total"},

@@ -11,6 +11,7 @@ package kmsg
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -253,10 +254,10 @@ func heldSeqs(t *testing.T) []uint64 {
 	var seqs []uint64
 	for {
 		n, err := syscall.Read(fd, buf)
-		if err == syscall.EAGAIN {
+		if errors.Is(err, syscall.EAGAIN) {
 			break
 		}
-		if err == syscall.EPIPE {
+		if errors.Is(err, syscall.EPIPE) {
 			continue
 		}
 		require.NoError(t, err)

@@ -29,7 +29,7 @@ func TestCollectorWithoutCgo(t *testing.T) {
 	}
 	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "otelcol-oomkill-nocgo"))
 	require.NoError(t, err)
-	if _, err := os.Stat(bin); err != nil {
+	if _, serr := os.Stat(bin); serr != nil {
 		msg := bin + " is missing: run `make build-nocgo` (make cross does)"
 		if os.Getenv("CI") != "" {
 			t.Fatal(msg)

@@ -241,7 +241,7 @@ func (r *Reader) Next() (bool, error) {
 		if r.haveNext && rec.Seq > r.next {
 			lost := rec.Seq - r.next
 			r.next, r.pending = rec.Seq+1, &rec
-			return false, &Gap{Lost: int64(lost), Why: r.gapWhy} //nolint:gosec // G115: a count of records fits
+			return false, &Gap{Lost: int64(lost), Why: r.gapWhy}
 		}
 		r.next, r.haveNext, r.gapWhy = rec.Seq+1, true, fellBehind
 		r.rec, r.have, r.recErr = rec, true, nil
@@ -336,7 +336,7 @@ func (r *Reader) Stamp() Stamp {
 // boot's wall-clock start plus the µs, the same correction the journal
 // reader applies to journald's entries.
 func (r *Reader) wallTime(usec uint64) time.Time {
-	return r.bootWall.Add(time.Duration(usec) * time.Microsecond) //nolint:gosec // G115: µs since boot fit
+	return r.bootWall.Add(time.Duration(usec) * time.Microsecond)
 }
 
 // bootWallClock is when the machine booted by the wall clock: now minus
@@ -382,7 +382,7 @@ func (r *Reader) Wait(ctx context.Context) error {
 	r.bootWall = bootWallClock()
 	stop := context.AfterFunc(ctx, r.interrupt)
 	defer stop()
-	fds := []unix.PollFd{{Fd: int32(r.dev.fd()), Events: unix.POLLIN}, {Fd: int32(r.wake), Events: unix.POLLIN}} //nolint:gosec // G115: fds fit in int32
+	fds := []unix.PollFd{{Fd: int32(r.dev.fd()), Events: unix.POLLIN}, {Fd: int32(r.wake), Events: unix.POLLIN}}
 	for {
 		_, err := unix.Poll(fds, -1)
 		if errors.Is(err, unix.EINTR) {

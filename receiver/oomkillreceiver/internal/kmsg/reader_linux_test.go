@@ -228,7 +228,7 @@ func TestReaderKernelTime(t *testing.T) {
 	d := newRingDevice(t, 0, 0)
 	var mono unix.Timespec
 	require.NoError(t, unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono))
-	nowUsec := uint64(mono.Nano() / 1000) //nolint:gosec // G115: positive
+	nowUsec := uint64(mono.Nano() / 1000)
 	d.addRaw(fmt.Sprintf("6,0,%d,-;printed a second ago\n", nowUsec-1_000_000))
 	r := ringReader(t, d)
 	require.NoError(t, r.SeekHead())

@@ -186,7 +186,7 @@ func exportEntries(t *testing.T, b []byte) []map[string]string {
 			continue
 		}
 		require.GreaterOrEqual(t, len(b), 8)
-		n := int(binary.LittleEndian.Uint64(b)) //nolint:gosec // G115: fixture sizes are small
+		n := int(binary.LittleEndian.Uint64(b))
 		require.Greater(t, len(b), 8+n)
 		cur[line] = string(b[8 : 8+n])
 		b = b[8+n+1:]

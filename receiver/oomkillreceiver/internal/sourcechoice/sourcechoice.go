@@ -137,7 +137,7 @@ func Decide(e Evidence) (Choice, error) {
 	if e.JournalErr == nil {
 		journal = "the journal: " + e.JournaldSeen + ", so its files are stale"
 	}
-	return Choice{}, fmt.Errorf("source: auto found no kernel log to read. %s; /dev/kmsg: %v", journal, e.KmsgErr)
+	return Choice{}, fmt.Errorf("source: auto found no kernel log to read. %s; /dev/kmsg: %w", journal, e.KmsgErr)
 }
 
 func errString(err error) string {

@@ -95,18 +95,36 @@ func TestDecide(t *testing.T) {
 		wantErr string
 	}{
 		{"journald writes the journal", with(running, nil, nil), Choice{Source: Journal, Reason: "journald's socket S accepts messages"}, ""},
-		{"journald writes a journal this process may not read", with(running, denied, nil),
-			Choice{Source: Kmsg, Reason: "journald's socket S accepts messages, but the journal cannot be read (permission denied)"}, ""},
-		{"journald stopped: its files are stale", with(stopped, nil, nil),
-			Choice{Source: Kmsg, Reason: "journald's socket S refuses messages: no journald runs"}, ""},
-		{"no journald seen", with(unseen, nil, nil),
-			Choice{Source: Kmsg, Reason: "journald's socket S is not there, and no systemd-journald process is visible"}, ""},
-		{"only journal files visible (a pod without the device)", with(unseen, nil, denied),
-			Choice{Source: Journal, Doubtful: true, Reason: "journald's socket S is not there and /dev/kmsg cannot be read (permission denied); the journal files are read, but they grow only while a journald writes them"}, ""},
-		{"journald stopped and no device", with(stopped, nil, denied), Choice{},
-			"source: auto found no kernel log to read. the journal: journald's socket S refuses messages: no journald runs, so its files are stale; /dev/kmsg: permission denied"},
-		{"nothing readable", with(unseen, errors.New("no journal directory"), denied), Choice{},
-			"source: auto found no kernel log to read. the journal: no journal directory; /dev/kmsg: permission denied"},
+		{
+			"journald writes a journal this process may not read", with(running, denied, nil),
+			Choice{Source: Kmsg, Reason: "journald's socket S accepts messages, but the journal cannot be read (permission denied)"},
+			"",
+		},
+		{
+			"journald stopped: its files are stale", with(stopped, nil, nil),
+			Choice{Source: Kmsg, Reason: "journald's socket S refuses messages: no journald runs"},
+			"",
+		},
+		{
+			"no journald seen", with(unseen, nil, nil),
+			Choice{Source: Kmsg, Reason: "journald's socket S is not there, and no systemd-journald process is visible"},
+			"",
+		},
+		{
+			"only journal files visible (a pod without the device)", with(unseen, nil, denied),
+			Choice{Source: Journal, Doubtful: true, Reason: "journald's socket S is not there and /dev/kmsg cannot be read (permission denied); the journal files are read, but they grow only while a journald writes them"},
+			"",
+		},
+		{
+			"journald stopped and no device", with(stopped, nil, denied),
+			Choice{},
+			"source: auto found no kernel log to read. the journal: journald's socket S refuses messages: no journald runs, so its files are stale; /dev/kmsg: permission denied",
+		},
+		{
+			"nothing readable", with(unseen, errors.New("no journal directory"), denied),
+			Choice{},
+			"source: auto found no kernel log to read. the journal: no journal directory; /dev/kmsg: permission denied",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
