@@ -16,7 +16,7 @@ PKGS      := ./...
 test: build k8s-binaries lint vet cross rules unit kmsg-test kernel-lab fuzz e2e-image e2e-node
 
 # kube-apiserver + etcd for tests: ≈16 min the first time on 2 cores, then cached under
-# $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/k8s/, where internal/kubeapitest finds them
+# $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/k8s/, where test/harness/kubeapitest finds them
 # (or set KUBE_TEST_BINARIES).
 .PHONY: k8s-binaries
 k8s-binaries:
@@ -28,7 +28,7 @@ vet:
 	$(GO) vet $(PKGS)
 	CGO_ENABLED=0 $(GO) vet $(PKGS)
 	$(GO) vet -tags sidebyside ./test/bench/
-	$(GO) vet -tags e2enode,e2ecluster ./test/node/ ./internal/kubenode/ ./test/manifests/
+	$(GO) vet -tags e2enode,e2ecluster ./test/node/ ./test/harness/kubenode/ ./test/manifests/
 	$(GO) vet -tags realkernel ./receiver/oomkillreceiver/internal/kmsg/
 
 ## image: the collector image from the Dockerfile, built with buildah and no registry: base images
@@ -48,7 +48,7 @@ image:
 e2e-image:
 	$(GO) test -tags e2enode -count=1 -timeout 40m -run '^TestImageAsDaemonSet$$' -v ./test/node/
 
-## e2e-node: the seed's story on a real single-node cluster (internal/kubenode: etcd, kube-apiserver,
+## e2e-node: the seed's story on a real single-node cluster (test/harness/kubenode: etcd, kube-apiserver,
 ## kube-controller-manager, kube-scheduler and kubelet v1.37.2 from test/k8sbin, Debian's containerd
 ## 1.6 with runc and the CNI bridge plugin): examples/kubernetes applied with kubectl as its README
 ## says, a php-fpm-like Deployment whose worker and then main process the kernel OOM-kills, the
@@ -60,7 +60,7 @@ e2e-node: k8s-binaries
 	test/k8sbin/build.sh node >/dev/null
 	$(GO) test -tags e2enode -count=1 -run '^TestKmsgOverlay$$' -v ./test/manifests/
 	$(GO) test -tags e2enode,e2ecluster -count=1 -timeout 30m -run '^TestNodeStory$$' -v ./test/node/
-	$(GO) test -tags e2ecluster -count=1 -timeout 10m -v ./internal/kubenode/
+	$(GO) test -tags e2ecluster -count=1 -timeout 10m -v ./test/harness/kubenode/
 
 ## lint: golangci-lint v2 with .golangci.yml (linters and gofumpt/goimports formatting), pinned in
 ## the tools module like mdatagen and built by `go tool` from the Go module proxy (a few minutes the
@@ -69,7 +69,7 @@ TOOLS_MOD := $(CURDIR)/internal/tools/go.mod
 LINT      := $(GO) tool -modfile=$(TOOLS_MOD) golangci-lint
 .PHONY: lint lint-fix
 lint:
-	$(LINT) run ./...
+	$(LINT) run --allow-parallel-runners ./...
 
 lint-fix:
 	$(LINT) fmt ./...

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
 )
 
 // kernelReport is report() with the kernel's own timestamps: usec µs after

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kernellab"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kernellab"
 )
 
 // TestCollectorOnKmsgWithoutJournald runs the collector built without cgo

@@ -16,8 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubenode"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubenode"
 )
 
 // The /dev/kmsg overlay, rendered by kubectl's kustomize as `kubectl apply
