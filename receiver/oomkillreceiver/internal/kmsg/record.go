@@ -15,7 +15,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strconv"
 )
 
 // Record is one kernel log record as /dev/kmsg delivers it.
@@ -51,21 +50,18 @@ func Parse(b []byte) (Record, error) {
 	if semi < 0 {
 		return Record{}, fmt.Errorf("%w: no ';' after the header in %q", ErrMalformed, truncate(b))
 	}
-	fields := bytes.SplitN(b[:semi], []byte(","), 5)
-	if len(fields) < 3 {
-		return Record{}, fmt.Errorf("%w: header %q has fewer than 3 fields", ErrMalformed, b[:semi])
+	header := b[:semi]
+	prio, rest, ok := number(header)
+	if !ok || prio > 1<<32-1 {
+		return Record{}, fmt.Errorf("%w: priority in header %q", ErrMalformed, header)
 	}
-	prio, err := strconv.ParseUint(string(fields[0]), 10, 32)
-	if err != nil {
-		return Record{}, fmt.Errorf("%w: priority %q", ErrMalformed, fields[0])
+	seq, rest, ok := number(rest)
+	if !ok {
+		return Record{}, fmt.Errorf("%w: sequence number in header %q", ErrMalformed, header)
 	}
-	seq, err := strconv.ParseUint(string(fields[1]), 10, 64)
-	if err != nil {
-		return Record{}, fmt.Errorf("%w: sequence number %q", ErrMalformed, fields[1])
-	}
-	usec, err := strconv.ParseUint(string(fields[2]), 10, 64)
-	if err != nil {
-		return Record{}, fmt.Errorf("%w: timestamp %q", ErrMalformed, fields[2])
+	usec, _, ok := number(rest) // FLAGS and any later fields: ignored
+	if !ok {
+		return Record{}, fmt.Errorf("%w: timestamp in header %q", ErrMalformed, header)
 	}
 	msg := b[semi+1:]
 	if nl := bytes.IndexByte(msg, '\n'); nl >= 0 {
@@ -78,6 +74,26 @@ func Parse(b []byte) (Record, error) {
 		Usec:     usec,
 		Message:  Unescape(msg),
 	}, nil
+}
+
+// number reads the decimal field at the start of b, up to a comma or the
+// end, and returns what follows the comma.
+func number(b []byte) (n uint64, rest []byte, ok bool) {
+	i := 0
+	for ; i < len(b) && b[i] != ','; i++ {
+		c := b[i]
+		if c < '0' || c > '9' || n > (1<<64-1-9)/10 {
+			return 0, nil, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	if i == 0 {
+		return 0, nil, false
+	}
+	if i < len(b) {
+		i++ // the comma
+	}
+	return n, b[i:], true
 }
 
 // Unescape undoes the kernel's \xNN escaping. The kernel escapes every

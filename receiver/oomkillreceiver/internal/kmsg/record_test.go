@@ -70,12 +70,15 @@ func TestParse(t *testing.T) {
 
 func TestParseMalformed(t *testing.T) {
 	for in, want := range map[string]string{
-		"no header at all\n":     "no ';' after the header",
-		"6,1;two fields\n":       "fewer than 3 fields",
-		"x,1,2,-;bad priority\n": `priority "x"`,
-		"6,-1,2,-;bad seq\n":     `sequence number "-1"`,
-		"6,1,2.5,-;bad time\n":   `timestamp "2.5"`,
-		"":                       "no ';'",
+		"no header at all\n":               "no ';' after the header",
+		"6,1;two fields\n":                 `timestamp in header "6,1"`,
+		"x,1,2,-;bad priority\n":           `priority in header "x,1,2,-"`,
+		"6,-1,2,-;bad seq\n":               `sequence number in header "6,-1,2,-"`,
+		"6,1,2.5,-;bad time\n":             `timestamp in header "6,1,2.5,-"`,
+		"6,,2,-;empty seq\n":               "sequence number",
+		"99999999999,1,2,-;prio too big\n": "priority",
+		"6,1,99999999999999999999,-;x\n":   "timestamp",
+		"":                                 "no ';'",
 	} {
 		_, err := Parse([]byte(in))
 		require.ErrorIs(t, err, ErrMalformed, "%q", in)
