@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -106,6 +107,7 @@ type kernelPosition struct {
 // reader and starts following the log.
 func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	r.host = host
+	exportCountersAtZero(ctx, r.tb)
 	var err error
 	if r.reader, r.source, err = openSource(r.cfg, r.logger, r.lostLines); err != nil {
 		return err
@@ -155,7 +157,7 @@ func (r *oomReceiver) restore(ctx context.Context, host component.Host) error {
 	r.outcomes = newOutcomeObserver(r.cfg.Outcome, r.logger)
 	r.emit = emitter{cfg: r.cfg, version: r.set.BuildInfo.Version, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
 		metadata.WithStartTime(pcommon.NewTimestampFromTime(cp.startTime())))}
-	r.asm = oomparse.NewAssembler(oomparse.Options{})
+	r.asm = oomparse.NewAssembler(oomparse.Options{PageSize: int64(os.Getpagesize())})
 	return nil
 }
 
@@ -382,19 +384,42 @@ func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, int, error) 
 	var kills []killRecord
 	entries := 0
 	var err error
+	var settleUntil time.Time // bounds the wait for a group kill's members
 	for entries < batchEntries && ctx.Err() == nil {
 		var ok bool
-		if ok, err = r.reader.Next(); err != nil || !ok {
+		if ok, err = r.reader.Next(); err != nil {
 			break
 		}
+		if !ok {
+			if !r.groupMayContinue(kills) {
+				break
+			}
+			if settleUntil.IsZero() {
+				settleUntil = time.Now().Add(groupSettle)
+			}
+			left := time.Until(settleUntil)
+			if left <= 0 {
+				break
+			}
+			if _, werr := r.reader.Wait(left); werr != nil {
+				break
+			}
+			continue
+		}
 		entries++
-		if k, out, ferr := r.feedCurrent(); ferr != nil {
+		switch k, out, ferr := r.feedCurrent(); {
+		case ferr != nil:
 			r.tb.OomkillReceiverReadErrors.Add(ctx, 1)
 			r.logger.Warn("Skipping unreadable journal entry", zap.Error(ferr))
-		} else if out == oomparse.OutcomeKill {
+		case out == oomparse.OutcomeKill:
 			kills = append(kills, k)
+		case out == oomparse.OutcomeReport:
+			if g, open := r.asm.OpenGroup(); open {
+				markGroupLeader(kills, g, r.lastBoot)
+			}
 		}
 	}
+	countGroups(kills)
 	if entries > 0 {
 		r.tb.OomkillReceiverEntriesRead.Add(ctx, int64(entries))
 		cur, cerr := r.reader.Cursor()
@@ -407,6 +432,17 @@ func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, int, error) 
 		}
 	}
 	return kills, entries, err
+}
+
+// groupMayContinue: the batch ends on a member line of a group kill whose
+// burst may not be over; its members are delivered together so that
+// oom.group.size counts them all.
+func (r *oomReceiver) groupMayContinue(kills []killRecord) bool {
+	if len(kills) == 0 || !kills[len(kills)-1].GroupKill {
+		return false
+	}
+	_, open := r.asm.OpenGroup()
+	return open
 }
 
 // feedCurrent feeds the current entry to the parser.
