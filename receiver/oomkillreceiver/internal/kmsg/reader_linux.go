@@ -27,8 +27,8 @@ const (
 
 // Why records went missing, for the log.
 const (
-	wasAway    = "overwritten in the kernel's ring buffer before they were read (the collector was not reading); the kernel's OOM counters still count the kills among them"
-	fellBehind = "overwritten in the kernel's ring buffer before they were read (the reader fell behind); the kernel's OOM counters still count the kills among them"
+	wasAway    = "overwritten in the kernel's ring buffer before they were read (the collector was not reading); kills among them cannot be read, the kernel's own OOM counters (oom_kill in /proc/vmstat and memory.events) still count them"
+	fellBehind = "overwritten in the kernel's ring buffer before they were read (the reader fell behind); kills among them cannot be read, the kernel's own OOM counters (oom_kill in /proc/vmstat and memory.events) still count them"
 )
 
 // Options say what to open; zero values are the defaults.
