@@ -33,7 +33,7 @@ func kernelReport(pid int, stored time.Time, usec time.Duration, boot string) []
 
 // writeCheckpoint stores cp as the receiver's checkpoint in the file
 // storage on dir, as an earlier run would have.
-func writeCheckpoint(t *testing.T, dir string, cp checkpoint) {
+func writeCheckpoint(t *testing.T, dir string, cp checkpointRecord) {
 	t.Helper()
 	h := fileStorage(t, dir)
 	se := h.GetExtensions()[storageID].(storage.Extension)
@@ -51,7 +51,7 @@ func writeCheckpoint(t *testing.T, dir string, cp checkpoint) {
 // found journald running again): lines of the checkpoint's boot up to its
 // kernel timestamp were counted already, also those journald stored only
 // later (it replays the kernel's buffer when it starts); the rest is read.
-// The switch is said, and is not a gap.
+// The switch is not a gap.
 func TestSwitchFromKmsgToJournalByKernelTime(t *testing.T) {
 	dir, state := t.TempDir(), t.TempDir()
 	var es []journaltest.Entry
@@ -70,8 +70,8 @@ func TestSwitchFromKmsgToJournalByKernelTime(t *testing.T) {
 
 	// /dev/kmsg had read through the third kill (12 s, its victim line at
 	// +2 µs) when the collector stopped.
-	writeCheckpoint(t, state, checkpoint{
-		Source: SourceKmsg, Cursor: "kmsg;b=" + bootA + ";s=4711", RealtimeUsec: t0.Add(12 * time.Second).UnixMicro(),
+	writeCheckpoint(t, state, checkpointRecord{
+		Cursor: "kmsg;b=" + bootA + ";s=4711", RealtimeUsec: t0.Add(12 * time.Second).UnixMicro(),
 		KernelBootID: bootA, KernelUsec: uint64((12*time.Second + 2*time.Microsecond).Microseconds()),
 	})
 
@@ -83,8 +83,7 @@ func TestSwitchFromKmsgToJournalByKernelTime(t *testing.T) {
 	eventually(t, "the kills after the checkpoint", func() bool { return lastTotal(r.metrics) == 3 })
 	time.Sleep(300 * time.Millisecond)
 	assert.Equal(t, map[int64]int{903: 1, 904: 1, 950: 1}, pids(logRecords(r.logs)))
-	switched := logs.FilterMessageSnippet("Switching source: the checkpoint was written reading kmsg, this run reads journal").All()
-	require.Len(t, switched, 1)
+	require.Len(t, logs.FilterMessageSnippet("Resuming after checkpoint").All(), 1)
 	// A switch is not a gap.
 	metadatatest.AssertEqualOomkillReceiverCheckpointGaps(t, r.tel, []metricdata.DataPoint[int64]{{Value: 0}}, metricdatatest.IgnoreTimestamp())
 	r.stop()
@@ -98,17 +97,9 @@ func TestSwitchFromKmsgToJournalByKernelTime(t *testing.T) {
 	b, err := c.Get(context.Background(), checkpointKey)
 	require.NoError(t, err)
 	require.NoError(t, c.Close(context.Background()))
-	var cp checkpoint
+	var cp checkpointRecord
 	require.NoError(t, json.Unmarshal(b, &cp))
-	assert.Equal(t, SourceJournal, cp.Source)
 	assert.True(t, strings.HasPrefix(cp.Cursor, "s="), "a journal cursor: %q", cp.Cursor)
 	assert.Equal(t, bootB, cp.KernelBootID)
 	assert.Equal(t, uint64((5*time.Second + 2*time.Microsecond).Microseconds()), cp.KernelUsec)
-}
-
-// A checkpoint written before sources existed (no source, no kernel
-// position) is the journal's: nothing changes for it.
-func TestCheckpointWithoutSourceIsTheJournals(t *testing.T) {
-	assert.Equal(t, SourceJournal, (&checkpoint{Cursor: "s=abc"}).source())
-	assert.Equal(t, SourceKmsg, (&checkpoint{Source: SourceKmsg}).source())
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kernellab"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // TestCollectorOnKmsgWithoutJournald runs the collector built without cgo
@@ -101,7 +101,7 @@ wait $col || true
 				groupPod + "/" + group:   {"dd", "sh", "sleep", "sleep"},
 			}, got, "each killed process once, on its pod and container")
 			if t.Failed() {
-				t.Logf("collector log:\n%s", tail(log))
+				t.Logf("collector log:\n%s", log[max(0, len(log)-4000):])
 			}
 		})
 	}
@@ -111,14 +111,9 @@ wait $col || true
 // built with CGO_ENABLED=0 (make build-nocgo).
 func staticCollectorBinary(t *testing.T) string {
 	t.Helper()
-	p, err := filepath.Abs(filepath.Join(repoRoot, "bin", "otelcol-oomkill-nocgo"))
-	require.NoError(t, err)
+	p := testutil.RepoPath(t, "bin/otelcol-oomkill-nocgo")
 	if _, err := os.Stat(p); err != nil {
-		msg := p + " is missing: run `make build-nocgo` (make kernel-lab does)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testutil.SkipOrFail(t, p+" is missing: run `make build-nocgo` (make kernel-lab does)")
 	}
 	return p
 }

@@ -23,10 +23,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 func TestKubernetesManifestsDryRun(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "kubernetes", "*.yaml"))
+	files, err := filepath.Glob(testutil.RepoPath(t, "examples/kubernetes/*.yaml"))
 	require.NoError(t, err)
 	var docs [][]byte
 	for _, f := range files {
@@ -84,7 +85,7 @@ func dryRun(t *testing.T, cluster *kubeapitest.Cluster, docs [][]byte) int {
 // tests with promtool.
 func TestPrometheusRuleMatchesAlerts(t *testing.T) {
 	read := func(p string) map[string]any {
-		b, err := os.ReadFile(filepath.Join("..", "..", p))
+		b, err := os.ReadFile(testutil.RepoPath(t, p))
 		require.NoError(t, err)
 		var m map[string]any
 		require.NoError(t, yaml.Unmarshal(b, &m))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubenode"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // The /dev/kmsg overlay, rendered by kubectl's kustomize as `kubectl apply
@@ -34,7 +35,7 @@ func TestKmsgOverlay(t *testing.T) {
 		require.NoError(t, err, "kubectl kustomize %s", dir)
 		return bytes.Split(out, []byte("\n---"))
 	}
-	overlay := filepath.Join("..", "..", "examples", "kubernetes-kmsg")
+	overlay := testutil.RepoPath(t, "examples/kubernetes-kmsg")
 	docs := render(overlay)
 	require.GreaterOrEqual(t, dryRun(t, kubeapitest.Start(t), docs), 6)
 

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/kernlog"
 )
 
 // These tests read this machine's own /dev/kmsg; they write nothing to it
@@ -72,7 +74,7 @@ func TestDeviceReadsTheKernelLog(t *testing.T) {
 func TestDeviceResumesAfterPosition(t *testing.T) {
 	r := openDevice(t)
 	require.NoError(t, r.SeekHead())
-	var positions []SeamPosition
+	var positions []kernlog.Position
 	var seqs []uint64
 	for {
 		ok, err := r.Next()

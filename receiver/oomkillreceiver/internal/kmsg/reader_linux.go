@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/kernlog"
 )
 
 // Records are at most 8 KiB (CONSOLE_EXT_LOG_MAX) on the kernels we know; a
@@ -38,6 +40,8 @@ type Options struct {
 	// BootIDFile holds the running boot's ID (BootIDFile).
 	BootIDFile string
 }
+
+var _ kernlog.Source = (*Reader)(nil)
 
 // Reader follows the kernel's log records: a source of kernel lines. It is
 // not safe for concurrent use, except that Close may be called while Wait
@@ -73,6 +77,10 @@ type Reader struct {
 	// notAfter: after a position that is not this source's (a journal
 	// cursor), records the kernel printed up to this time are skipped.
 	notAfter time.Time
+	// afterUsec: after another source's position of this boot, records
+	// the kernel printed up to notAfterUsec are skipped.
+	notAfterUsec uint64
+	afterUsec    bool
 
 	// bootWall is the boot's start by the wall clock (bootWallClock).
 	bootWall time.Time
@@ -152,18 +160,18 @@ func (r *Reader) SeekHead() error {
 // reads through the records held (the ring buffer, a few hundred KiB) to
 // learn the newest sequence number, so that records lost later are counted
 // exactly.
-func (r *Reader) SeekEnd() (SeamPosition, error) {
+func (r *Reader) SeekEnd() (kernlog.Position, error) {
 	if err := r.SeekHead(); err != nil {
-		return SeamPosition{}, err
+		return kernlog.Position{}, err
 	}
 	for {
 		n, err := r.readRaw()
 		if err != nil {
-			return SeamPosition{}, err
+			return kernlog.Position{}, err
 		}
 		if n == 0 {
 			if !r.have {
-				return SeamPosition{}, nil
+				return kernlog.Position{}, nil
 			}
 			return r.Position()
 		}
@@ -180,19 +188,25 @@ func (r *Reader) SeekEnd() (SeamPosition, error) {
 //     Gap with their number.
 //   - p of an earlier boot: not found (gone with that boot); reading starts
 //     at the oldest record of this boot.
-//   - p not this source's (a journal cursor, the source was switched): not
-//     found; reading starts at the first record the kernel printed after
-//     p.Time, to within the journal's delay in storing lines.
-func (r *Reader) SeekAfter(p SeamPosition) (found bool, err error) {
+//   - p not this source's (a journal cursor, the source was switched): of
+//     this boot, found; records the kernel printed up to p.KernelUsec are
+//     skipped. Of an earlier boot, as above. Without the kernel's stamp
+//     (an older checkpoint): not found; reading starts at the first
+//     record the kernel printed after p.Time, to within the journal's
+//     delay in storing lines.
+func (r *Reader) SeekAfter(p kernlog.Position) (found bool, err error) {
 	if err := r.SeekHead(); err != nil {
 		return false, err
 	}
 	pos, ours := ParseCursor(p.Cursor)
 	switch {
-	case !ours:
+	case !ours && p.BootID == r.boot:
+		r.notAfterUsec, r.afterUsec = p.KernelUsec, true
+		return true, nil
+	case !ours && p.BootID == "":
 		r.notAfter = p.Time
 		return false, nil
-	case pos.BootID != r.boot:
+	case !ours, pos.BootID != r.boot:
 		return false, nil
 	}
 	r.next, r.haveNext, r.gapWhy = pos.Seq+1, true, wasAway
@@ -203,7 +217,7 @@ func (r *Reader) SeekAfter(p SeamPosition) (found bool, err error) {
 func (r *Reader) reset() {
 	r.have, r.recErr, r.pending = false, nil, nil
 	r.haveNext, r.skipping, r.sawSkipped, r.maxSkipped = false, false, false, 0
-	r.notAfter = time.Time{}
+	r.notAfter, r.afterUsec = time.Time{}, false
 }
 
 func (r *Reader) seek(whence int) error {
@@ -214,7 +228,7 @@ func (r *Reader) seek(whence int) error {
 }
 
 // Next moves to the next record; false with no error means there is none
-// yet. A *Gap error says records were overwritten, unread, before the next
+// yet. A *kernlog.Gap error says records were overwritten, unread, before the next
 // one: the next call returns that one. A record that cannot be parsed is
 // still a record: Next returns true and Text the error.
 func (r *Reader) Next() (bool, error) {
@@ -241,7 +255,7 @@ func (r *Reader) Next() (bool, error) {
 		if r.haveNext && rec.Seq > r.next {
 			lost := rec.Seq - r.next
 			r.next, r.pending = rec.Seq+1, &rec
-			return false, &Gap{Lost: int64(lost), Why: r.gapWhy}
+			return false, &kernlog.Gap{Lost: int64(lost), Why: r.gapWhy}
 		}
 		r.next, r.haveNext, r.gapWhy = rec.Seq+1, true, fellBehind
 		r.rec, r.have, r.recErr = rec, true, nil
@@ -251,6 +265,12 @@ func (r *Reader) Next() (bool, error) {
 
 // skip tells whether rec was read before (SeekAfter).
 func (r *Reader) skip(rec *Record) bool {
+	if r.afterUsec {
+		if rec.Usec <= r.notAfterUsec {
+			return true
+		}
+		r.afterUsec = false
+	}
 	if !r.notAfter.IsZero() {
 		if !r.wallTime(rec.Usec).After(r.notAfter) {
 			return true
@@ -317,8 +337,8 @@ func (r *Reader) Text() (string, error) {
 // process that wrote it into /dev/kmsg (any other facility; the kernel
 // never lets a process write facility 0). Stored is the kernel's time:
 // the device stores nothing else.
-func (r *Reader) Origin() Origin {
-	o := Origin{Kernel: r.recErr == nil && r.rec.FromKernel(), BootID: r.boot, Stored: r.wallTime(r.rec.Usec)}
+func (r *Reader) Origin() kernlog.Origin {
+	o := kernlog.Origin{Kernel: r.recErr == nil && r.rec.FromKernel(), BootID: r.boot, Stored: r.wallTime(r.rec.Usec)}
 	if !o.Kernel {
 		o.Writer = "a process, syslog facility " + strconv.FormatUint(uint64(r.rec.Facility), 10)
 	}
@@ -328,8 +348,8 @@ func (r *Reader) Origin() Origin {
 // Stamp is when the kernel printed the current record. The device names
 // no host: Host stays empty (k8s.node.name comes from the configuration;
 // the node's hostname is not the collector's inside a pod).
-func (r *Reader) Stamp() Stamp {
-	return Stamp{Time: r.wallTime(r.rec.Usec), MonotonicUsec: r.rec.Usec}
+func (r *Reader) Stamp() kernlog.Stamp {
+	return kernlog.Stamp{Time: r.wallTime(r.rec.Usec), MonotonicUsec: r.rec.Usec}
 }
 
 // wallTime turns the kernel's µs since boot into wall-clock time: the
@@ -353,11 +373,14 @@ func bootWallClock() time.Time {
 
 // Position is where the current record is: this boot and its sequence
 // number, and the kernel's time of it.
-func (r *Reader) Position() (SeamPosition, error) {
+func (r *Reader) Position() (kernlog.Position, error) {
 	if !r.have {
-		return SeamPosition{}, errors.New("no record read yet")
+		return kernlog.Position{}, errors.New("no record read yet")
 	}
-	return SeamPosition{Cursor: Position{BootID: r.boot, Seq: r.rec.Seq}.Cursor(), Time: r.wallTime(r.rec.Usec)}, nil
+	return kernlog.Position{
+		Cursor: Position{BootID: r.boot, Seq: r.rec.Seq}.Cursor(), Time: r.wallTime(r.rec.Usec),
+		BootID: r.boot, KernelUsec: r.rec.Usec,
+	}, nil
 }
 
 // Record is the current record.

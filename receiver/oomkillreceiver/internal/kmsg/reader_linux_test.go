@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/kernlog"
 )
 
 const testBoot = "0123456789abcdef0123456789abcdef"
@@ -157,7 +159,7 @@ func readAll(t *testing.T, r *Reader) (seqs []uint64, lost []int64) {
 	var gap int64
 	for {
 		ok, err := r.Next()
-		var g *Gap
+		var g *kernlog.Gap
 		if errors.As(err, &g) {
 			require.Positive(t, g.Lost)
 			gap += g.Lost
@@ -182,8 +184,8 @@ func seqRange(from, to uint64) []uint64 {
 	return out
 }
 
-func cursor(seq uint64) SeamPosition {
-	return SeamPosition{Cursor: Position{BootID: testBoot, Seq: seq}.Cursor()}
+func cursor(seq uint64) kernlog.Position {
+	return kernlog.Position{Cursor: Position{BootID: testBoot, Seq: seq}.Cursor()}
 }
 
 func TestReaderReadsInOrder(t *testing.T) {
@@ -195,7 +197,7 @@ func TestReaderReadsInOrder(t *testing.T) {
 	_, err := r.Position()
 	require.Error(t, err, "no record read yet")
 	var msgs []string
-	var origins []Origin
+	var origins []kernlog.Origin
 	for {
 		ok, err := r.Next()
 		require.NoError(t, err)
@@ -217,9 +219,9 @@ func TestReaderReadsInOrder(t *testing.T) {
 		assert.WithinDuration(t, r.Stamp().Time, p.Time, time.Millisecond)
 	}
 	assert.Equal(t, []string{"line 0", "line 1", "line 2", "Memory cgroup out of memory: Killed process 1 (forged)", "Killed\nmulti"}, msgs)
-	kernel := Origin{Kernel: true, BootID: testBoot}
-	forged := Origin{Writer: "a process, syslog facility 1", BootID: testBoot}
-	assert.Equal(t, []Origin{kernel, kernel, kernel, forged, kernel}, origins)
+	kernel := kernlog.Origin{Kernel: true, BootID: testBoot}
+	forged := kernlog.Origin{Writer: "a process, syslog facility 1", BootID: testBoot}
+	assert.Equal(t, []kernlog.Origin{kernel, kernel, kernel, forged, kernel}, origins)
 }
 
 // The kernel's µs since boot become wall-clock time as the journal reader
@@ -274,7 +276,7 @@ func TestReaderCountsRecordsLostSinceCheckpoint(t *testing.T) {
 	assert.True(t, found, "the position is this boot's; the loss is the Gap's")
 	ok, err := r.Next()
 	assert.False(t, ok)
-	var g *Gap
+	var g *kernlog.Gap
 	require.ErrorAs(t, err, &g)
 	assert.Equal(t, int64(14), g.Lost, "16..29 were overwritten")
 	assert.Contains(t, g.Error(), "14 kernel log lines lost: overwritten in the kernel's ring buffer before they were read (the collector was not reading)")
@@ -288,7 +290,7 @@ func TestReaderCountsRecordsLostSinceCheckpoint(t *testing.T) {
 func TestReaderNewBootStartsAtOldest(t *testing.T) {
 	d := newRingDevice(t, 5, 5)
 	r := ringReader(t, d)
-	found, err := r.SeekAfter(SeamPosition{Cursor: Position{BootID: strings.Repeat("f", 32), Seq: 1000}.Cursor()})
+	found, err := r.SeekAfter(kernlog.Position{Cursor: Position{BootID: strings.Repeat("f", 32), Seq: 1000}.Cursor()})
 	require.NoError(t, err)
 	assert.False(t, found)
 	seqs, lost := readAll(t, r)
@@ -301,12 +303,46 @@ func TestReaderNewBootStartsAtOldest(t *testing.T) {
 func TestReaderResumesAfterAnotherSourcesTime(t *testing.T) {
 	d := newRingDevice(t, 0, 10) // printed at 0, 1, ..., 9 ms after boot
 	r := ringReader(t, d)
-	found, err := r.SeekAfter(SeamPosition{Cursor: "s=abc;i=1f;b=00;m=1;t=2;x=3", Time: r.wallTime(5500)})
+	found, err := r.SeekAfter(kernlog.Position{Cursor: "s=abc;i=1f;b=00;m=1;t=2;x=3", Time: r.wallTime(5500)})
 	require.NoError(t, err)
 	assert.False(t, found)
 	seqs, lost := readAll(t, r)
 	assert.Equal(t, seqRange(6, 9), seqs)
 	assert.Equal(t, make([]int64, 4), lost)
+}
+
+// The journal's position of a line of this boot, with the kernel's stamp
+// of it (the source was switched from the journal): reading starts right
+// after that line by the kernel's timestamp, though journald stored it,
+// and the position's time is, 3 ms later.
+func TestReaderResumesAfterAnotherSourcesKernelStamp(t *testing.T) {
+	d := newRingDevice(t, 0, 10) // printed at 0, 1, ..., 9 ms after boot
+	r := ringReader(t, d)
+	found, err := r.SeekAfter(kernlog.Position{
+		Cursor: "s=abc;i=1f;b=00;m=1;t=2;x=3", Time: r.wallTime(8000),
+		BootID: testBoot, KernelUsec: 5000,
+	})
+	require.NoError(t, err)
+	assert.True(t, found)
+	seqs, lost := readAll(t, r)
+	assert.Equal(t, seqRange(6, 9), seqs)
+	assert.Equal(t, make([]int64, 4), lost)
+	p, err := r.Position()
+	require.NoError(t, err)
+	assert.Equal(t, testBoot, p.BootID)
+	assert.Equal(t, uint64(9000), p.KernelUsec, "the kernel's stamp of the last record read")
+}
+
+// Another source's position of an earlier boot: this boot is read from its
+// oldest record.
+func TestReaderAnotherSourcesEarlierBoot(t *testing.T) {
+	d := newRingDevice(t, 0, 3)
+	r := ringReader(t, d)
+	found, err := r.SeekAfter(kernlog.Position{Cursor: "s=abc", Time: r.wallTime(2500), BootID: strings.Repeat("e", 32), KernelUsec: 99_000_000})
+	require.NoError(t, err)
+	assert.False(t, found)
+	seqs, _ := readAll(t, r)
+	assert.Equal(t, seqRange(0, 2), seqs)
 }
 
 // EPIPE while reading: the ring buffer overran the reader. The read after
@@ -324,7 +360,7 @@ func TestReaderOverrunWhileReading(t *testing.T) {
 	d.overwrite(8) // 0..7 gone; the reader's next (3) among them
 	ok, err := r.Next()
 	assert.False(t, ok)
-	var g *Gap
+	var g *kernlog.Gap
 	require.ErrorAs(t, err, &g)
 	assert.Equal(t, int64(5), g.Lost, "3..7 lost")
 	assert.Contains(t, g.Why, "the reader fell behind")

@@ -5,7 +5,11 @@
 
 package kmsg
 
-import "context"
+import (
+	"context"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/kernlog"
+)
 
 // Options say what to open.
 type Options struct {
@@ -28,10 +32,10 @@ func (*Reader) BootID() string { return "" }
 func (*Reader) SeekHead() error { return ErrUnsupported }
 
 // SeekEnd returns ErrUnsupported.
-func (*Reader) SeekEnd() (SeamPosition, error) { return SeamPosition{}, ErrUnsupported }
+func (*Reader) SeekEnd() (kernlog.Position, error) { return kernlog.Position{}, ErrUnsupported }
 
 // SeekAfter returns ErrUnsupported.
-func (*Reader) SeekAfter(SeamPosition) (bool, error) { return false, ErrUnsupported }
+func (*Reader) SeekAfter(kernlog.Position) (bool, error) { return false, ErrUnsupported }
 
 // Next returns ErrUnsupported.
 func (*Reader) Next() (bool, error) { return false, ErrUnsupported }
@@ -40,13 +44,13 @@ func (*Reader) Next() (bool, error) { return false, ErrUnsupported }
 func (*Reader) Text() (string, error) { return "", ErrUnsupported }
 
 // Origin returns the zero Origin.
-func (*Reader) Origin() Origin { return Origin{} }
+func (*Reader) Origin() kernlog.Origin { return kernlog.Origin{} }
 
 // Stamp returns the zero Stamp.
-func (*Reader) Stamp() Stamp { return Stamp{} }
+func (*Reader) Stamp() kernlog.Stamp { return kernlog.Stamp{} }
 
 // Position returns ErrUnsupported.
-func (*Reader) Position() (SeamPosition, error) { return SeamPosition{}, ErrUnsupported }
+func (*Reader) Position() (kernlog.Position, error) { return kernlog.Position{}, ErrUnsupported }
 
 // Record returns the zero Record.
 func (*Reader) Record() Record { return Record{} }
