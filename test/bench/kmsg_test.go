@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // TestKmsgSideBySide is BENCHMARKS.md's "/dev/kmsg": the same real OOM kills
@@ -33,10 +35,7 @@ func TestKmsgSideBySide(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the kmsg benchmark runs as root (memory cgroups, /dev/kmsg, journald)")
 	}
-	ours := repo("bin/otelcol-oomkill")
-	if _, err := os.Stat(ours); err != nil {
-		t.Fatalf("%v: run make build first", err)
-	}
+	ours := testutil.CollectorBinary(t)
 	npd := buildScript(t, "npd/build.sh")
 	npdConfig := npdStockConfig(t)
 	report := &results{}
@@ -76,8 +75,8 @@ func TestKmsgSideBySide(t *testing.T) {
 		for i := 0; i < catchUpRuns; i++ {
 			in := tl.start(t, "beginning")
 			n, at := waitKills(t, in, tl.want, stallTimeout)
-			runs = append(runs, catchUp{wall: at.Sub(in.started), cpu: treeCPU(in.pid()), peakRSS: treeStatus(in.pid(), "VmHWM:"), kills: n})
-			in.stop()
+			runs = append(runs, catchUp{wall: at.Sub(in.Started), cpu: treeCPU(in.Pid()), peakRSS: treeStatus(in.Pid(), "VmHWM:"), kills: n})
+			in.Stop()
 		}
 		report.kmsgCatchUpRow(tl.name, runs, tl.want, floorWall)
 	}
@@ -152,7 +151,7 @@ func TestKmsgSideBySide(t *testing.T) {
 			lat = append(lat, seen[i][k].Sub(arrived[k]))
 		}
 		report.addf("| %s | %s | %s | %s | %d / %d |\n", tl.name, ms(percentile(lat, 50)), ms(percentile(lat, 99)), ms(percentile(lat, 100)), len(seen[i]), followKills)
-		running[i].stop()
+		running[i].Stop()
 	}
 }
 
@@ -166,23 +165,25 @@ type kmsgTool struct {
 // start_at, with a fresh checkpoint, outcome observation off (its 2 s
 // hold is by design, not reading).
 func oursOn(t *testing.T, bin, source, startAt string) *instance {
-	exp, self := freePort(t), freePort(t)
+	exp, self := testutil.FreePort(t), testutil.FreePort(t)
 	env := []string{
 		"STATE_DIR=" + t.TempDir(), "SOURCE=" + source, "START_AT=" + startAt,
 		fmt.Sprintf("EXPORTER_PORT=%d", exp), fmt.Sprintf("METRICS_PORT=%d", self),
 	}
 	return &instance{
-		proc:    startProc(t, "otelcol-oomkill-"+source, env, bin, "--config", repo("test/bench/configs/oomkill-kmsg.yaml")),
+		Process: testutil.StartProcess(t, "otelcol-oomkill-"+source, bin, []string{"--config", "configs/oomkill-kmsg.yaml"}, testutil.ProcessOptions{Env: env}),
 		kills:   counter{url: fmt.Sprintf("http://127.0.0.1:%d/metrics", exp), metric: "container_oom_kill_count_total"},
 		selfURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", self),
 	}
 }
 
 func npdOnKmsg(t *testing.T, bin, cfg string) *instance {
-	port := freePort(t)
-	p := startProc(t, "node-problem-detector", nil, bin, "--enable-k8s-exporter=false", "--prometheus-address=127.0.0.1",
-		fmt.Sprintf("--prometheus-port=%d", port), "--port=0", "--config.system-log-monitor="+cfg, "--hostname-override="+nodeName)
-	return &instance{proc: p, kills: counter{url: fmt.Sprintf("http://127.0.0.1:%d/metrics", port), metric: "problem_counter", labels: []string{`reason="OOMKilling"`}}}
+	port := testutil.FreePort(t)
+	p := testutil.StartProcess(t, "node-problem-detector", bin, []string{
+		"--enable-k8s-exporter=false", "--prometheus-address=127.0.0.1",
+		fmt.Sprintf("--prometheus-port=%d", port), "--port=0", "--config.system-log-monitor=" + cfg, "--hostname-override=" + nodeName,
+	}, testutil.ProcessOptions{})
+	return &instance{Process: p, kills: counter{url: fmt.Sprintf("http://127.0.0.1:%d/metrics", port), metric: "problem_counter", labels: map[string]string{"reason": "OOMKilling"}}}
 }
 
 // npdStockConfig is NPD's own config/kernel-monitor.json at the version

@@ -251,9 +251,9 @@ var variants = map[string][]string{
 		"--set", "exporters.debug.enabled=false", "--set", "exporters.k8sevents.enabled=false", "--set", "journal.persistent=false",
 		"--set", "config.processors.k8smeta.extract.labels={app}", "--set", "startAt=beginning",
 	},
-	"kmsg": {"--set", "source=kmsg"},
+	"kmsg":             {"--set", "source=kmsg"},
 	"kmsg, privileged": {"--set", "source=kmsg", "--set", "kmsg.privileged=true"},
-	"auto": {"--set", "source=auto"},
+	"auto":             {"--set", "source=auto"},
 	"scheduling and monitoring": {
 		"--set", "priorityClassName=system-node-critical", "--set", "nodeSelector.kubernetes\\.io/os=linux",
 		"--set", "journal.groupIDs={190}", "--set", "image.repository=registry.example.com/otelcol-oomkill", "--set", "image.tag=0.1.1",

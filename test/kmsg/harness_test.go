@@ -22,6 +22,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // requireMachine fails in CI and skips elsewhere when this machine cannot
@@ -42,33 +44,7 @@ func requireMachine(t *testing.T) {
 	if len(missing) == 0 {
 		return
 	}
-	msg := "kmsg tests need " + strings.Join(missing, ", ")
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-func collectorBinary(t *testing.T) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "..", "bin", "otelcol-oomkill"))
-	require.NoError(t, err)
-	if _, err := os.Stat(p); err != nil {
-		msg := p + " is missing: run `make build` (make test does)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	testutil.SkipOrFail(t, "kmsg tests need "+strings.Join(missing, ", "))
 }
 
 // memcgRoot is where memory cgroups are made: the v1 memory hierarchy, or
@@ -104,7 +80,7 @@ type cgroups struct {
 func newCgroups(t *testing.T) *cgroups {
 	t.Helper()
 	root := memcgRoot()
-	c := &cgroups{t: t, root: root, prefix: fmt.Sprintf("oomkill-kmsg-test-%d-%d", os.Getpid(), rand.IntN(1e6)), v2: root == "/sys/fs/cgroup"}
+	c := &cgroups{t: t, root: root, prefix: testutil.CgroupPrefix + "kmsg-" + testutil.RandomHex(6), v2: root == "/sys/fs/cgroup"}
 	t.Cleanup(c.removeAll)
 	return c
 }
@@ -311,7 +287,7 @@ type collector struct {
 // the collector's own metrics on another port.
 func newCollector(t *testing.T, receiver, state string, sink *otlpSink) *collector {
 	t.Helper()
-	c := &collector{t: t, bin: collectorBinary(t), export: freePort(t), selfPort: freePort(t)}
+	c := &collector{t: t, bin: testutil.CollectorBinary(t), export: testutil.FreePort(t), selfPort: testutil.FreePort(t)}
 	dir := t.TempDir()
 	c.cfg, c.logf = filepath.Join(dir, "config.yaml"), filepath.Join(dir, "collector.log")
 	require.NoError(t, os.WriteFile(c.cfg, []byte(fmt.Sprintf(`

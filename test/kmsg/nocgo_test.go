@@ -5,7 +5,6 @@ package kmsg
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // The distribution built with CGO_ENABLED=0 (make build-nocgo) is one
@@ -21,20 +22,11 @@ import (
 // log (from the oldest record held), so it needs root but no lock.
 func TestCollectorWithoutCgo(t *testing.T) {
 	if os.Geteuid() != 0 {
-		msg := "reading /dev/kmsg needs root (CAP_SYSLOG) here"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testutil.SkipOrFail(t, "reading /dev/kmsg needs root (CAP_SYSLOG) here")
 	}
-	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "otelcol-oomkill-nocgo"))
-	require.NoError(t, err)
+	bin := testutil.RepoPath(t, "bin/otelcol-oomkill-nocgo")
 	if _, serr := os.Stat(bin); serr != nil {
-		msg := bin + " is missing: run `make build-nocgo` (make cross does)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testutil.SkipOrFail(t, bin+" is missing: run `make build-nocgo` (make cross does)")
 	}
 	out, err := exec.Command("file", "-L", bin).Output()
 	if err == nil {

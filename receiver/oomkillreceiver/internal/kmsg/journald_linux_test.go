@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // A real OOM kill on this machine, its report read from /dev/kmsg by this
@@ -25,11 +27,11 @@ import (
 // realkernel tag: `make kmsg-test` runs it under the heavy lock.
 func TestRecordsAsJournaldStoresThem(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: memory cgroups, journald, writing /dev/kmsg")
+		testutil.SkipOrFail(t, "needs root: memory cgroups, journald, writing /dev/kmsg")
 	}
 	memcg := "/sys/fs/cgroup/memory"
 	if _, err := os.Stat(memcg + "/memory.limit_in_bytes"); err != nil {
-		t.Skip("needs the cgroup v1 memory controller at " + memcg + " (the kernel lab covers cgroup v2)")
+		testutil.SkipOrFail(t, "needs the cgroup v1 memory controller at "+memcg+" (the kernel lab covers cgroup v2)")
 	}
 	startJournald(t)
 
@@ -151,7 +153,7 @@ func startJournald(t *testing.T) {
 	exes, _ := filepath.Glob("/proc/[0-9]*/exe")
 	for _, exe := range exes {
 		if target, err := os.Readlink(exe); err == nil && filepath.Base(target) == "systemd-journald" {
-			t.Skipf("a systemd-journald runs (%s): this test runs its own", exe)
+			testutil.SkipOrFail(t, "a systemd-journald runs ("+exe+"): this test runs its own")
 		}
 	}
 	var made []string
