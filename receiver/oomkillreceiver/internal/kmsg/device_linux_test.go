@@ -109,7 +109,9 @@ func TestDeviceResumesAfterPosition(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	assert.ErrorIs(t, again.Wait(ctx), context.DeadlineExceeded)
+	start := time.Now()
+	require.NoError(t, again.Wait(ctx))
+	assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond, "blocked until the deadline")
 }
 
 func TestOpenMissingDevice(t *testing.T) {

@@ -388,7 +388,8 @@ func (r *Reader) Record() Record { return r.rec }
 
 // Wait blocks until a record can be read or ctx is done, with poll(2) on the
 // device and on an eventfd that a cancelled ctx (or Close) writes: no
-// periodic wake-ups. It returns ctx's error when ctx ended.
+// periodic wake-ups. When ctx ended it returns nil, as kernlog.Source
+// says: a deadline is the caller's timer, not a failure to wait.
 func (r *Reader) Wait(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -399,8 +400,8 @@ func (r *Reader) Wait(ctx context.Context) error {
 	if r.closing.Load() { // Close's wake-up may have been the one drained
 		return fs.ErrClosed
 	}
-	if err := ctx.Err(); err != nil {
-		return err
+	if ctx.Err() != nil {
+		return nil
 	}
 	r.bootWall = bootWallClock()
 	stop := context.AfterFunc(ctx, r.interrupt)
@@ -421,7 +422,7 @@ func (r *Reader) Wait(ctx context.Context) error {
 	if r.closing.Load() {
 		return fs.ErrClosed
 	}
-	return ctx.Err()
+	return nil
 }
 
 // interrupt wakes a Wait in progress.

@@ -477,6 +477,8 @@ func TestWaitWakesForRecord(t *testing.T) {
 	require.True(t, ok)
 }
 
+// Wait returns nil when its context ends (kernlog.Source: the follower's
+// timers set a deadline on it; that is no failure to wait).
 func TestWaitReturnsWhenCancelled(t *testing.T) {
 	d := newRingDevice(t, 0, 0)
 	r := ringReader(t, d)
@@ -485,12 +487,12 @@ func TestWaitReturnsWhenCancelled(t *testing.T) {
 		start := time.Now()
 		err := r.Wait(ctx)
 		cancel()
-		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.NoError(t, err)
 		assert.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	require.ErrorIs(t, r.Wait(ctx), context.Canceled)
+	require.NoError(t, r.Wait(ctx))
 }
 
 func TestCloseEndsWait(t *testing.T) {
