@@ -3,9 +3,11 @@
 # prefix of their own, /otelcol-oomkill-test-<random> (test/harness/testutil), and remove it; so the
 # suites never touch the kubelet's own tree and can run on a real node.
 #   cgroup-leftovers.sh snapshot FILE   before the suites: the kubelet-shaped cgroups at each
-#                                       hierarchy's root (a real node's kubelet has them)
-#   cgroup-leftovers.sh check FILE      after them: fails naming any test prefix left in any
-#                                       hierarchy, or a kubelet-shaped cgroup that was not there before
+#                                       hierarchy's root (a real node's kubelet has them) and any
+#                                       test prefix an earlier, interrupted run left
+#   cgroup-leftovers.sh check FILE      after them: fails naming any test prefix or kubelet-shaped
+#                                       cgroup that was not there before; names (without failing)
+#                                       prefixes an interrupted earlier run left, so they can be removed
 set -euo pipefail
 
 kubelet_shaped() {
@@ -16,12 +18,21 @@ kubelet_shaped() {
   done | sort
 }
 
+test_prefixes() {
+  ls -d /sys/fs/cgroup/otelcol-oomkill-test-* /sys/fs/cgroup/*/otelcol-oomkill-test-* 2>/dev/null | sort || true
+}
+
 case "${1:-}" in
 snapshot)
-  kubelet_shaped > "$2"
+  { kubelet_shaped; test_prefixes; } | sort > "$2"
   ;;
 check)
-  left=$(ls -d /sys/fs/cgroup/otelcol-oomkill-test-* /sys/fs/cgroup/*/otelcol-oomkill-test-* 2>/dev/null || true)
+  old=$(comm -12 "$2" <(test_prefixes))
+  if [ -n "$old" ]; then
+    echo "cgroups an earlier, interrupted test run left (not this run's; remove them with rmdir, deepest first):" >&2
+    printf '%s\n' $old >&2
+  fi
+  left=$(comm -13 "$2" <(test_prefixes))
   appeared=$(comm -13 "$2" <(kubelet_shaped))
   if [ -n "$left$appeared" ]; then
     echo "cgroups the tests left behind (each test removes its own: test/harness/testutil.NewCgroups):" >&2

@@ -84,6 +84,7 @@ extensions:
       directory: /var/lib/otelcol-oomkill
 receivers:
   oomkill:
+    source: {{ .Values.source }}
     storage: file_storage
     start_at: {{ .Values.startAt }}
     node_name: ${env:K8S_NODE_NAME}

@@ -73,7 +73,8 @@ var LibScript []byte
 // Config is one guest run.
 type Config struct {
 	Kernel Kernel
-	// Script is run by sh as root in /lab after journald started. Files
+	// Script is run by sh as root in /lab after journald started (unless
+	// NoJournald). Files
 	// it writes into $OUT (/out, not in subdirectories) come back in
 	// Result.Outputs; its stdout and stderr as Outputs["script.log"].
 	Script string
@@ -106,6 +107,10 @@ type Config struct {
 	// Control opens a command channel (ttyS3) for Guest.Exec while the
 	// script runs; the script then usually ends with kl_wait_stop.
 	Control bool
+	// NoJournald: the guest runs no journald, as a node whose kernel log
+	// is only /dev/kmsg (Talos, Alpine, minimal images). Result has no
+	// JournalExport then.
+	NoJournald bool
 }
 
 // Result is what came back from the guest.
@@ -464,6 +469,9 @@ func runInitrd(dir, base string, cfg Config, modules []File) (string, error) {
 	files = append(files, modules...)
 	if cfg.Systemd {
 		files = append(files, File{Path: "/etc/systemd/system/kernellab.service", Data: []byte(systemdUnit)})
+	}
+	if cfg.NoJournald {
+		files = append(files, File{Path: "/lab/no-journald", Data: []byte("set by kernellab.Config.NoJournald\n")})
 	}
 	files = append(files, cfg.Files...)
 	p := filepath.Join(dir, "initrd.cpio")
