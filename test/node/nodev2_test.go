@@ -140,7 +140,7 @@ spec:
 		if !t.Failed() {
 			return
 		}
-		klog, err := n.GuestOutput(`journalctl -k -o short-monotonic --no-pager | grep -E "oom-kill|Killed process|memory.oom.group|invoked oom-killer|oom_reaper"`)
+		klog, err := n.GuestOutput(`journalctl -k -o short-monotonic --no-pager | grep -E "oom-kill|Killed process|memory.oom.group|invoked oom-killer|oom_reaper|already exiting"`)
 		t.Logf("the guest's kernel log (%v):\n%s", err, klog)
 		out, _ := n.Kubectl("-n", collectorNS, "logs", "-l", "app.kubernetes.io/name=otelcol-oomkill", "-c", "otelcol-oomkill", "--tail", "-1")
 		var lines []string
@@ -172,17 +172,28 @@ spec:
 		assert.Equal(t, int32(137), cs.LastTerminationState.Terminated.ExitCode)
 		assert.Equal(t, "containerd://"+id, cs.LastTerminationState.Terminated.ContainerID)
 
-		require.Eventually(t, func() bool { return prom.Query(t, series(app, id)) == float64(c.procs) }, 3*time.Minute, time.Second,
-			"every process of the container counted once: %s", prom.Raw(t, "container_oom_kill_count_total"))
-		assert.Equal(t, float64(c.procs), prom.Query(t, series(app, id, `oom_container_outcome="exited"`)),
+		// How many processes the OOM killer itself killed, in the kernel's
+		// own count (/proc/vmstat counts the first victim twice). The
+		// master is the container's PID 1: once it dies the kernel tears
+		// down the pid namespace, so a worker the group kill reaches only
+		// after that is skipped as "already exiting" and not counted
+		// (seen once under load: 2 of 3).
+		killed := vmstat() - before - 1
+		t.Logf("the OOM killer killed %d of the container's %d processes", killed, c.procs)
+		require.GreaterOrEqual(t, killed, 2, "the allocating worker and, by the group kill, at least the master")
+		require.LessOrEqual(t, killed, c.procs)
+
+		require.Eventually(t, func() bool { return prom.Query(t, series(app, id)) == float64(killed) }, 3*time.Minute, time.Second,
+			"every process the kernel killed counted once: %s", prom.Raw(t, "container_oom_kill_count_total"))
+		assert.Equal(t, float64(killed), prom.Query(t, series(app, id, `oom_container_outcome="exited"`)),
 			"the whole container exited with the kill: %s", prom.Raw(t, "container_oom_kill_count_total"))
-		assert.Equal(t, float64(c.procs), prom.Query(t, series(app, id, `oom_cgroup_path=`+strconv.Quote(c.cgroup))),
+		assert.Equal(t, float64(killed), prom.Query(t, series(app, id, `oom_cgroup_path=`+strconv.Quote(c.cgroup))),
 			"counted on the container's cgroup")
 
 		// The collector's own log (kubectl logs, as the README says): one
 		// line per process, every group member but the first victim flagged.
 		kills := collectorKills(t, n, collector.Name, id)
-		require.Len(t, kills, c.procs, "one OOM kill line per process")
+		require.Len(t, kills, killed, "one OOM kill line per process killed")
 		flagged := 0
 		for _, k := range kills {
 			assert.Equal(t, "exited", k.Outcome)
@@ -190,9 +201,9 @@ spec:
 				flagged++
 			}
 		}
-		assert.Equal(t, c.procs-1, flagged, "the group's members are flagged group_kill (the first victim, killed on its own account, is not)")
+		assert.Equal(t, killed-1, flagged, "the group's members are flagged group_kill (the first victim, killed on its own account, is not)")
 
-		ev := waitEvent(t, n, app.Name, c.procs)
+		ev := waitEvent(t, n, app.Name, killed)
 		t.Logf("Event %s: count %d: %s", ev.Name, eventCount(ev), ev.Note)
 
 		require.Eventually(t, func() bool { return firing(t, prom.Firing(t, "ContainerOOMKilled"), app.Name, id) }, 2*time.Minute, time.Second,
@@ -201,8 +212,8 @@ spec:
 
 		// The kernel's own count: the first victim twice (memory.events,
 		// /proc/vmstat), as the kernel lab records for every group kill.
-		assert.Equal(t, c.procs+1, vmstat()-before, "/proc/vmstat oom_kill")
-		assert.Equal(t, strconv.Itoa(c.procs+1), strings.TrimSpace(n.GuestExec("awk '$1 == \"oom_kill\" { print $2 }' "+filepath.Dir(c.cgroup1())+"/memory.events")),
+		assert.Equal(t, killed+1, vmstat()-before, "/proc/vmstat oom_kill: nothing more since")
+		assert.Equal(t, strconv.Itoa(killed+1), strings.TrimSpace(n.GuestExec("awk '$1 == \"oom_kill\" { print $2 }' "+filepath.Dir(c.cgroup1())+"/memory.events")),
 			"the pod's memory.events oom_kill")
 		witnessAgrees(t, n, prom, id)
 	})
