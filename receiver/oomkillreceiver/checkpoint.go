@@ -51,6 +51,17 @@ type seriesRecord struct {
 
 const checkpointVersion = 2
 
+// withSource gives a series saved before oom.source existed its source:
+// every kill then was read from the log. Its count goes on in the same
+// series (exporters see oom.source=log appear on it once).
+func (r seriesRecord) withSource() seriesKey {
+	k := r.seriesKey
+	if k.Source == "" && !k.Overflow {
+		k.Source = sourceLog
+	}
+	return k
+}
+
 func slotKey(slot int) string { return seriesKeyPfx + strconv.Itoa(slot) }
 
 // loadCheckpoint reads the checkpoint and its series into t. nil, nil:
@@ -73,7 +84,7 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 		// the first commit.
 		start := time.Unix(0, cp.StartTimeUnixNano)
 		for _, r := range cp.Series {
-			t.restore(&series{seriesKey: r.seriesKey, count: r.Count, start: start, lastCounted: time.Now(), slot: t.slots.take()}, true)
+			t.restore(&series{seriesKey: r.withSource(), count: r.Count, start: start, lastCounted: time.Now(), slot: t.slots.take()}, true)
 		}
 		cp.Series = nil
 		t.expiredDirty = true
@@ -104,7 +115,7 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 			return nil, fmt.Errorf("checkpoint series slot %d is not valid JSON: %w", i, err)
 		}
 		t.restore(&series{
-			seriesKey: r.seriesKey, count: r.Count, slot: i,
+			seriesKey: r.withSource(), count: r.Count, slot: i,
 			start: time.Unix(0, r.StartUnixNano), lastCounted: time.Unix(0, r.LastCountedUnixNs),
 		}, false)
 	}
@@ -113,9 +124,9 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 }
 
 // saveCheckpoint writes the cursor record and what changed in t since the
-// last successful save, in one batch; t forgets the changes only once the
-// batch succeeded.
-func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpoint, t *seriesTable) error {
+// last successful save, and extra (the witness's state), in one batch; t
+// forgets the changes only once the batch succeeded.
+func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpoint, t *seriesTable, extra ...*storage.Operation) error {
 	cp.Version = checkpointVersion
 	cp.Slots = t.slots.next
 	b, err := json.Marshal(cp)
@@ -141,6 +152,7 @@ func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpoint, t *se
 	if t.expiredDirty {
 		ops = append(ops, storage.SetOperation(expiredKey, t.expired.marshal()))
 	}
+	ops = append(ops, extra...)
 	if err := c.Batch(ctx, ops...); err != nil {
 		return err
 	}

@@ -24,7 +24,20 @@ type killRecord struct {
 	Host string
 	// Outcome is oom.container.outcome (outcome.go).
 	Outcome string
+	// Source is oom.source: sourceLog, or sourceKernelCounter for a kill
+	// known only from the kernel's counters (witness.go).
+	Source string
+	// CounterAttributed: the log named no cgroup; the counters did.
+	CounterAttributed bool
 }
+
+// Values of oom.source.
+var (
+	sourceLog           = metadata.AttributeOomSourceLog.String()
+	sourceKernelCounter = metadata.AttributeOomSourceKernelCounter.String()
+)
+
+func (k killRecord) source() string { return cmp.Or(k.Source, sourceLog) }
 
 // emitter turns kills and totals into pdata. A fresh payload is built for
 // every delivery attempt: a consumer may modify what it was given.
@@ -80,9 +93,21 @@ func fillLogRecord(lr plog.LogRecord, k killRecord, observed time.Time) {
 	lr.SetObservedTimestamp(pcommon.NewTimestampFromTime(observed))
 	lr.SetSeverityNumber(plog.SeverityNumberError)
 	lr.SetSeverityText("ERROR")
-	lr.Body().SetStr(k.Line)
 	a := lr.Attributes()
 	a.PutStr("oom.kill.id", k.ID)
+	a.PutStr("oom.source", k.source())
+	if k.Source == sourceKernelCounter {
+		// Only the counters know of it: no pid, name or memory figures.
+		lr.Body().SetStr(counterKillBody(k.TaskMemcg))
+		a.PutStr("oom.constraint", string(k.Constraint))
+		a.PutBool("oom.attributed", k.Attributed)
+		a.PutStr("oom.container.outcome", cmp.Or(k.Outcome, outcomeUnknown))
+		putStrIf(a, "oom.pod.qos_class", k.Cgroup.QoSClass)
+		putStrIf(a, "container.runtime.name", k.Cgroup.Runtime)
+		putStrIf(a, "oom.boot_id", k.BootID)
+		return
+	}
+	lr.Body().SetStr(k.Line)
 	a.PutInt("process.pid", k.PID)
 	a.PutStr("process.executable.name", k.Comm)
 	putOpt(a, "process.user.id", k.UID)
@@ -111,6 +136,14 @@ func fillLogRecord(lr plog.LogRecord, k killRecord, observed time.Time) {
 	putStrIf(a, "oom.boot_id", k.BootID)
 }
 
+// counterKillBody is the body of a kill known only from the counters.
+func counterKillBody(cgroup string) string {
+	if cgroup == "" {
+		return "The kernel counted an OOM kill on this node (/proc/vmstat oom_kill) that its log did not show: the log line was lost, dropped or reworded. Process and cgroup unknown."
+	}
+	return "The kernel counted an OOM kill in cgroup " + cgroup + " (its OOM-kill counter) that its log did not show: the log line was lost, dropped or reworded. Process unknown."
+}
+
 func putOpt(a pcommon.Map, key string, v oomparse.OptInt) {
 	if v.Valid {
 		a.PutInt(key, v.Value)
@@ -136,7 +169,11 @@ func (e *emitter) metrics(series []*series, now time.Time) pmetric.Metrics {
 		if !ok {
 			outcome = metadata.AttributeOomContainerOutcomeUnknown
 		}
-		e.mb.RecordContainerOomKillCountDataPoint(ts, s.count, constraint, outcome, s.Executable)
+		source, ok := metadata.MapAttributeOomSource[s.Source]
+		if !ok {
+			source = metadata.AttributeOomSourceLog
+		}
+		e.mb.RecordContainerOomKillCountDataPoint(ts, s.count, constraint, outcome, source, s.Executable)
 		if i == len(series)-1 || series[i+1].resourceKey != s.resourceKey {
 			e.mb.EmitForResource(metadata.WithResource(e.resource(s.resourceKey)))
 		}
@@ -164,9 +201,14 @@ func setSeriesDetails(md pmetric.Metrics, series []*series) {
 					next++
 					dp := dps.At(d)
 					dp.SetStartTimestamp(pcommon.NewTimestampFromTime(s.start))
-					if s.Overflow {
+					switch {
+					case s.Overflow:
 						dp.Attributes().Clear()
 						dp.Attributes().PutBool(overflowAttribute, true)
+					case s.Executable == "":
+						// A kill known only from the counters has no
+						// process name: absent, not empty.
+						dp.Attributes().Remove("process.executable.name")
 					}
 				}
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/journal"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/oomparse"
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/reconcile"
 )
 
 const (
@@ -74,6 +75,12 @@ type oomReceiver struct {
 	sinceOpen int
 	// stateChanged: series expired since the last checkpoint.
 	stateChanged bool
+	// witness checks the kills read against the kernel's counters (nil:
+	// off, or a kernel without them).
+	witness *witness
+	// caughtUp is when a read last found the journal's end: every entry
+	// written before it has been read.
+	caughtUp time.Time
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -121,10 +128,20 @@ func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 			cp, r.series = nil, newSeriesTable(r.cfg.Series)
 		}
 	}
+	restored := cp != nil
 	if cp == nil {
 		cp = &checkpoint{StartTimeUnixNano: time.Now().UnixNano()}
 	}
 	r.cp = *cp
+	if r.witness = newWitness(r.cfg, kernelFiles, r.logger, r.tb); r.witness != nil {
+		var saved []byte
+		if restored {
+			if saved, err = r.client.Get(ctx, witnessStateKey); err != nil {
+				r.logger.Error("Cannot read the witness state from the checkpoint", zap.Error(err))
+			}
+		}
+		r.witness.start(saved)
+	}
 	r.reportSeries(ctx)
 	r.outcomes = newOutcomeObserver(r.cfg.Outcome, r.logger)
 	r.emit = emitter{cfg: r.cfg, version: r.set.BuildInfo.Version, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
@@ -206,6 +223,9 @@ func (r *oomReceiver) Shutdown(ctx context.Context) error {
 		if r.client != nil {
 			errs = append(errs, r.client.Close(ctx))
 		}
+		if r.witness != nil {
+			r.witness.close()
+		}
 		r.tb.Shutdown()
 	})
 	return errors.Join(errs...)
@@ -231,14 +251,27 @@ func (r *oomReceiver) run(ctx context.Context) {
 	}
 	readFailing := false
 	for ctx.Err() == nil {
-		kills, entries, err := r.readBatch(ctx)
+		readStart := time.Now()
+		kills, others, entries, err := r.readBatch(ctx)
 		readFailing = r.noteRead(ctx, err, readFailing)
+		if entries == 0 && err == nil {
+			r.caughtUp = readStart
+			r.expireReport(ctx, readStart)
+		}
+		if r.witness != nil {
+			kills = r.witness.reconcile(ctx, kills, others)
+		}
 		if len(kills) > 0 {
 			unobservable, ok := r.outcomes.observe(ctx, kills)
 			if !ok {
 				return // shutting down: the checkpoint stays before these kills
 			}
 			r.tb.OomkillReceiverOutcomeUnobservable.Add(ctx, int64(unobservable))
+		}
+		if r.witness != nil {
+			kills = append(kills, r.witness.declare(ctx, r.caughtUp)...)
+		}
+		if len(kills) > 0 {
 			r.account(ctx, kills)
 			if !r.deliver(ctx, kills) {
 				return
@@ -321,9 +354,11 @@ func (r *oomReceiver) reopen() {
 }
 
 // readBatch reads up to batchEntries kernel entries and returns the kills
-// they hold. The cursor of the last entry read becomes pending.
-func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, int, error) {
+// they hold, and for the witness what else the kernel counted (group kills,
+// repeated victims). The cursor of the last entry read becomes pending.
+func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, []reconcile.Event, int, error) {
 	var kills []killRecord
+	var others []reconcile.Event
 	entries := 0
 	var err error
 	for entries < batchEntries && ctx.Err() == nil {
@@ -332,11 +367,17 @@ func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, int, error) 
 			break
 		}
 		entries++
-		if k, out, ferr := r.feedCurrent(); ferr != nil {
+		k, out, ferr := r.feedCurrent()
+		switch {
+		case ferr != nil:
 			r.tb.OomkillReceiverReadErrors.Add(ctx, 1)
 			r.logger.Warn("Skipping unreadable journal entry", zap.Error(ferr))
-		} else if out == oomparse.OutcomeKill {
+		case out == oomparse.OutcomeKill:
 			kills = append(kills, k)
+		case r.witness != nil:
+			if ev, ok := r.witness.event(k.Kill, out); ok {
+				others = append(others, ev)
+			}
 		}
 	}
 	if entries > 0 {
@@ -347,7 +388,7 @@ func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, int, error) 
 			r.pending, r.pendRT = cur, rt
 		}
 	}
-	return kills, entries, err
+	return kills, others, entries, err
 }
 
 // feedCurrent feeds the current entry to the parser.
@@ -380,22 +421,48 @@ func (r *oomReceiver) feedCurrent() (killRecord, oomparse.Outcome, error) {
 	}
 	r.lastBoot = boot
 	rt, _ := r.reader.Realtime()
-	before := r.asm.Stats().Unrecognized
+	before := r.asm.Stats()
 	k, out := r.asm.Feed(oomparse.Message{Text: msg, Time: rt, BootID: boot})
-	if n := r.asm.Stats().Unrecognized; n > before {
-		r.tb.OomkillReceiverUnrecognizedLines.Add(context.Background(), int64(n-before))
+	if n := r.asm.Stats().Unrecognized; n > before.Unrecognized {
+		r.tb.OomkillReceiverUnrecognizedLines.Add(context.Background(), int64(n-before.Unrecognized))
 		if n <= unrecognizedLogged || n%1000 == 0 {
 			r.logger.Warn("Kernel line looks like an OOM report but matches no known format; please report it with your kernel version",
 				zap.String("line", msg), zap.Uint64("unrecognized_total", n))
 		}
 	}
+	r.noteMissingVictims(context.Background(), before.MissingVictims)
 	if out != oomparse.OutcomeKill {
-		return killRecord{}, out, nil
+		// Group lines and repeated victims carry their cgroup and time for
+		// the witness.
+		return killRecord{Kill: k}, out, nil
 	}
 	if kt, err := r.reader.KernelTime(); err == nil {
 		k.Time = kt
 	}
 	return killRecord{Kill: k, Host: r.reader.Hostname(), ID: r.killID(k)}, out, nil
+}
+
+// expireReport ends a report that waited too long for its next line once
+// the journal has been read to its end.
+func (r *oomReceiver) expireReport(ctx context.Context, now time.Time) {
+	before := r.asm.Stats().MissingVictims
+	r.asm.Expire(now)
+	r.noteMissingVictims(ctx, before)
+}
+
+// noteMissingVictims counts and logs reports whose summary named a victim
+// that no line reported killed: the parser's own drift signal.
+func (r *oomReceiver) noteMissingVictims(ctx context.Context, before uint64) {
+	n := r.asm.Stats().MissingVictims
+	if n <= before {
+		return
+	}
+	r.tb.OomkillReceiverUnrecognizedLines.Add(ctx, int64(n-before))
+	if n <= unrecognizedLogged || n%1000 == 0 {
+		pid, task := r.asm.MissingVictim()
+		r.logger.Warn("An OOM report named a victim but no line reported its kill (nor that it was already exiting): the kernel's victim line may have changed format, or it was lost; please report it with your kernel version",
+			zap.Int64("pid", pid), zap.String("summary_task", task), zap.Uint64("missing_total", n))
+	}
 }
 
 // account counts each kill in its series (or an overflow series) and logs it.
@@ -413,7 +480,7 @@ func (r *oomReceiver) account(ctx context.Context, kills []killRecord) {
 		r.logger.Info("OOM kill", zap.Int64("pid", k.PID), zap.String("process", k.Comm),
 			zap.String("k8s.pod.uid", k.Cgroup.PodUID), zap.String("container.id", k.Cgroup.ContainerID),
 			zap.String("constraint", string(k.Constraint)), zap.Bool("attributed", k.Attributed),
-			zap.String("outcome", k.Outcome))
+			zap.String("outcome", k.Outcome), zap.String("source", k.source()))
 	}
 	r.reportSeries(ctx)
 }
@@ -522,9 +589,17 @@ func (r *oomReceiver) commit(ctx context.Context) {
 		return
 	}
 	r.logger.Debug("Saving checkpoint", zap.Time("entry_time", r.pendRT), zap.Int("changed_series", len(r.series.dirtySlots)))
-	if err := saveCheckpoint(ctx, r.client, &r.cp, r.series); err != nil {
+	var extra []*storage.Operation
+	if r.witness != nil {
+		if b := r.witness.state(); b != nil {
+			extra = append(extra, storage.SetOperation(witnessStateKey, b))
+		}
+	}
+	if err := saveCheckpoint(ctx, r.client, &r.cp, r.series, extra...); err != nil {
 		r.logger.Error("Saving checkpoint failed; a restart may read these entries again", zap.Error(err))
 		componentstatus.ReportStatus(r.host, componentstatus.NewRecoverableErrorEvent(err))
+	} else if len(extra) > 0 {
+		r.witness.saved()
 	}
 }
 

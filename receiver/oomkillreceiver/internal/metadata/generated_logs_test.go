@@ -132,7 +132,7 @@ func TestLogsBuilder(t *testing.T) {
 			allEventsCount := 0
 			defaultEventsCount++
 			allEventsCount++
-			lb.RecordOomKillEvent(ctx, timestamp, true, AttributeOomConstraintCpuset, AttributeOomContainerOutcomeExited, true, "oom.kill.id-val", "process.executable.name-val", 11, WithContainerRuntimeNameEventAttribute("container.runtime.name-val"), WithOomAnonRssKbEventAttribute(15), WithOomBootIDEventAttribute("oom.boot_id-val"), WithOomCpusetEventAttribute("oom.cpuset-val"), WithOomFileRssKbEventAttribute(15), WithOomInvokerGfpMaskEventAttribute("oom.invoker.gfp_mask-val"), WithOomInvokerNameEventAttribute("oom.invoker.name-val"), WithOomInvokerOrderEventAttribute(17), WithOomInvokerScoreAdjEventAttribute(21), WithOomMemcgEventAttribute("oom.memcg-val"), WithOomMemsAllowedEventAttribute("oom.mems_allowed-val"), WithOomNodemaskEventAttribute("oom.nodemask-val"), WithOomPgtablesKbEventAttribute(15), WithOomPodQosClassEventAttribute("oom.pod.qos_class-val"), WithOomScoreAdjEventAttribute(13), WithOomShmemRssKbEventAttribute(16), WithOomTotalVMKbEventAttribute(15), WithProcessUserIDEventAttribute(15))
+			lb.RecordOomKillEvent(ctx, timestamp, true, AttributeOomConstraintCpuset, AttributeOomContainerOutcomeExited, true, "oom.kill.id-val", AttributeOomSourceKernelCounter, "process.executable.name-val", 11, WithContainerRuntimeNameEventAttribute("container.runtime.name-val"), WithOomAnonRssKbEventAttribute(15), WithOomBootIDEventAttribute("oom.boot_id-val"), WithOomCpusetEventAttribute("oom.cpuset-val"), WithOomFileRssKbEventAttribute(15), WithOomInvokerGfpMaskEventAttribute("oom.invoker.gfp_mask-val"), WithOomInvokerNameEventAttribute("oom.invoker.name-val"), WithOomInvokerOrderEventAttribute(17), WithOomInvokerScoreAdjEventAttribute(21), WithOomMemcgEventAttribute("oom.memcg-val"), WithOomMemsAllowedEventAttribute("oom.mems_allowed-val"), WithOomNodemaskEventAttribute("oom.nodemask-val"), WithOomPgtablesKbEventAttribute(15), WithOomPodQosClassEventAttribute("oom.pod.qos_class-val"), WithOomScoreAdjEventAttribute(13), WithOomShmemRssKbEventAttribute(16), WithOomTotalVMKbEventAttribute(15), WithProcessUserIDEventAttribute(15))
 
 			rb := lb.NewResourceBuilder()
 			rb.SetContainerID("container.id-val")
@@ -232,6 +232,9 @@ func TestLogsBuilder(t *testing.T) {
 					attrVal, ok = lr.Attributes().Get("oom.shmem_rss_kb")
 					assert.True(t, ok)
 					assert.EqualValues(t, 16, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("oom.source")
+					assert.True(t, ok)
+					assert.Equal(t, "kernel_counter", attrVal.Str())
 					attrVal, ok = lr.Attributes().Get("oom.total_vm_kb")
 					assert.True(t, ok)
 					assert.EqualValues(t, 15, attrVal.Int())

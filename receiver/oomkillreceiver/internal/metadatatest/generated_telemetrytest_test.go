@@ -20,10 +20,13 @@ func TestSetupTelemetry(t *testing.T) {
 	require.NoError(t, err)
 	defer tb.Shutdown()
 	tb.OomkillReceiverCheckpointGaps.Add(context.Background(), 1)
+	tb.OomkillReceiverCounterAttributedKills.Add(context.Background(), 1)
+	tb.OomkillReceiverCounterOnlyKills.Add(context.Background(), 1)
 	tb.OomkillReceiverDeliveryRetries.Add(context.Background(), 1)
 	tb.OomkillReceiverEntriesRead.Add(context.Background(), 1)
 	tb.OomkillReceiverForeignLines.Add(context.Background(), 1)
 	tb.OomkillReceiverKills.Add(context.Background(), 1)
+	tb.OomkillReceiverLateLogKills.Add(context.Background(), 1)
 	tb.OomkillReceiverOutcomeUnobservable.Add(context.Background(), 1)
 	tb.OomkillReceiverOverflowKills.Add(context.Background(), 1)
 	tb.OomkillReceiverReadErrors.Add(context.Background(), 1)
@@ -32,6 +35,12 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.OomkillReceiverUnattributedKills.Add(context.Background(), 1)
 	tb.OomkillReceiverUnrecognizedLines.Add(context.Background(), 1)
 	AssertEqualOomkillReceiverCheckpointGaps(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualOomkillReceiverCounterAttributedKills(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualOomkillReceiverCounterOnlyKills(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualOomkillReceiverDeliveryRetries(t, testTel,
@@ -44,6 +53,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualOomkillReceiverKills(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualOomkillReceiverLateLogKills(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualOomkillReceiverOutcomeUnobservable(t, testTel,

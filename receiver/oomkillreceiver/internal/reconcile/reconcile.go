@@ -751,5 +751,8 @@ func (rc *Reconciler) LastNode() uint64 {
 	return rc.last.Node
 }
 
-// Changed says whether the state changed since the last Export.
+// Changed says whether the state changed since it was last Saved.
 func (rc *Reconciler) Changed() bool { return rc.changed }
+
+// Saved says the state last exported is saved.
+func (rc *Reconciler) Saved() { rc.changed = false }

@@ -333,6 +333,7 @@ func TestRestartContinuesExactly(t *testing.T) {
 	require.True(t, rc.Changed())
 	b, err := rc.Export().Marshal()
 	require.NoError(t, err)
+	rc.Saved()
 	assert.False(t, rc.Changed())
 	s, err := UnmarshalState(b)
 	require.NoError(t, err)

@@ -50,9 +50,8 @@ type contestState struct {
 	Obs   int64             `json:"obs"`
 }
 
-// Export returns the state to save, and clears Changed.
+// Export returns the state to save; call Saved once it is.
 func (rc *Reconciler) Export() State {
-	rc.changed = false
 	s := State{Node: accountState{Kills: rc.node.kills}, Owed: rc.owed, Declared: rc.declared, Lates: rc.lates}
 	if rc.last != nil {
 		l := &lastState{Start: rc.last.Start, Node: rc.last.Node, Truncated: rc.last.Truncated}
