@@ -71,7 +71,7 @@ func newWorld(seed uint64, v2 bool) *world {
 func (w *world) count(path string, kills, groups uint64) {
 	w.node += kills
 	for p := path; p != ""; p = parentPath(p) {
-		if c, ok := w.counts[p]; ok || w.removed[p] {
+		if c, ok := w.counts[p]; ok {
 			c.Kills += kills
 			c.GroupKills += groups
 			w.counts[p] = c
@@ -104,9 +104,10 @@ func (w *world) logLag(ev Event, ctr string, lag float64) {
 
 // step lets the kernel kill a few processes.
 func (w *world) step() {
-	live := slices.DeleteFunc(slices.Clone(w.ctrs), func(c string) bool { return w.removed[c] })
 	n := w.rng.IntN(4)
 	for i := 0; i < n; i++ {
+		// A removed cgroup has no processes left to kill.
+		live := slices.DeleteFunc(slices.Clone(w.ctrs), func(c string) bool { return w.removed[c] })
 		t := at(w.now - 0.45*w.rng.Float64()) // after the previous reading, before the next
 		if (w.rng.Float64() < 0.1 && !w.noSystem) || len(live) == 0 {
 			// A kill outside any watched cgroup.
@@ -271,7 +272,7 @@ func simulate(t *testing.T, seed uint64, v2 bool, knobs ...func(*world)) {
 			}
 		}
 		declare()
-		if w.trace && i < w.steps+3 {
+		if w.trace && (i < w.steps+3 || os.Getenv("SIMSTATE") != "") {
 			st := rc.Export()
 			b, _ := st.Marshal()
 			t.Logf("%.1f: truth node=%d counts=%v\nstate %s", w.now, w.node, w.counts, b)
@@ -302,6 +303,9 @@ func TestSimulatedTrace(t *testing.T) {
 		"lost": func(w *world) { w.noLost = false }, "lag": func(w *world) { w.noLag = false }, "late": func(w *world) { w.noLate = false },
 		"unnamed": func(w *world) { w.noUnnamed = false }, "groups": func(w *world) { w.noGroups = false }, "remove": func(w *world) { w.noRemove = false },
 		"restart": func(w *world) { w.noRestart = false }, "system": func(w *world) { w.noSystem = false },
+		"all": func(w *world) {
+			w.noLate, w.noUnnamed, w.noGroups, w.noRemove, w.noRestart, w.noLost, w.noLag, w.noSystem = false, false, false, false, false, false, false, false
+		},
 	}
 	if os.Getenv("SIM") == "" {
 		t.Skip("a debugging aid: SIM=feature,feature [SIMV2=1] finds the smallest failing simulation and traces it")
@@ -319,12 +323,12 @@ func TestSimulatedTrace(t *testing.T) {
 			w.steps, w.trace = steps, trace
 		}
 	}
-	for steps := 1; steps < 60; steps++ {
-		seeds := uint64(300)
-		if n, err := strconv.ParseUint(os.Getenv("SIMSEEDS"), 10, 64); err == nil {
-			seeds = n // more, for a longer search
-		}
-		for seed := uint64(1); seed <= seeds; seed++ {
+	first, last := uint64(1), uint64(300)
+	if n, err := strconv.ParseUint(os.Getenv("SIMSEED"), 10, 64); err == nil {
+		first, last = n, n
+	}
+	for steps := 1; steps <= 300; steps++ {
+		for seed := first; seed <= last; seed++ {
 			ok := t.Run(fmt.Sprintf("s%d-%d", steps, seed), func(t *testing.T) { simulate(t, seed, v2, knob(steps, false)) })
 			if !ok {
 				simulate(t, seed, v2, knob(steps, true))
