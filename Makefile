@@ -134,6 +134,15 @@ bench-bounded: build
 	cd test/bench && BENCH_OUT=$(CURDIR)/$(OCB_OUT)/bench-bounded.md \
 	  $(GO) test -tags sidebyside -count=1 -run '^TestBoundedState$$' -timeout 60m -v .
 
+## bench-witness: BENCHMARKS.md's "The kernel-counter witness": two built collectors idle side by side
+## on 500 pods' real kubelet-shaped cgroups (1,500 containers), with and without the witness, then one
+## real kill (root; about 6 min). Results: _build/bench-witness.md.
+.PHONY: bench-witness
+bench-witness: build
+	@mkdir -p $(OCB_OUT)
+	cd test/bench && BENCH_OUT=$(CURDIR)/$(OCB_OUT)/bench-witness.md \
+	  $(GO) test -tags sidebyside -count=1 -run '^TestWitnessIdle$$' -timeout 30m -v .
+
 ## rules: the shipped Prometheus alert rules are valid and behave as their unit tests say.
 .PHONY: rules
 rules:

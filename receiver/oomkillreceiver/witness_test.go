@@ -14,9 +14,9 @@ import (
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
-	"go.uber.org/zap"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadatatest"
@@ -105,14 +105,6 @@ func (k *fakeKernel) kill(path string) time.Time {
 		k.writeCgroup(path)
 	}
 	return time.Now()
-}
-
-// remove deletes a cgroup (its counter goes with it).
-func (k *fakeKernel) remove(path string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.cgroups, path)
-	require.NoError(k.t, os.RemoveAll(filepath.Join(k.dir, "cgroup/memory"+path)))
 }
 
 // witnessConfig reads the fake kernel with a short grace.

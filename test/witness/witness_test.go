@@ -59,7 +59,7 @@ func TestKillsMissingFromTheLog(t *testing.T) {
 	a := &ctr{g: cg.Make(t, cg.Path("/kubepods/burstable/pod"+uidA+"/"+ids[0]), limit), uid: uidA, id: ids[0]}
 	b := &ctr{g: cg.Make(t, cg.Path("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"+strings.ReplaceAll(uidB, "-", "_")+".slice/cri-containerd-"+ids[1]+".scope"), limit), uid: uidB, id: ids[1]}
 	c := &ctr{g: cg.Make(t, cg.Path("/kubepods/pod"+uidC+"/"+ids[2]), limit), uid: uidC, id: ids[2]}
-	d := &ctr{g: cg.Make(t, cg.Path("/kubepods/burstable/pod"+uidD+"/"+ids[3]), limit), uid: uidD, id: ids[3]}
+	d := cg.Make(t, cg.Path("/kubepods/burstable/pod"+uidD+"/"+ids[3]), limit)
 
 	a.kills += len(a.g.KillWorkers(t, "php-fpm: pool", 3)) // workers under a living master
 	b.kills += len(b.g.KillWorkers(t, "celery", 2))
@@ -68,8 +68,8 @@ func TestKillsMissingFromTheLog(t *testing.T) {
 	// d: killed and its cgroup removed right away, as the runtime does when
 	// the main process dies. On cgroup v1 its counter goes with it; unless the
 	// collector read it in between, only the node's counter keeps the kill.
-	d.g.KillOnly(t, "python3")
-	d.g.Remove(t)
+	d.KillOnly(t, "python3")
+	d.Remove(t)
 	const total = 7
 
 	var got map[seriesKey]float64
@@ -245,7 +245,7 @@ func startCollector(t *testing.T, c collectorConfig) *collector {
 	t.Helper()
 	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "otelcol-oomkill"))
 	require.NoError(t, err)
-	if _, err := os.Stat(bin); err != nil {
+	if _, serr := os.Stat(bin); serr != nil {
 		realoom.SkipOrFail(t, bin+" is missing: run `make build` (make test does)")
 	}
 	if c.sink == nil {
@@ -297,7 +297,7 @@ service:
 	col.logPath = filepath.Join(t.TempDir(), "collector.log")
 	logf, err := os.Create(col.logPath)
 	require.NoError(t, err)
-	col.cmd = exec.Command(bin, "--config", cfg) //nolint:gosec // G204: the built collector
+	col.cmd = exec.Command(bin, "--config", cfg)
 	col.cmd.Stdout, col.cmd.Stderr = logf, logf
 	col.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, col.cmd.Start())

@@ -182,7 +182,7 @@ const hog = `python3 -c 'import os, sys; open("/proc/self/comm", "w").write(sys.
 // and returns its pid.
 func (g *Cgroup) KillOnly(t testing.TB, comm string) int {
 	t.Helper()
-	out, err := exec.Command("bash", "-c", g.join()+"exec "+hog, "victim", comm).Output() //nolint:gosec // G204: the test's own script
+	out, err := exec.Command("bash", "-c", g.join()+"exec "+hog, "victim", comm).Output()
 	pid, perr := strconv.Atoi(strings.TrimSpace(string(out)))
 	if perr != nil {
 		t.Fatalf("the victim printed %q: %v", out, err)
@@ -200,7 +200,7 @@ func (g *Cgroup) KillOnly(t testing.TB, comm string) int {
 func (g *Cgroup) KillWorkers(t testing.TB, comm string, n int) []int {
 	t.Helper()
 	script := g.join() + fmt.Sprintf(`for i in $(seq %d); do %s & wait $! || echo status=$?; done`, n, hog)
-	out, err := exec.Command("bash", "-c", script, "master", comm).Output() //nolint:gosec // G204: the test's own script
+	out, err := exec.Command("bash", "-c", script, "master", comm).Output()
 	if err != nil {
 		t.Fatalf("the master must outlive its workers: %v\n%s", err, out)
 	}

@@ -437,8 +437,10 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 				r.groupVictimRepeat = true
 			}
 			a.touch(stageGroup, m.Time)
-			return Kill{Time: m.Time, BootID: m.BootID, Line: line, PID: v.pid, Comm: v.comm,
-				TaskMemcg: r.groupMemcg, GroupKill: true, Cgroup: kubecgroup.Parse(r.groupMemcg)}, OutcomeDuplicate
+			return Kill{
+				Time: m.Time, BootID: m.BootID, Line: line, PID: v.pid, Comm: v.comm,
+				TaskMemcg: r.groupMemcg, GroupKill: true, Cgroup: kubecgroup.Parse(r.groupMemcg),
+			}, OutcomeDuplicate
 		}
 		if a.member(r, v.pid) {
 			// memory.oom.group: every member dies with the group.

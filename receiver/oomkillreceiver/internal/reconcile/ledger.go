@@ -190,17 +190,6 @@ func (l ledger) allDue(cutoff time.Time) bool {
 	return true
 }
 
-// dropBefore forgets the runs that ended before t.
-func (l *ledger) dropBefore(t time.Time) {
-	kept := (*l)[:0]
-	for _, r := range *l {
-		if !r.To.Before(t) {
-			kept = append(kept, r)
-		}
-	}
-	*l = kept
-}
-
 // squash merges the two oldest runs into one wider run: the counts stay
 // exact, only the window in which they may be matched grows.
 func (l *ledger) squash() bool {

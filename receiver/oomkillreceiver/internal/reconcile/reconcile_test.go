@@ -110,8 +110,11 @@ func TestUnnamedKillAttributedToTheOnlyRise(t *testing.T) {
 		kill("", 1.1), kill(ctrB, 1.0), kill("", 1.2), kill(ctrB, 1.3), kill("", 1.4),
 	})
 	assert.Equal(t, []Match{
-		{Confirmed: true, Attributed: ctrA}, {Confirmed: true}, {Confirmed: true, Attributed: ctrA},
-		{Confirmed: true}, {Confirmed: true, Attributed: ctrA},
+		{Confirmed: true, Attributed: ctrA},
+		{Confirmed: true},
+		{Confirmed: true, Attributed: ctrA},
+		{Confirmed: true},
+		{Confirmed: true, Attributed: ctrA},
 	}, m, "the named kills go first, so only A's rise is left for the others")
 	assert.Empty(t, rc.Declare(at(60), at(60)))
 }
@@ -291,8 +294,11 @@ func TestGroupKillWithItsLog(t *testing.T) {
 	// members with the victim again. The kernel counted 5 and 1 group kill.
 	rc.Observe(v2(2, 5, map[string]Count{podA: {Kills: 5, GroupKills: 1}, ctrA: {Kills: 5, GroupKills: 1}}))
 	m := rc.Match([]Event{
-		kill(ctrA, 1), {Kind: GroupKill, Cgroup: ctrA, Time: at(1)},
-		kill(ctrA, 1), {Kind: Echo, Cgroup: ctrA, Time: at(1)}, kill(ctrA, 1), kill(ctrA, 1),
+		kill(ctrA, 1),
+		{Kind: GroupKill, Cgroup: ctrA, Time: at(1)},
+		kill(ctrA, 1),
+		{Kind: Echo, Cgroup: ctrA, Time: at(1)},
+		kill(ctrA, 1), kill(ctrA, 1),
 	})
 	for i, x := range m {
 		assert.True(t, x.Confirmed, "event %d", i)
@@ -318,8 +324,11 @@ func TestRateLimitedGroupKill(t *testing.T) {
 	// The report was suppressed: the first victim without cgroup, then
 	// "Tasks in" names the group, two members and the victim's repeat.
 	m := rc.Match([]Event{
-		kill("", 1), {Kind: GroupKill, Cgroup: ctrA, Time: at(1)},
-		kill(ctrA, 1), {Kind: Echo, Cgroup: ctrA, Time: at(1)}, kill(ctrA, 1),
+		kill("", 1),
+		{Kind: GroupKill, Cgroup: ctrA, Time: at(1)},
+		kill(ctrA, 1),
+		{Kind: Echo, Cgroup: ctrA, Time: at(1)},
+		kill(ctrA, 1),
 	})
 	assert.Equal(t, Match{Confirmed: true, Attributed: ctrA}, m[0], "the group's first victim is the container's")
 	assert.Empty(t, rc.Declare(at(60), at(60)))

@@ -48,8 +48,10 @@ type line struct {
 }
 
 func newWorld(seed uint64, v2 bool) *world {
-	w := &world{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), v2: v2,
-		counts: map[string]Count{}, removed: map[string]bool{}, killsByCtr: map[string]int{}, steps: 300}
+	w := &world{
+		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), v2: v2,
+		counts: map[string]Count{}, removed: map[string]bool{}, killsByCtr: map[string]int{}, steps: 300,
+	}
 	for p := 0; p < 3; p++ {
 		pod := fmt.Sprintf("/kubepods/burstable/pod%08x-0000-4000-8000-%012x", p, p)
 		w.pods = append(w.pods, pod)

@@ -57,7 +57,7 @@ func (rc *Reconciler) Export() State {
 		l := &lastState{Start: rc.last.Start, Node: rc.last.Node, Truncated: rc.last.Truncated}
 		for _, c := range rc.last.Cgroups {
 			if c.Kills != 0 || c.GroupKills != 0 || rc.last.Truncated {
-				l.Cgroups = append(l.Cgroups, cgroupState{Path: c.Path, Count: c.Count, Hierarchical: c.Hierarchical})
+				l.Cgroups = append(l.Cgroups, cgroupState(c))
 			}
 		}
 		slices.SortFunc(l.Cgroups, func(a, b cgroupState) int { return cmp.Compare(a.Path, b.Path) })
@@ -101,7 +101,7 @@ func Restore(cfg Config, s State) *Reconciler {
 	if s.Last != nil {
 		rc.last = &snapshot{Start: s.Last.Start, Node: s.Last.Node, Truncated: s.Last.Truncated, Cgroups: map[string]CgroupCount{}}
 		for _, c := range s.Last.Cgroups {
-			rc.last.Cgroups[c.Path] = CgroupCount{Path: c.Path, Count: c.Count, Hierarchical: c.Hierarchical}
+			rc.last.Cgroups[c.Path] = CgroupCount(c)
 		}
 	}
 	for _, a := range s.Accounts {
