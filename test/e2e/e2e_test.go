@@ -38,6 +38,7 @@ import (
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/promtest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/realoom"
 )
 
 const (
@@ -101,6 +102,7 @@ type victim struct {
 
 func TestOOMKillToAlert(t *testing.T) {
 	requireRealKernel(t)
+	realoom.LockKills(t) // real kills: one test at a time makes them (test/witness counts them exactly)
 	collector := repoPath(t, "bin/otelcol-oomkill")
 	_, err := os.Stat(collector)
 	require.NoError(t, err, "run make build first")

@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/receivertest"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/realoom"
 )
 
 // kubeletHierarchies are the v1 hierarchies the test puts a container in,
@@ -38,6 +39,7 @@ var kubeletHierarchies = []string{"memory", "pids"}
 //   - a kill read from history after its cgroup was removed: unknown.
 func TestContainerOutcomeOnThisKernel(t *testing.T) {
 	requireRealKernel(t)
+	realoom.LockKills(t) // real kills: one test at a time makes them
 	ensureJournald(t)
 
 	// The history kill happens before the receiver starts; its cgroup is
