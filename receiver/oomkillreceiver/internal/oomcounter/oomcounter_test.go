@@ -21,13 +21,13 @@ const (
 // These tests build cgroup-shaped trees of plain files; the real
 // filesystems are read in real_test.go.
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
 }
 
-func vmstat(t *testing.T, oomKill string) string {
+func vmstat(t testing.TB, oomKill string) string {
 	p := filepath.Join(t.TempDir(), "vmstat")
 	content := "nr_free_pages 1234\npgfault 99\n"
 	if oomKill != "" {
@@ -37,12 +37,12 @@ func vmstat(t *testing.T, oomKill string) string {
 	return p
 }
 
-func v1Cgroup(t *testing.T, root, path string, kills int) {
+func v1Cgroup(t testing.TB, root, path string, kills int) {
 	writeFile(t, filepath.Join(root, "memory", path, "memory.oom_control"),
 		"oom_kill_disable 0\nunder_oom 0\noom_kill "+itoa(kills)+"\n")
 }
 
-func v2Cgroup(t *testing.T, root, path string, kills, group int) {
+func v2Cgroup(t testing.TB, root, path string, kills, group int) {
 	writeFile(t, filepath.Join(root, path, "memory.events"),
 		"low 0\nhigh 0\nmax 3\noom 2\noom_kill "+itoa(kills)+"\noom_group_kill "+itoa(group)+"\n")
 }

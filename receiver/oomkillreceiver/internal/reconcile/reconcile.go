@@ -176,6 +176,10 @@ type Reconciler struct {
 	last     *snapshot
 	node     *account
 	accounts map[string]*account
+	// waiting are the accounts that may hold units (a superset: emptied
+	// ones leave at the next Declare), so that a round without kills
+	// costs nothing per watched cgroup.
+	waiting  map[string]*account
 	contests []*contest
 	// owed: node units already consumed by declarations whose node rise
 	// is not in a reading yet.
@@ -198,7 +202,7 @@ type snapshot struct {
 // New returns a reconciler whose first reading is its baseline.
 func New(cfg Config) *Reconciler {
 	cfg.setDefaults()
-	return &Reconciler{cfg: cfg, node: &account{}, accounts: map[string]*account{}}
+	return &Reconciler{cfg: cfg, node: &account{}, accounts: map[string]*account{}, waiting: map[string]*account{}}
 }
 
 // StartBoot makes the next reading count from zero since boot: after a
@@ -288,6 +292,9 @@ func (rc *Reconciler) addCgroupRises(prev *snapshot, r Reading, from, to time.Ti
 		a := rc.accounts[path]
 		a.kills.add(from, to, k)
 		a.groups.add(from, to, g)
+		if !a.empty() {
+			rc.waiting[path] = a
+		}
 	}
 	for path, o := range own {
 		a := rc.accounts[path]
@@ -312,6 +319,7 @@ func (rc *Reconciler) forgetGone() {
 	for p, a := range rc.accounts {
 		if !a.present && a.empty() && !rc.inContest(p) {
 			delete(rc.accounts, p)
+			delete(rc.waiting, p)
 		}
 	}
 }
@@ -487,7 +495,7 @@ func (rc *Reconciler) matchUnnamed(e Event) Match {
 // or not watched is among them, and a kill without cgroup may be that one.
 func (rc *Reconciler) killsOutsideCgroups(t time.Time) bool {
 	var cg int64
-	for _, a := range rc.accounts {
+	for _, a := range rc.waiting {
 		cg += a.kills.covering(t, 0)
 	}
 	for _, c := range rc.contests {
@@ -502,7 +510,7 @@ func (rc *Reconciler) killsOutsideCgroups(t time.Time) bool {
 // hold units covering t.
 func (rc *Reconciler) candidates(t time.Time, slack time.Duration) ([]*account, []int) {
 	var cands []*account
-	for _, a := range rc.accounts {
+	for _, a := range rc.waiting {
 		if a.kills.covering(t, slack) > 0 {
 			cands = append(cands, a)
 		}
@@ -558,13 +566,13 @@ func (rc *Reconciler) Declare(caughtUp, now time.Time) []Declared {
 	cutoff := caughtUp.Add(-rc.cfg.Grace)
 	var out []Declared
 	out = rc.resolveContests(cutoff, out)
-	paths := make([]string, 0, len(rc.accounts))
-	for p := range rc.accounts {
+	paths := make([]string, 0, len(rc.waiting))
+	for p := range rc.waiting {
 		paths = append(paths, p)
 	}
 	slices.Sort(paths)
 	for _, p := range paths {
-		a := rc.accounts[p]
+		a := rc.waiting[p]
 		due := a.kills.takeDue(cutoff)
 		// Each group kill counted its first victim twice: when the log
 		// missed the group kill, one unit per group kill is not a kill.
@@ -598,7 +606,14 @@ func (rc *Reconciler) Declare(caughtUp, now time.Time) []Declared {
 	}
 	rc.node.kills = kept
 	rc.forgetDeclared(now.Add(-rc.cfg.LateHorizon))
-	rc.forgetGone()
+	for p, a := range rc.waiting {
+		if a.empty() {
+			delete(rc.waiting, p)
+			if !a.present && !rc.inContest(p) {
+				delete(rc.accounts, p)
+			}
+		}
+	}
 	if len(out) > 0 {
 		rc.changed = true
 	}
@@ -673,7 +688,7 @@ func (rc *Reconciler) cgroupUnitsOverlap(r run) bool {
 	overlaps := func(l ledger) bool {
 		return slices.ContainsFunc(l, func(c run) bool { return c.overlaps(r.From, r.To, rc.cfg.Slack) })
 	}
-	for _, a := range rc.accounts {
+	for _, a := range rc.waiting {
 		if overlaps(a.kills) {
 			return true
 		}

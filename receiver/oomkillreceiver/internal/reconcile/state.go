@@ -106,6 +106,7 @@ func Restore(cfg Config, s State) *Reconciler {
 	}
 	for _, a := range s.Accounts {
 		rc.accounts[a.Path] = &account{path: a.Path, hier: a.Hier, kills: a.Kills, groups: a.Groups}
+		rc.waiting[a.Path] = rc.accounts[a.Path]
 	}
 	for _, c := range s.Contests {
 		ct := &contest{units: map[string]*ledger{}, obs: c.Obs}
