@@ -52,6 +52,10 @@ type witness struct {
 	lastPoll time.Time
 	// failing: reading the counters fails (logged once per spell).
 	failing bool
+	// deferred are log events read while the counters could not be: they
+	// are matched at the next reading, so their rises are not taken for
+	// kills the log did not show.
+	deferred []reconcile.Event
 	// warned: the first kill known only from the counters was logged.
 	warned bool
 	now    func() time.Time
@@ -64,6 +68,9 @@ type witnessFiles struct {
 }
 
 var kernelFiles = witnessFiles{vmstat: "/proc/vmstat", bootID: "/proc/sys/kernel/random/boot_id", stat: "/proc/stat"}
+
+// maxDeferred bounds the log events kept while the counters cannot be read.
+const maxDeferred = 100_000
 
 // witnessStateKey holds the reconciler's state in the checkpoint.
 const witnessStateKey = "oomkill.witness"
@@ -145,8 +152,9 @@ func (w *witness) wake() <-chan struct{} {
 }
 
 // poll reads the node's counter when due (or woken), and everything when
-// it rose: a node without OOM kills costs one small read per interval.
-func (w *witness) poll() {
+// it rose: a node without OOM kills costs one small read per interval. It
+// says whether the counters could be read.
+func (w *witness) poll() bool {
 	woken := false
 	select {
 	case <-w.wake():
@@ -154,26 +162,27 @@ func (w *witness) poll() {
 	default:
 	}
 	if !woken && w.now().Sub(w.lastPoll) < w.cfg.PollInterval {
-		return
+		return true
 	}
 	w.lastPoll = w.now()
 	node, err := w.reader.Node()
 	if err != nil {
 		w.noteError(err)
-		return
+		return false
 	}
-	if node != w.rc.LastNode() || !w.rc.Baselined() {
-		w.read()
+	if node != w.rc.LastNode() || !w.rc.Baselined() || len(w.deferred) > 0 {
+		return w.read()
 	}
+	return true
 }
 
-// read takes a full reading.
-func (w *witness) read() {
+// read takes a full reading; false when it failed.
+func (w *witness) read() bool {
 	start := w.now()
 	s, err := w.reader.Read()
 	if err != nil {
 		w.noteError(err)
-		return
+		return false
 	}
 	if w.failing {
 		w.failing = false
@@ -186,6 +195,10 @@ func (w *witness) read() {
 	}
 	w.rc.Observe(r)
 	w.lastPoll = r.End
+	if len(w.deferred) > 0 {
+		w.rc.Match(w.deferred)
+		w.deferred = nil
+	}
 	if w.notify != nil {
 		for _, f := range w.reader.KubepodsRoots() {
 			if err := w.notify.Watch(f); err != nil {
@@ -193,6 +206,7 @@ func (w *witness) read() {
 			}
 		}
 	}
+	return true
 }
 
 func (w *witness) noteError(err error) {
@@ -212,7 +226,7 @@ func (w *witness) reconcile(ctx context.Context, kills []killRecord, others []re
 		return kills
 	}
 	w.lastPoll = time.Time{} // the batch's kills are in the counters now
-	w.poll()
+	read := w.poll()
 	events := make([]reconcile.Event, 0, len(kills)+len(others))
 	var idx []int
 	for i, k := range kills {
@@ -226,6 +240,15 @@ func (w *witness) reconcile(ctx context.Context, kills []killRecord, others []re
 		idx = append(idx, i)
 	}
 	events = append(events, others...)
+	if !read {
+		// Counted from the log as they are; matched once the counters
+		// can be read again (bounded: beyond it, their rises may be
+		// counted again).
+		if len(w.deferred)+len(events) <= maxDeferred {
+			w.deferred = append(w.deferred, events...)
+		}
+		return kills
+	}
 	matches := w.rc.Match(events)
 	keep := kills[:0:0]
 	late := map[int]bool{}

@@ -297,3 +297,25 @@ func TestWitnessOffOnKernelsWithoutCounters(t *testing.T) {
 	r.stop()
 	assert.Equal(t, 1, logs.FilterMessageSnippet("witness is off").Len())
 }
+
+// While the counters cannot be read, kills read from the log are kept and
+// matched at the next reading: their rises are not counted again.
+func TestWitnessDefersWhileCountersUnreadable(t *testing.T) {
+	k := newFakeKernel(t)
+	a := k.container(1)
+	dir := t.TempDir()
+	core, logs := observer.New(zap.InfoLevel)
+	r := startLogging(t, k.witnessConfig(dir), componenttest.NewNopHost(), nil, nil, zap.New(core))
+	time.Sleep(200 * time.Millisecond) // the baseline is read
+
+	vm := kernelFiles.vmstat
+	at := k.kill(a)
+	require.NoError(t, os.Rename(vm, vm+".away")) // unreadable
+	journaltest.Write(t, filepath.Join(dir, "a.journal"), fullReport(8000, a, at, k.boot))
+	eventually(t, "the log's kill", func() bool { return lastTotal(r.metrics) == 1 })
+	require.Eventually(t, func() bool { return logs.FilterMessageSnippet("Reading the kernel's OOM-kill counters failed").Len() > 0 },
+		5*time.Second, 10*time.Millisecond)
+	require.NoError(t, os.Rename(vm+".away", vm))
+	time.Sleep(2 * time.Second) // a reading, then past the grace
+	assert.Equal(t, map[string]int64{"log": 1}, countedBy(r).bySource, "not counted again from the counters")
+}
