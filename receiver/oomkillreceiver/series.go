@@ -57,7 +57,7 @@ func (k seriesKey) hash() uint64 {
 		_, _ = h.Write([]byte(s))
 		_, _ = h.Write([]byte{0})
 	}
-	if k.Source != sourceLog {
+	if k.Source != sourceLog && k.Source != "" {
 		// The log's series hash as they did before oom.source existed,
 		// so totals remembered by an earlier version are found again.
 		_, _ = h.Write([]byte(k.Source))
