@@ -90,7 +90,7 @@ type Reader struct {
 // Open checks that the kernel has the counters and finds the memory
 // hierarchy under cgroupRoot (normally /sys/fs/cgroup). vmstat is the path
 // of /proc/vmstat. A root without a memory hierarchy gives a Reader that
-// reads the node's count only (Layout None).
+// reads the node's count only (Layout None); so does maxCgroups 0.
 func Open(cgroupRoot, vmstat string, maxCgroups int) (*Reader, error) {
 	r := &Reader{vmstat: vmstat, max: maxCgroups, buf: make([]byte, 0, 8<<10)}
 	if _, err := r.Node(); err != nil {
@@ -239,7 +239,7 @@ func (r *Reader) discover() ([]string, bool) {
 	for _, l := range levels {
 		out = append(out, l...)
 	}
-	if r.max > 0 && len(out) > r.max {
+	if len(out) > r.max {
 		return out[:r.max], true
 	}
 	return out, false

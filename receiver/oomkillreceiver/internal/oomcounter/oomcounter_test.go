@@ -184,3 +184,15 @@ func TestNotifierWakesOnModify(t *testing.T) {
 	}
 	require.NoError(t, n.Close())
 }
+
+func TestMaxCgroupsZeroIsNodeLevelOnly(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "memory", "memory.oom_control"), "oom_kill 0\n")
+	v1Cgroup(t, root, "/kubepods/burstable/pod"+uid+"/"+id, 1)
+	r, err := Open(root, vmstat(t, "1"), 0)
+	require.NoError(t, err)
+	s, err := r.Read()
+	require.NoError(t, err)
+	assert.Empty(t, s.Cgroups)
+	assert.True(t, s.Truncated)
+}
