@@ -95,7 +95,7 @@ unit:
 ## $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/kernellab/ (apt-get download, never installed).
 .PHONY: kernel-lab kernel-lab-fixtures
 kernel-lab: build
-	$(GO) test -count=1 -timeout 30m -v -run '^(TestKernelLab|TestCollectorInGuest|TestContainerOutcomeLiveInGuest)$$' ./test/kernellab/
+	$(GO) test -count=1 -timeout 30m -v -run '^(TestKernelLab|TestCollectorInGuest|TestContainerOutcomeLiveInGuest|TestWitnessInGuest)$$' ./test/kernellab/
 
 ## kernel-lab-fixtures: the same run, rewriting the captured reports under
 ## testdata/journal/kernellab/<kernel>/ and testdata/kernel/kernellab/<kernel>/.
