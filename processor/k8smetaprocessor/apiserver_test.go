@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componentstatus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -148,4 +149,23 @@ func TestAPIServerDownAtStart(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return h.send(t, map[string]any{"container.id": id('1')})["k8s.pod.name"] == "web-7d4b9c-aaaaa"
 	}, 60*time.Second, 500*time.Millisecond, "the informer recovers on its own")
+}
+
+// The status follows the API server: a recoverable error while it is
+// down, OK once the watch works again.
+func TestStatusFollowsTheAPIServer(t *testing.T) {
+	cluster := kubeapitest.Start(t)
+	createPod(t, cluster, "web-7d4b9c-aaaaa", "node-a", id('1'), "")
+	h := startReal(t, cluster, nil)
+	assert.Empty(t, h.host.Statuses(), "synced at start: nothing to report")
+
+	cluster.StopAPIServer()
+	require.Eventually(t, func() bool { return lastStatus(h.host) == componentstatus.StatusRecoverableError }, 60*time.Second, 100*time.Millisecond)
+	got := h.send(t, map[string]any{"container.id": id('1')})
+	assert.Equal(t, "web-7d4b9c-aaaaa", got["k8s.pod.name"], "enriched from the pods already seen")
+
+	cluster.StartAPIServer()
+	require.Eventually(t, func() bool { return lastStatus(h.host) == componentstatus.StatusOK }, 60*time.Second, 100*time.Millisecond)
+	assert.Equal(t, []componentstatus.Status{componentstatus.StatusRecoverableError, componentstatus.StatusOK}, h.host.Statuses()[:2],
+		"one failing spell while the API server was down, however often the watch was retried")
 }

@@ -3,21 +3,35 @@ package k8smetaprocessor
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/status"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/kube"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/podstore"
+)
+
+// Causes of a failing status (internal/status): the component is OK again
+// once none of them fails.
+const (
+	// causeSync: the first pod list has not finished; records pass
+	// through unenriched.
+	causeSync = "pod_sync"
+	// causeWatch: the last pod list or watch failed; the informer retries
+	// and records are enriched from the pods already seen.
+	causeWatch = "pod_watch"
 )
 
 type k8smeta struct {
@@ -25,16 +39,19 @@ type k8smeta struct {
 	logger    *zap.Logger
 	tb        *metadata.TelemetryBuilder
 	newClient func(*Config) (kubernetes.Interface, error)
+	status    *status.Reporter
 
 	store   *podstore.Store
 	watcher *kube.Watcher
 	// waiting is a semaphore bounding batches held for unknown IDs.
 	waiting chan struct{}
 
-	stop, done chan struct{}
-	// reportedPods and reportedContainers are the cache sizes last added
-	// to the up-down counters.
-	reportedPods, reportedContainers int64
+	// answered signals a list or watch the API server answered.
+	answered chan struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	// sweeps counts the sweeps of gone pods (tests of idleness).
+	sweeps atomic.Int64
 }
 
 func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (kubernetes.Interface, error)) (*k8smeta, error) {
@@ -42,12 +59,28 @@ func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (ku
 	if err != nil {
 		return nil, err
 	}
-	return &k8smeta{
-		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient,
-		store: podstore.New(podstore.Options{
-			Labels: cfg.Extract.Labels, Annotations: cfg.Extract.Annotations, Grace: cfg.DeletedPodGrace,
+	store := podstore.New(podstore.Options{
+		Labels: cfg.Extract.Labels, Annotations: cfg.Extract.Annotations, Grace: cfg.DeletedPodGrace,
+	})
+	// The cache sizes are read when the metrics are collected.
+	err = errors.Join(
+		tb.RegisterK8smetaCachedPodsCallback(func(_ context.Context, o metric.Int64Observer) error {
+			pods, _ := store.Sizes()
+			o.Observe(int64(pods))
+			return nil
 		}),
-		waiting: make(chan struct{}, cfg.MaxWaitingBatches),
+		tb.RegisterK8smetaCachedContainersCallback(func(_ context.Context, o metric.Int64Observer) error {
+			_, containers := store.Sizes()
+			o.Observe(int64(containers))
+			return nil
+		}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return &k8smeta{
+		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, store: store, status: status.New(set.Logger),
+		waiting: make(chan struct{}, cfg.MaxWaitingBatches), answered: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -60,63 +93,87 @@ func (p *k8smeta) Start(_ context.Context, host component.Host) error {
 	if err != nil {
 		return err
 	}
-	p.watcher, err = kube.NewWatcher(client, p.cfg.NodeName, p.cfg.Extract.Labels, p.cfg.Extract.Annotations, p.store, p.logger)
+	p.status.SetHost(host)
+	p.watcher, err = kube.NewWatcher(client, kube.WatchOptions{
+		NodeName: p.cfg.NodeName, Labels: p.cfg.Extract.Labels, Annotations: p.cfg.Extract.Annotations,
+		Failed: func(err error) {
+			p.status.Fail(causeWatch, err, "Kubernetes pod watch failed; retrying (records are enriched from the pods already seen)")
+		},
+		Works: func() {
+			p.status.Clear(causeWatch)
+			select {
+			case p.answered <- struct{}{}:
+			default: // a signal is already waiting
+			}
+		},
+	}, p.store, p.logger)
 	if err != nil {
 		return err
 	}
-	p.stop, p.done = make(chan struct{}), make(chan struct{})
+	p.stop = make(chan struct{})
 	scope := "cluster-wide"
 	if p.cfg.NodeName != "" {
 		scope = "node " + p.cfg.NodeName
 	}
 	if err := p.watcher.Start(p.cfg.SyncTimeout); errors.Is(err, kube.ErrNotSynced) {
-		p.logger.Warn("Kubernetes API not reachable yet: records pass through unenriched until the pod watch syncs",
+		p.status.Fail(causeSync, err, "Kubernetes API not reachable yet: records pass through unenriched until the pod watch syncs",
 			zap.Duration("waited", p.cfg.SyncTimeout), zap.String("scope", scope))
-		componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
+		p.wg.Go(func() {
+			// The sync follows the first list the API server answers:
+			// wait for that rather than poll all through an outage.
+			select {
+			case <-p.stop:
+				return
+			case <-p.answered:
+			}
+			if p.watcher.WaitForSync(p.stop) {
+				p.logger.Info("Pod watch synced; enriching records")
+				p.status.Clear(causeSync)
+			}
+		})
 	} else {
 		p.logger.Info("Watching pods", zap.String("scope", scope))
 	}
-	go p.maintain(host)
+	p.wg.Go(p.sweepLoop)
 	return nil
 }
 
-// maintain sweeps expired pods, reports cache sizes, and reports OK once
-// a late first sync happened.
-func (p *k8smeta) maintain(host component.Host) {
-	defer close(p.done)
-	interval := min(p.cfg.DeletedPodGrace/4, 30*time.Second)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	synced := p.watcher.HasSynced()
+// sweepLoop forgets deleted pods and departed container IDs once their
+// deleted_pod_grace has passed, which bounds memory. It sleeps while
+// nothing is gone; a sweep forgets everything whose grace ended within a
+// slack after the first, so pods deleted together cost one wake-up.
+func (p *k8smeta) sweepLoop() {
+	slack := min(p.cfg.DeletedPodGrace/4, 30*time.Second)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	armed := false
 	for {
 		select {
 		case <-p.stop:
+			timer.Stop()
 			return
-		case <-t.C:
+		case <-p.store.Gone():
+			if !armed { // when armed, the timer is due before this one's grace ends
+				timer.Reset(p.cfg.DeletedPodGrace + slack)
+				armed = true
+			}
+		case <-timer.C:
+			armed = false
+			p.sweeps.Add(1)
+			p.store.Sweep(time.Now())
+			if next, ok := p.store.NextExpiry(); ok {
+				timer.Reset(time.Until(next) + slack)
+				armed = true
+			}
 		}
-		if !synced && p.watcher.HasSynced() {
-			synced = true
-			p.logger.Info("Pod watch synced; enriching records")
-			componentstatus.ReportStatus(host, componentstatus.NewEvent(componentstatus.StatusOK))
-		}
-		p.store.Sweep(time.Now())
-		p.reportSizes()
 	}
-}
-
-func (p *k8smeta) reportSizes() {
-	pods, ctrs := p.store.Sizes()
-	ctx := context.Background()
-	p.tb.K8smetaCachedPods.Add(ctx, int64(pods)-p.reportedPods)
-	p.tb.K8smetaCachedContainers.Add(ctx, int64(ctrs)-p.reportedContainers)
-	p.reportedPods, p.reportedContainers = int64(pods), int64(ctrs)
 }
 
 // Shutdown stops the watch.
 func (p *k8smeta) Shutdown(context.Context) error {
 	if p.stop != nil {
 		close(p.stop)
-		<-p.done
+		p.wg.Wait()
 		p.watcher.Stop()
 		p.stop = nil
 	}
@@ -152,153 +209,4 @@ func (p *k8smeta) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.T
 	}
 	p.enrich(ctx, res)
 	return td, nil
-}
-
-// enrich adds metadata to every resource it can resolve. When some are not
-// known yet, the batch waits (bounded in time and in number of waiting
-// batches; other batches are not blocked) for the watch to catch up.
-func (p *k8smeta) enrich(ctx context.Context, res []pcommon.Resource) {
-	var unknown []pcommon.Resource
-	for _, r := range res {
-		switch p.resolve(r, false) {
-		case resolved:
-			p.tb.K8smetaLookupsHit.Add(ctx, 1)
-		case unresolved:
-			unknown = append(unknown, r)
-		}
-	}
-	if len(unknown) == 0 {
-		return
-	}
-	if p.cfg.WaitForUnknown > 0 {
-		select {
-		case p.waiting <- struct{}{}:
-			p.tb.K8smetaLookupsHeld.Add(ctx, int64(len(unknown)))
-			unknown = p.wait(ctx, unknown)
-			<-p.waiting
-		default:
-			// Too many batches waiting already: pass this one on.
-		}
-	}
-	for _, r := range unknown {
-		p.resolve(r, true) // whatever is known (e.g. the pod without the container)
-		p.tb.K8smetaLookupsMissed.Add(ctx, 1)
-	}
-	if len(unknown) > 0 {
-		p.logger.Debug("Passing resources on without full Kubernetes metadata", zap.Int("resources", len(unknown)))
-	}
-}
-
-// wait re-resolves unknown resources on every store change until all are
-// resolved, the wait times out, or ctx ends; it returns those still unknown.
-func (p *k8smeta) wait(ctx context.Context, unknown []pcommon.Resource) []pcommon.Resource {
-	timer := time.NewTimer(p.cfg.WaitForUnknown)
-	defer timer.Stop()
-	for len(unknown) > 0 {
-		changed := p.store.Changed()
-		still := unknown[:0]
-		for _, r := range unknown {
-			if p.resolve(r, false) == resolved {
-				p.tb.K8smetaLookupsHit.Add(ctx, 1)
-				continue
-			}
-			still = append(still, r)
-		}
-		unknown = still
-		if len(unknown) == 0 {
-			break
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return unknown
-		case <-ctx.Done():
-			return unknown
-		}
-	}
-	return unknown
-}
-
-type resolution int
-
-const (
-	noIDs      resolution = iota // the resource names no pod or container
-	resolved                     // everything named was found and applied
-	unresolved                   // something named is not known (yet)
-)
-
-// resolve looks up the resource's container ID and pod UID. Attributes are
-// written only when everything named was found, or when partial is set.
-// Attributes already present are never overwritten.
-func (p *k8smeta) resolve(r pcommon.Resource, partial bool) resolution {
-	attrs := r.Attributes()
-	uid, hasUID := attrs.Get("k8s.pod.uid")
-	cid, hasCID := attrs.Get("container.id")
-	if !hasUID && !hasCID {
-		return noIDs
-	}
-	if hasCID && cid.Str() != "" {
-		if pod, ctr, ok := p.store.ByContainerID(cid.Str()); ok {
-			applyPod(attrs, pod)
-			applyContainer(attrs, ctr)
-			return resolved
-		}
-	}
-	if hasUID && uid.Str() != "" {
-		if pod, ok := p.store.ByPodUID(uid.Str()); ok {
-			if !hasCID || partial {
-				applyPod(attrs, pod)
-			}
-			if !hasCID {
-				return resolved
-			}
-		}
-	}
-	return unresolved
-}
-
-func putStr(attrs pcommon.Map, k, v string) {
-	if v == "" {
-		return
-	}
-	if _, ok := attrs.Get(k); !ok {
-		attrs.PutStr(k, v)
-	}
-}
-
-func putInt(attrs pcommon.Map, k string, v int64) {
-	if _, ok := attrs.Get(k); !ok {
-		attrs.PutInt(k, v)
-	}
-}
-
-func applyPod(attrs pcommon.Map, pod podstore.Pod) {
-	putStr(attrs, "k8s.pod.uid", pod.UID)
-	putStr(attrs, "k8s.pod.name", pod.Name)
-	putStr(attrs, "k8s.namespace.name", pod.Namespace)
-	putStr(attrs, "k8s.node.name", pod.NodeName)
-	for k, v := range pod.Workload {
-		putStr(attrs, k, v)
-	}
-	for k, v := range pod.Labels {
-		putStr(attrs, "k8s.pod.label."+k, v)
-	}
-	for k, v := range pod.Annotations {
-		putStr(attrs, "k8s.pod.annotation."+k, v)
-	}
-}
-
-func applyContainer(attrs pcommon.Map, c podstore.Container) {
-	putStr(attrs, "k8s.container.name", c.Name)
-	putStr(attrs, "container.image.name", c.ImageName)
-	if _, ok := attrs.Get("container.image.tags"); !ok && c.ImageTag != "" {
-		attrs.PutEmptySlice("container.image.tags").AppendEmpty().SetStr(c.ImageTag)
-	}
-	putInt(attrs, "k8s.container.restart_count", c.RestartCount)
-	if c.MemoryLimit > 0 {
-		putInt(attrs, "k8s.container.memory.limit", c.MemoryLimit)
-	}
-	if c.MemoryRequest > 0 {
-		putInt(attrs, "k8s.container.memory.request", c.MemoryRequest)
-	}
 }

@@ -13,6 +13,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadata"
+	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadatatest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/statustest"
 )
 
 var (
@@ -65,7 +69,8 @@ type harness struct {
 	proc   interface {
 		ConsumeLogs(context.Context, plog.Logs) error
 	}
-	tel *componenttest.Telemetry
+	tel  *componenttest.Telemetry
+	host *statustest.Host
 }
 
 func newHarness(t testing.TB, mutate func(*Config), objs ...*corev1.Pod) *harness {
@@ -85,7 +90,7 @@ func newHarness(t testing.TB, mutate func(*Config), objs ...*corev1.Pod) *harnes
 // sink behind it; both stop when the test ends.
 func startHarness(t testing.TB, f processor.Factory, mutate func(*Config)) *harness {
 	t.Helper()
-	h := &harness{sink: &consumertest.LogsSink{}, tel: componenttest.NewTelemetry()}
+	h := &harness{sink: &consumertest.LogsSink{}, tel: componenttest.NewTelemetry(), host: statustest.NewHost()}
 	cfg := f.CreateDefaultConfig().(*Config)
 	cfg.Extract.Labels = []string{"app"}
 	cfg.Extract.Annotations = []string{"team"}
@@ -97,7 +102,7 @@ func startHarness(t testing.TB, f processor.Factory, mutate func(*Config)) *harn
 	set.TelemetrySettings = h.tel.NewTelemetrySettings()
 	p, err := f.CreateLogs(context.Background(), set, cfg, h.sink)
 	require.NoError(t, err)
-	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	require.NoError(t, p.Start(context.Background(), h.host))
 	t.Cleanup(func() {
 		require.NoError(t, p.Shutdown(context.Background()))
 		require.NoError(t, h.tel.Shutdown(context.Background()))
@@ -232,4 +237,21 @@ func TestWorkloadNames(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The cache sizes are observed when the metrics are collected.
+func TestCacheSizeGauges(t *testing.T) {
+	h := newHarness(t, nil, testPod())
+	metadatatest.AssertEqualK8smetaCachedPods(t, h.tel, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
+	// The running, the previous and the init container's IDs.
+	metadatatest.AssertEqualK8smetaCachedContainers(t, h.tel, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
+	p := testPod()
+	p.Name, p.UID = "web-7d4b9c-yyyyy", "2f6a2c3e-8b4d-4e5f-9a0b-123456789abc"
+	p.Status = corev1.PodStatus{}
+	_, err := h.client.CoreV1().Pods("shop").Create(context.Background(), p, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		m, err := h.tel.GetMetric("otelcol_k8smeta_cached_pods")
+		return err == nil && m.Data.(metricdata.Gauge[int64]).DataPoints[0].Value == 2
+	}, 10*time.Second, 10*time.Millisecond)
 }

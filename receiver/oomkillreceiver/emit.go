@@ -29,6 +29,10 @@ type killRecord struct {
 	Source string
 	// CounterAttributed: the log named no cgroup; the counters did.
 	CounterAttributed bool
+	// GroupID and GroupSize are oom.group.id and oom.group.size of a
+	// memory.oom.group kill (groupkill.go).
+	GroupID   string
+	GroupSize int
 }
 
 // Values of oom.source.
@@ -134,6 +138,11 @@ func fillLogRecord(lr plog.LogRecord, k killRecord, observed time.Time) {
 		putOpt(a, "oom.invoker.score_adj", k.Invoker.OOMScoreAdj)
 	}
 	putStrIf(a, "oom.boot_id", k.BootID)
+	putMemoryContext(a, &k.Kill)
+	if k.GroupID != "" {
+		a.PutStr("oom.group.id", k.GroupID)
+		a.PutInt("oom.group.size", int64(k.GroupSize))
+	}
 }
 
 // counterKillBody is the body of a kill known only from the counters.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -103,6 +104,7 @@ func (r *oomReceiver) source() journal.Source {
 // the reader and starts following the journal.
 func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	r.host = host
+	exportCountersAtZero(ctx, r.tb)
 	n, err := journal.CheckReadable(r.source())
 	if err != nil {
 		return fmt.Errorf("oomkill receiver cannot read the journal: %w", err)
@@ -146,7 +148,7 @@ func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	r.outcomes = newOutcomeObserver(r.cfg.Outcome, r.logger)
 	r.emit = emitter{cfg: r.cfg, version: r.set.BuildInfo.Version, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
 		metadata.WithStartTime(pcommon.NewTimestampFromTime(cp.startTime())))}
-	r.asm = oomparse.NewAssembler(oomparse.Options{})
+	r.asm = oomparse.NewAssembler(oomparse.Options{PageSize: int64(os.Getpagesize())})
 
 	if r.reader, err = journal.Open(r.source()); err != nil {
 		return fmt.Errorf("oomkill receiver cannot open the journal %+v: %w", r.source(), err)
@@ -361,10 +363,27 @@ func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, []reconcile.
 	var others []reconcile.Event
 	entries := 0
 	var err error
+	var settleUntil time.Time // bounds the wait for a group kill's members
 	for entries < batchEntries && ctx.Err() == nil {
 		var ok bool
-		if ok, err = r.reader.Next(); err != nil || !ok {
+		if ok, err = r.reader.Next(); err != nil {
 			break
+		}
+		if !ok {
+			if !r.groupMayContinue(kills) {
+				break
+			}
+			if settleUntil.IsZero() {
+				settleUntil = time.Now().Add(groupSettle)
+			}
+			left := time.Until(settleUntil)
+			if left <= 0 {
+				break
+			}
+			if _, werr := r.reader.Wait(left); werr != nil {
+				break
+			}
+			continue
 		}
 		entries++
 		k, out, ferr := r.feedCurrent()
@@ -374,12 +393,20 @@ func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, []reconcile.
 			r.logger.Warn("Skipping unreadable journal entry", zap.Error(ferr))
 		case out == oomparse.OutcomeKill:
 			kills = append(kills, k)
-		case r.witness != nil:
-			if ev, ok := r.witness.event(k.Kill, out); ok {
-				others = append(others, ev)
+		default:
+			if out == oomparse.OutcomeReport || out == oomparse.OutcomeGroup {
+				if g, open := r.asm.OpenGroup(); open {
+					markGroupLeader(kills, g, r.lastBoot)
+				}
+			}
+			if r.witness != nil {
+				if ev, ok := r.witness.event(k.Kill, out); ok {
+					others = append(others, ev)
+				}
 			}
 		}
 	}
+	countGroups(kills)
 	if entries > 0 {
 		r.tb.OomkillReceiverEntriesRead.Add(ctx, int64(entries))
 		cur, cerr := r.reader.Cursor()
@@ -389,6 +416,17 @@ func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, []reconcile.
 		}
 	}
 	return kills, others, entries, err
+}
+
+// groupMayContinue: the batch ends on a member line of a group kill whose
+// burst may not be over; its members are delivered together so that
+// oom.group.size counts them all.
+func (r *oomReceiver) groupMayContinue(kills []killRecord) bool {
+	if len(kills) == 0 || !kills[len(kills)-1].GroupKill {
+		return false
+	}
+	_, open := r.asm.OpenGroup()
+	return open
 }
 
 // feedCurrent feeds the current entry to the parser.

@@ -313,7 +313,9 @@ func TestWitnessDefersWhileCountersUnreadable(t *testing.T) {
 	require.NoError(t, os.Rename(vm, vm+".away")) // unreadable
 	journaltest.Write(t, filepath.Join(dir, "a.journal"), fullReport(8000, a, at, k.boot))
 	eventually(t, "the log's kill", func() bool { return lastTotal(r.metrics) == 1 })
-	require.Eventually(t, func() bool { return logs.FilterMessageSnippet("Reading the kernel's OOM-kill counters failed").Len() > 0 },
+	require.Eventually(t, func() bool {
+		return logs.FilterMessageSnippet("Reading the kernel's OOM-kill counters failed").Len() > 0
+	},
 		5*time.Second, 10*time.Millisecond)
 	require.NoError(t, os.Rename(vm+".away", vm))
 	time.Sleep(2 * time.Second) // a reading, then past the grace

@@ -44,7 +44,9 @@ done
 // applied with kubectl as its README says, a php-fpm-like Deployment whose
 // worker and then main process the kernel OOM-kills, the DaemonSet's
 // collector counting both with names, a real Prometheus firing the shipped
-// alert, and the collector pod replaced mid-test.
+// alert, and the collector pod replaced mid-test; then the same collector
+// installed with `helm install` of charts/otelcol-oomkill instead, counting
+// a kill with names.
 func TestNodeStory(t *testing.T) {
 	requireMachine(t, "/usr/bin/buildah", "/usr/bin/podman", "/usr/sbin/debootstrap", "/lib/systemd/systemd-journald",
 		"/usr/bin/prometheus", "/bin/busybox")
@@ -146,6 +148,7 @@ spec:
 	})
 
 	t.Run("an OOMKilling Event on the pod", func(t *testing.T) {
+		var note string
 		require.Eventually(t, func() bool {
 			evs, err := n.Client.EventsV1().Events(appNS).List(ctx, metav1.ListOptions{})
 			if err != nil {
@@ -153,11 +156,17 @@ spec:
 			}
 			for _, e := range evs.Items {
 				if e.Reason == "OOMKilling" && e.Regarding.Kind == "Pod" && e.Regarding.Name == app.Name {
+					note = e.Note
 					return true
 				}
 			}
 			return false
 		}, time.Minute, time.Second, "the k8sevents exporter's Event; %s", describe(n, appNS))
+		t.Logf("Event note: %s", note)
+		// The kernel printed its full report: the note names the size of the
+		// limit that was hit and where the memory was.
+		assert.Regexp(t, `memory limit \([0-9.]+[KMG]i(, the sum of its containers' limits)?\) was hit`, note)
+		assert.Regexp(t, `Usage [0-9.]+[KMG]i of [0-9.]+[KMG]i: anon [^;]+; [0-9]+ process(es)?; the victim held `, note)
 	})
 
 	t.Run("the collector pod is replaced", func(t *testing.T) {
@@ -243,6 +252,14 @@ spec:
 		require.NoError(t, err)
 		assert.Contains(t, string(status), "CapEff:\t0000000000000000")
 		assert.Regexp(t, `Uid:\s+10001\s+10001\s+10001\s+10001`, string(status))
+	})
+
+	t.Run("the chart installed with helm counts a kill with names", func(t *testing.T) {
+		helmReplacesKustomize(t, n, example, j.gid, prom, collector.Name)
+		now := strings.TrimPrefix(getPod(t, n, appNS, app.Name).Status.ContainerStatuses[0].ContainerID, "containerd://")
+		touch(t, n, now, "/tmp/grow-worker")
+		require.Eventually(t, func() bool { return prom.Query(t, outcome(now, "survived")) == 1 }, 2*time.Minute, time.Second,
+			"the chart's collector counts the worker's kill with the pod's names: %s", prom.Raw(t, "container_oom_kill_count_total"))
 	})
 }
 

@@ -52,6 +52,9 @@ type Store struct {
 	pods       map[string]*entry     // by pod UID
 	containers map[string]*container // by bare container ID
 	changed    chan struct{}
+	// gone holds a signal while a pod or container ID went since the
+	// signal was last taken.
+	gone chan struct{}
 }
 
 type entry struct {
@@ -68,7 +71,21 @@ type container struct {
 
 // New returns an empty store.
 func New(opts Options) *Store {
-	return &Store{opts: opts, pods: map[string]*entry{}, containers: map[string]*container{}, changed: make(chan struct{})}
+	return &Store{
+		opts: opts, pods: map[string]*entry{}, containers: map[string]*container{},
+		changed: make(chan struct{}), gone: make(chan struct{}, 1),
+	}
+}
+
+// Gone signals that a pod was deleted or a container ID left its pod's
+// status: something Sweep will have to forget after the grace period.
+func (s *Store) Gone() <-chan struct{} { return s.gone }
+
+func (s *Store) signalGone() {
+	select {
+	case s.gone <- struct{}{}:
+	default: // a signal is already waiting
+	}
 }
 
 // Changed returns a channel closed at the next change of the store; call
@@ -104,6 +121,7 @@ func (s *Store) Upsert(p *corev1.Pod) {
 		if _, still := ids[id]; !still {
 			if c := s.containers[id]; c != nil && c.podUID == pod.UID {
 				c.goneAt = now
+				s.signalGone()
 			}
 		}
 	}
@@ -130,11 +148,12 @@ func (s *Store) Delete(uid string) {
 			c.goneAt = now
 		}
 	}
+	s.signalGone()
 	s.notify()
 }
 
 // Sweep forgets pods and container IDs gone for longer than the grace
-// period. Call it periodically; it bounds memory.
+// period; it bounds memory. Call it after NextExpiry.
 func (s *Store) Sweep(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -153,6 +172,29 @@ func (s *Store) Sweep(now time.Time) {
 			}
 		}
 	}
+}
+
+// NextExpiry is when the grace period of the first gone pod or container
+// ID ends; Sweep forgets it at any later time. ok is false when nothing is
+// gone.
+func (s *Store) NextExpiry() (at time.Time, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	earliest := func(gone time.Time) {
+		if !gone.IsZero() && (!ok || gone.Before(at)) {
+			at, ok = gone, true
+		}
+	}
+	for _, c := range s.containers {
+		earliest(c.goneAt)
+	}
+	for _, e := range s.pods {
+		earliest(e.goneAt)
+	}
+	if ok {
+		at = at.Add(s.opts.Grace)
+	}
+	return at, ok
 }
 
 // Sizes returns how many pods and container IDs are resolvable.
