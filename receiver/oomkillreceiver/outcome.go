@@ -7,14 +7,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/cgroupstate"
-	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
-)
-
-// Values of oom.container.outcome.
-var (
-	outcomeSurvived = metadata.AttributeOomContainerOutcomeSurvived.String()
-	outcomeExited   = metadata.AttributeOomContainerOutcomeExited.String()
-	outcomeUnknown  = metadata.AttributeOomContainerOutcomeUnknown.String()
 )
 
 // outcomeObserver decides, for each kill, whether its container lived on:
@@ -52,7 +44,7 @@ func newOutcomeObserver(cfg OutcomeConfig, logger *zap.Logger) *outcomeObserver 
 }
 
 // observe holds the batch back until its newest kill is outcome.delay old
-// (at most that long), then sets each kill's Outcome. It returns how many
+// (at most that long), then sets each kill's Outcome not known yet. It returns how many
 // kills had a cgroup that could not be observed, and false if ctx ended
 // while waiting (nothing was delivered or checkpointed, so the kills are
 // read again at the next start).
@@ -60,7 +52,7 @@ func (o *outcomeObserver) observe(ctx context.Context, kills []killRecord) (unob
 	now := o.now()
 	var wait time.Duration
 	for _, k := range kills {
-		if d := k.Time.Add(o.cfg.Delay).Sub(now); d > wait {
+		if d := k.Time.Add(o.cfg.Delay).Sub(now); d > wait && k.Outcome == "" {
 			wait = min(d, o.cfg.Delay) // a kernel clock ahead of ours must not hold us longer
 		}
 	}
@@ -71,6 +63,9 @@ func (o *outcomeObserver) observe(ctx context.Context, kills []killRecord) (unob
 	states := map[string]cgroupstate.State{} // a group kill names one cgroup many times
 	for i := range kills {
 		k := &kills[i]
+		if k.Outcome != "" {
+			continue // known already (a kill known only from the counters: unknown)
+		}
 		if !k.Attributed || k.TaskMemcg == "" {
 			k.Outcome = outcomeUnknown
 			continue

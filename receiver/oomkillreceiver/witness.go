@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -28,11 +29,14 @@ import (
 // two). It also puts kills whose report the kernel rate-limited on the
 // container whose counter alone rose.
 //
-// Per round of the receiver's loop: after a batch of log lines was read,
-// reconcile takes a reading (the kernel raises its counters before it
-// prints the line, so the batch's kills are in it) and matches the batch;
-// declare then returns the rises no line explained although the log had
-// been read to its end a grace after them.
+// It is one stage of the receiver's loop (check), right after the follower
+// read a batch: the batch is matched to a reading taken then (the kernel
+// raises its counters before it prints the line, so the batch's kills are
+// in it), and the rises no line explained although the log had been read
+// to its end a grace after them are added as kills known only from the
+// counters. Its state is kept in the checkpoint with the log position
+// (the checkpointer saves it as a keptState). A nil *witness is off: the
+// batch passes as it is.
 type witness struct {
 	cfg    WitnessConfig
 	logger *zap.Logger
@@ -58,7 +62,12 @@ type witness struct {
 	deferred []reconcile.Event
 	// warned: the first kill known only from the counters was logged.
 	warned bool
-	now    func() time.Time
+	// caughtUp is when the follower last found the log's end: every line
+	// written before it has been read.
+	caughtUp time.Time
+	// woken: a watched counter changed while the receiver slept.
+	woken atomic.Bool
+	now   func() time.Time
 }
 
 // witnessFiles are the kernel files the witness reads (tests point them
@@ -121,6 +130,65 @@ func newWitness(cfg *Config, files witnessFiles, logger *zap.Logger, tb *metadat
 	return w
 }
 
+// startWitness makes the witness (nil when it is off), has the checkpointer
+// keep its state and restores the state the checkpoint holds.
+func startWitness(ctx context.Context, cfg *Config, cp *checkpointer, logger *zap.Logger, tb *metadata.TelemetryBuilder) *witness {
+	w := newWitness(cfg, kernelFiles, logger, tb)
+	if w == nil {
+		return nil
+	}
+	saved, err := cp.keep(ctx, witnessStateKey, w)
+	if err != nil {
+		logger.Error("Cannot read the witness state from the checkpoint", zap.Error(err))
+		saved = nil
+	}
+	w.start(saved)
+	return w
+}
+
+// check is the witness's stage: it matches the batch just read to the
+// kernel's counters and returns the kills to count: the batch's, less the
+// late lines of kills already counted from the counters and with the
+// cgroup the counters attribute to rate-limited reports, then the kills
+// known only from the counters.
+func (w *witness) check(ctx context.Context, b batch) []killRecord {
+	if w == nil {
+		return b.kills
+	}
+	if b.caughtUp.After(w.caughtUp) {
+		w.caughtUp = b.caughtUp
+	}
+	var others []reconcile.Event
+	for _, c := range b.counted {
+		if ev, ok := w.event(c.kill, c.kind); ok {
+			others = append(others, ev)
+		}
+	}
+	kills := w.reconcile(ctx, b.kills, others)
+	return append(kills, w.declare(ctx, w.caughtUp)...)
+}
+
+// waitBound bounds the receiver's sleep: until the next poll is due, or a
+// watched counter changed (cgroup v2). Call the returned func when the
+// sleep is over.
+func (w *witness) waitBound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if w == nil {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithDeadline(ctx, w.lastPoll.Add(w.cfg.PollInterval))
+	if w.notify != nil {
+		go func() {
+			select {
+			case <-w.notify.C:
+				w.woken.Store(true)
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, cancel
+}
+
 // start restores the saved state (nil: none) and takes the first reading:
 // the baseline, or what changed while the collector was down.
 func (w *witness) start(saved []byte) {
@@ -155,7 +223,7 @@ func (w *witness) wake() <-chan struct{} {
 // it rose: a node without OOM kills costs one small read per interval. It
 // says whether the counters could be read.
 func (w *witness) poll() bool {
-	woken := false
+	woken := w.woken.Swap(false)
 	select {
 	case <-w.wake():
 		woken = true
@@ -278,14 +346,14 @@ func (w *witness) reconcile(ctx context.Context, kills []killRecord, others []re
 
 // event turns what the parser saw besides kills into what the counters
 // hold: a group kill, or a victim printed (and counted) again.
-func (w *witness) event(k oomparse.Kill, kind oomparse.Outcome) (reconcile.Event, bool) {
+func (w *witness) event(k oomparse.Kill, kind oomparse.LineKind) (reconcile.Event, bool) {
 	if k.BootID != w.bootID {
 		return reconcile.Event{}, false
 	}
 	switch kind {
-	case oomparse.OutcomeGroup:
+	case oomparse.LineGroup:
 		return reconcile.Event{Kind: reconcile.GroupKill, Cgroup: k.TaskMemcg, Time: k.Time}, true
-	case oomparse.OutcomeDuplicate:
+	case oomparse.LineDuplicate:
 		return reconcile.Event{Kind: reconcile.Echo, Cgroup: k.TaskMemcg, Time: k.Time}, true
 	}
 	return reconcile.Event{}, false
@@ -326,24 +394,27 @@ func (w *witness) declare(ctx context.Context, caughtUp time.Time) []killRecord 
 	return out
 }
 
-// saved: the state last returned by state is in the checkpoint.
+// changed, state and saved keep the reconciler's state in the checkpoint
+// (keptState).
+func (w *witness) changed() bool { return w.rc.Changed() }
+
 func (w *witness) saved() { w.rc.Saved() }
 
 // state is the reconciler's state to checkpoint; nil when unchanged.
-func (w *witness) state() []byte {
+func (w *witness) state() (string, []byte) {
 	if !w.rc.Changed() {
-		return nil
+		return witnessStateKey, nil
 	}
 	b, err := json.Marshal(witnessState{BootID: w.bootID, State: w.rc.Export()})
 	if err != nil {
 		w.logger.Error("Cannot encode the witness state", zap.Error(err))
-		return nil
+		return witnessStateKey, nil
 	}
-	return b
+	return witnessStateKey, b
 }
 
 func (w *witness) close() {
-	if w.notify != nil {
+	if w != nil && w.notify != nil {
 		_ = w.notify.Close()
 	}
 }

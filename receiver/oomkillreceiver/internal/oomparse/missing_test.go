@@ -61,9 +61,9 @@ func TestGroupLineAndRepeatCarryTheGroup(t *testing.T) {
 	for _, m := range msgs(groupLines(memcg, 102, []int{100, 101, 102}, true)) {
 		k, out := a.Feed(m)
 		switch out {
-		case OutcomeGroup:
+		case LineGroup:
 			group = append(group, k)
-		case OutcomeDuplicate:
+		case LineDuplicate:
 			dup = append(dup, k)
 		}
 	}
