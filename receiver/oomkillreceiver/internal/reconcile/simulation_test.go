@@ -204,8 +204,14 @@ func (w *world) arrived() []line {
 // TestSimulatedNodes: on random nodes (cgroup v1 and v2, lost, late,
 // rate-limited lines, group kills, removed cgroups, restarts) the kills
 // counted (log lines not late, plus declared) equal the kernel's count,
-// and no container is counted more kills than it had.
+// and no container is counted more kills than it had. To debug a failure:
+// SIM=feature,feature [SIMV2=1] [SIMSEED=n] go test -run TestSimulatedNodes
+// finds the smallest failing simulation with those features and traces it.
 func TestSimulatedNodes(t *testing.T) {
+	if os.Getenv("SIM") != "" {
+		traceSmallestFailure(t)
+		return
+	}
 	seeds := uint64(300)
 	if n, err := strconv.ParseUint(os.Getenv("SIMSEEDS"), 10, 64); err == nil {
 		seeds = n // more, for a longer search
@@ -300,7 +306,9 @@ func simulate(t *testing.T, seed uint64, v2 bool, knobs ...func(*world)) {
 	}
 }
 
-func TestSimulatedTrace(t *testing.T) {
+// traceSmallestFailure runs the features named in SIM alone, with ever more
+// steps, and traces the first simulation that fails.
+func traceSmallestFailure(t *testing.T) {
 	feats := map[string]func(*world){
 		"lost": func(w *world) { w.noLost = false }, "lag": func(w *world) { w.noLag = false }, "late": func(w *world) { w.noLate = false },
 		"unnamed": func(w *world) { w.noUnnamed = false }, "groups": func(w *world) { w.noGroups = false }, "remove": func(w *world) { w.noRemove = false },
@@ -308,9 +316,6 @@ func TestSimulatedTrace(t *testing.T) {
 		"all": func(w *world) {
 			w.noLate, w.noUnnamed, w.noGroups, w.noRemove, w.noRestart, w.noLost, w.noLag, w.noSystem = false, false, false, false, false, false, false, false
 		},
-	}
-	if os.Getenv("SIM") == "" {
-		t.Skip("a debugging aid: SIM=feature,feature [SIMV2=1] finds the smallest failing simulation and traces it")
 	}
 	on := strings.Split(os.Getenv("SIM"), ",")
 	v2 := os.Getenv("SIMV2") != ""
