@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kernellab"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // TestWitnessInGuest: real cgroup v2 OOM kills on Debian's 6.1 and 6.12
@@ -210,7 +211,7 @@ service:
 // dlopens.
 func collectorFiles(t *testing.T) []kernellab.File {
 	t.Helper()
-	files, err := kernellab.HostBinary(collectorBinary(t), "/usr/bin/otelcol-oomkill", "libsystemd.so.0")
+	files, err := kernellab.HostBinary(testutil.CollectorBinary(t), "/usr/bin/otelcol-oomkill", "libsystemd.so.0")
 	require.NoError(t, err)
 	return files
 }
@@ -276,4 +277,12 @@ func vmstat(t *testing.T, b []byte) int {
 	n, err := strconv.Atoi(f[1])
 	require.NoError(t, err)
 	return n
+}
+
+// tail is the end of a guest collector's log, for a failure message.
+func tail(s string) string {
+	if len(s) > 4000 {
+		return s[len(s)-4000:]
+	}
+	return s
 }

@@ -8,7 +8,7 @@
 // container; where the log is there, nothing is counted twice and the kills
 // whose reports the kernel rate-limited are put on their container.
 //
-// Every test here holds the machine-wide kill lock (realoom.NewCgroups), so
+// Every test here holds the machine-wide kill lock (testutil.NewCgroups), so
 // the node's counter moves only by its own kills and the sum over all series
 // can be compared with it exactly.
 package witness
@@ -35,7 +35,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/realoom"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 const limit = 64 << 20
@@ -44,18 +44,18 @@ const limit = 64 << 20
 // receives nothing; real kills in kubelet-shaped cgroups are each counted
 // once from the kernel's counters, on the right pod and container.
 func TestKillsMissingFromTheLog(t *testing.T) {
-	cg := realoom.NewCgroups(t, "memory", "pids")
-	before := realoom.NodeOOMKills(t)
+	cg := testutil.NewCgroups(t, "memory", "pids")
+	before := testutil.NodeOOMKills(t)
 	col := startCollector(t, collectorConfig{journalDir: t.TempDir(), state: t.TempDir()})
 
 	type ctr struct {
-		g     *realoom.Cgroup
+		g     *testutil.Cgroup
 		uid   string
 		id    string
 		kills int
 	}
-	uidA, uidB, uidC, uidD := realoom.RandomPodUID(), realoom.RandomPodUID(), realoom.RandomPodUID(), realoom.RandomPodUID()
-	ids := []string{realoom.RandomHex(32), realoom.RandomHex(32), realoom.RandomHex(32), realoom.RandomHex(32)}
+	uidA, uidB, uidC, uidD := testutil.RandomPodUID(), testutil.RandomPodUID(), testutil.RandomPodUID(), testutil.RandomPodUID()
+	ids := []string{testutil.RandomHex(32), testutil.RandomHex(32), testutil.RandomHex(32), testutil.RandomHex(32)}
 	a := &ctr{g: cg.Make(t, cg.Path("/kubepods/burstable/pod"+uidA+"/"+ids[0]), limit), uid: uidA, id: ids[0]}
 	b := &ctr{g: cg.Make(t, cg.Path("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"+strings.ReplaceAll(uidB, "-", "_")+".slice/cri-containerd-"+ids[1]+".scope"), limit), uid: uidB, id: ids[1]}
 	c := &ctr{g: cg.Make(t, cg.Path("/kubepods/pod"+uidC+"/"+ids[2]), limit), uid: uidC, id: ids[2]}
@@ -76,7 +76,7 @@ func TestKillsMissingFromTheLog(t *testing.T) {
 	eventually(t, "all kills counted", func() bool { got = col.scrape(t); return sum(got) >= total })
 	time.Sleep(4 * time.Second) // a grace more: nothing may be added
 	got = col.scrape(t)
-	delta := realoom.NodeOOMKills(t) - before
+	delta := testutil.NodeOOMKills(t) - before
 	t.Logf("node oom_kill rose by %d; series: %v", delta, got)
 
 	assert.Equal(t, float64(delta), sum(got), "sum over all series equals the node's oom_kill delta")
@@ -106,15 +106,15 @@ func TestKillsMissingFromTheLog(t *testing.T) {
 // is counted twice, none from the counters, and the rate-limited ones are
 // put on their container by the counters.
 func TestKillsWithTheLog(t *testing.T) {
-	cg := realoom.NewCgroups(t, "memory", "pids")
+	cg := testutil.NewCgroups(t, "memory", "pids")
 	journalDir := ensureJournald(t)
-	before := realoom.NodeOOMKills(t)
+	before := testutil.NodeOOMKills(t)
 	col := startCollector(t, collectorConfig{journalDir: journalDir, state: t.TempDir()})
 
 	want := map[seriesKey]float64{}
 	pidsOf := map[int]seriesKey{}
-	newCtr := func(qos string) (*realoom.Cgroup, seriesKey) {
-		uid, id := realoom.RandomPodUID(), realoom.RandomHex(32)
+	newCtr := func(qos string) (*testutil.Cgroup, seriesKey) {
+		uid, id := testutil.RandomPodUID(), testutil.RandomHex(32)
 		path := "/kubepods/" + qos + "/pod" + uid + "/" + id
 		if qos == "guaranteed" {
 			path = "/kubepods/pod" + uid + "/" + id
@@ -152,7 +152,7 @@ func TestKillsWithTheLog(t *testing.T) {
 	eventually(t, "all kills counted", func() bool { got = col.scrape(t); return sum(got) >= total })
 	time.Sleep(15 * time.Second) // past the grace: nothing is added from the counters
 	got = col.scrape(t)
-	delta := realoom.NodeOOMKills(t) - before
+	delta := testutil.NodeOOMKills(t) - before
 	assert.Equal(t, want, got, "every kill once, on its container, from the log")
 	assert.Equal(t, float64(delta), sum(got), "sum over all series equals the node's oom_kill delta")
 
@@ -178,19 +178,19 @@ func TestKillsWithTheLog(t *testing.T) {
 // collector is killed with SIGKILL and restarted several times: the totals
 // are exact, from the counters' last values kept in the checkpoint.
 func TestRestartsWhileKillsLand(t *testing.T) {
-	cg := realoom.NewCgroups(t, "memory", "pids")
-	before := realoom.NodeOOMKills(t)
+	cg := testutil.NewCgroups(t, "memory", "pids")
+	before := testutil.NodeOOMKills(t)
 	cfg := collectorConfig{journalDir: t.TempDir(), state: t.TempDir()}
 	sink := startSink(t)
 	cfg.sink = sink
 
 	type ctr struct {
-		g   *realoom.Cgroup
+		g   *testutil.Cgroup
 		key seriesKey
 	}
 	var ctrs []ctr
 	for i := 0; i < 3; i++ {
-		uid, id := realoom.RandomPodUID(), realoom.RandomHex(32)
+		uid, id := testutil.RandomPodUID(), testutil.RandomHex(32)
 		ctrs = append(ctrs, ctr{cg.Make(t, cg.Path("/kubepods/burstable/pod"+uid+"/"+id), limit), seriesKey{pod: uid, container: id, source: "kernel_counter"}})
 	}
 	want := map[seriesKey]float64{}
@@ -219,7 +219,7 @@ func TestRestartsWhileKillsLand(t *testing.T) {
 	time.Sleep(4 * time.Second)
 	got = col.scrape(t)
 	assert.Equal(t, want, got, "exact totals per container after SIGKILL restarts")
-	assert.Equal(t, float64(realoom.NodeOOMKills(t)-before), sum(got))
+	assert.Equal(t, float64(testutil.NodeOOMKills(t)-before), sum(got))
 	ids := map[string]int{}
 	for _, r := range sink.records() {
 		ids[r.killID]++
@@ -246,7 +246,7 @@ func startCollector(t *testing.T, c collectorConfig) *collector {
 	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "otelcol-oomkill"))
 	require.NoError(t, err)
 	if _, serr := os.Stat(bin); serr != nil {
-		realoom.SkipOrFail(t, bin+" is missing: run `make build` (make test does)")
+		testutil.SkipOrFail(t, bin+" is missing: run `make build` (make test does)")
 	}
 	if c.sink == nil {
 		c.sink = startSink(t)
@@ -481,7 +481,7 @@ func ensureJournald(t *testing.T) string {
 	t.Helper()
 	const dir = "/run/log/journal"
 	if _, err := os.Stat("/lib/systemd/systemd-journald"); err != nil {
-		realoom.SkipOrFail(t, "systemd-journald is missing: install the Debian package systemd (.ci/run does)")
+		testutil.SkipOrFail(t, "systemd-journald is missing: install the Debian package systemd (.ci/run does)")
 	}
 	if !journaldRunning() {
 		_, statErr := os.Stat(dir)
