@@ -14,17 +14,8 @@
 package witness
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,7 +24,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
@@ -90,14 +80,14 @@ func TestKillsMissingFromTheLog(t *testing.T) {
 		assert.Equal(t, "kernel_counter", k.source, "nothing came from the log: %+v", k)
 	}
 
-	recs := col.sink.records()
+	recs := records(col.sink)
 	assert.Len(t, recs, total, "one log record per kill")
 	for _, r := range recs {
 		assert.Equal(t, "kernel_counter", r.source)
 		assert.Zero(t, r.pid, "no pid is invented")
 		assert.Len(t, r.killID, 32)
 	}
-	assert.Equal(t, 1, strings.Count(col.log(), "The kernel counted OOM kills its log did not show"), "logged once")
+	assert.Equal(t, 1, strings.Count(col.Log(), "The kernel counted OOM kills its log did not show"), "logged once")
 	assert.Equal(t, float64(total), col.telemetry(t, "otelcol_oomkill_receiver_counter_only_kills"))
 }
 
@@ -107,7 +97,7 @@ func TestKillsMissingFromTheLog(t *testing.T) {
 // put on their container by the counters.
 func TestKillsWithTheLog(t *testing.T) {
 	cg := testutil.NewCgroups(t, "memory", "pids")
-	journalDir := ensureJournald(t)
+	journalDir := testutil.Journald(t).Dir
 	before := testutil.NodeOOMKills(t)
 	col := startCollector(t, collectorConfig{journalDir: journalDir, state: t.TempDir()})
 
@@ -157,7 +147,7 @@ func TestKillsWithTheLog(t *testing.T) {
 	assert.Equal(t, float64(delta), sum(got), "sum over all series equals the node's oom_kill delta")
 
 	perPid := map[int]int{}
-	for _, r := range col.sink.records() {
+	for _, r := range records(col.sink) {
 		perPid[r.pid]++
 		if k, ok := pidsOf[r.pid]; ok {
 			assert.Equal(t, k.pod, r.pod, "pid %d's pod", r.pid)
@@ -181,7 +171,7 @@ func TestRestartsWhileKillsLand(t *testing.T) {
 	cg := testutil.NewCgroups(t, "memory", "pids")
 	before := testutil.NodeOOMKills(t)
 	cfg := collectorConfig{journalDir: t.TempDir(), state: t.TempDir()}
-	sink := startSink(t)
+	sink := testutil.StartOTLPSink(t)
 	cfg.sink = sink
 
 	type ctr struct {
@@ -210,7 +200,7 @@ func TestRestartsWhileKillsLand(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		col := startCollector(t, cfg)
 		time.Sleep(time.Duration(1500+rand.IntN(3000)) * time.Millisecond)
-		col.kill()
+		col.kill(t)
 	}
 	<-done
 	col := startCollector(t, cfg)
@@ -221,7 +211,7 @@ func TestRestartsWhileKillsLand(t *testing.T) {
 	assert.Equal(t, want, got, "exact totals per container after SIGKILL restarts")
 	assert.Equal(t, float64(testutil.NodeOOMKills(t)-before), sum(got))
 	ids := map[string]int{}
-	for _, r := range sink.records() {
+	for _, r := range records(sink) {
 		ids[r.killID]++
 	}
 	assert.Len(t, ids, 24, "distinct kills in the log records (a record sent before a SIGKILL is sent again with the same oom.kill.id)")
@@ -230,30 +220,24 @@ func TestRestartsWhileKillsLand(t *testing.T) {
 // collectorConfig is what a test's collector reads and where it writes.
 type collectorConfig struct {
 	journalDir, state string
-	sink              *otlpSink // nil: one of its own
+	sink              *testutil.OTLPSink // nil: one of its own
 }
 
+// collector is the built collector reading a journal directory, exporting
+// its counters to Prometheus and its log records to an OTLP sink.
 type collector struct {
-	cmd            *exec.Cmd
+	*testutil.Process
 	promPort, self int
-	sink           *otlpSink
-	logPath        string
-	exited         chan struct{}
+	sink           *testutil.OTLPSink
 }
 
 func startCollector(t *testing.T, c collectorConfig) *collector {
 	t.Helper()
-	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "otelcol-oomkill"))
-	require.NoError(t, err)
-	if _, serr := os.Stat(bin); serr != nil {
-		testutil.SkipOrFail(t, bin+" is missing: run `make build` (make test does)")
-	}
 	if c.sink == nil {
-		c.sink = startSink(t)
+		c.sink = testutil.StartOTLPSink(t)
 	}
-	col := &collector{promPort: freePort(t), self: freePort(t), sink: c.sink, exited: make(chan struct{})}
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	col := &collector{promPort: testutil.FreePort(t), self: testutil.FreePort(t), sink: c.sink}
+	cfg := testutil.WriteConfig(t, fmt.Sprintf(`
 extensions:
   file_storage:
     directory: %s
@@ -273,9 +257,10 @@ exporters:
     endpoint: 127.0.0.1:%d
     resource_to_telemetry_conversion:
       enabled: true
-  otlp_http:
-    endpoint: http://%s
-    compression: none
+  otlp_grpc:
+    endpoint: %s
+    tls:
+      insecure: true
 service:
   extensions: [file_storage]
   telemetry:
@@ -289,115 +274,42 @@ service:
   pipelines:
     logs:
       receivers: [oomkill]
-      exporters: [otlp_http]
+      exporters: [otlp_grpc]
     metrics:
       receivers: [oomkill]
       exporters: [prometheus]
-`, c.state, c.journalDir, col.promPort, c.sink.addr, col.self)), 0o600))
-	col.logPath = filepath.Join(t.TempDir(), "collector.log")
-	logf, err := os.Create(col.logPath)
-	require.NoError(t, err)
-	col.cmd = exec.Command(bin, "--config", cfg)
-	col.cmd.Stdout, col.cmd.Stderr = logf, logf
-	col.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, col.cmd.Start())
-	go func() { _ = col.cmd.Wait(); _ = logf.Close(); close(col.exited) }()
-	t.Cleanup(func() {
-		col.stop()
-		if t.Failed() {
-			t.Logf("collector log:\n%s", tail(col.log(), 8000))
-		}
-	})
-	eventually(t, "collector ready", func() bool { return strings.Contains(col.log(), "Everything is ready") })
+`, c.state, c.journalDir, col.promPort, c.sink.Addr(), col.self))
+	col.Process = testutil.StartCollector(t, cfg, testutil.ProcessOptions{})
+	col.WaitReady(t, 90*time.Second)
 	return col
 }
 
-func (c *collector) log() string {
-	b, _ := os.ReadFile(c.logPath)
-	return string(b)
-}
-
 // kill stops the collector with SIGKILL: no shutdown, no last checkpoint.
-func (c *collector) kill() {
-	_ = c.cmd.Process.Kill()
-	<-c.exited
-}
-
-func (c *collector) stop() {
-	select {
-	case <-c.exited:
-		return
-	default:
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.exited:
-	case <-time.After(20 * time.Second):
-		c.kill()
-	}
-}
+func (c *collector) kill(t *testing.T) { c.SignalAndWait(t, syscall.SIGKILL) }
 
 // seriesKey is what the tests tell container_oom_kill_count_total's series by.
 type seriesKey struct{ pod, container, source string }
 
-var (
-	seriesLine = regexp.MustCompile(`^(\w+)\{(.*)\} (\S+)$`)
-	labelRE    = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
-)
-
 // scrape sums container_oom_kill_count_total by pod, container and source.
 func (c *collector) scrape(t *testing.T) map[seriesKey]float64 {
 	out := map[seriesKey]float64{}
-	for _, s := range scrapeText(t, c.promPort, "container_oom_kill_count_total") {
-		out[seriesKey{pod: s.labels["k8s_pod_uid"], container: s.labels["container_id"], source: s.labels["oom_source"]}] += s.value
+	for _, s := range scrapeSamples(t, c.promPort, "container_oom_kill_count_total") {
+		out[seriesKey{pod: s.Label("k8s_pod_uid"), container: s.Label("container_id"), source: s.Label("oom_source")}] += s.Value
 	}
 	return out
 }
 
 // telemetry is a self-telemetry counter (0 when not created yet).
 func (c *collector) telemetry(t *testing.T, name string) float64 {
-	v := 0.0
-	for _, s := range scrapeText(t, c.self, name) {
-		v += s.value
-	}
-	return v
+	return testutil.Sum(scrapeSamples(t, c.self, name))
 }
 
-type sample struct {
-	labels map[string]string
-	value  float64
-}
-
-func scrapeText(t *testing.T, port int, metric string) []sample {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+func scrapeSamples(t *testing.T, port int, metric string) []testutil.Sample {
+	samples, err := testutil.Scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", port), metric)
 	if err != nil {
 		t.Logf("scrape: %v", err)
-		return nil
 	}
-	defer resp.Body.Close()
-	var out []sample
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		var name, labels, value string
-		if m := seriesLine.FindStringSubmatch(line); m != nil {
-			name, labels, value = m[1], m[2], m[3]
-		} else if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(line, "#") {
-			name, value = f[0], f[1]
-		}
-		if name != metric && name != metric+"_total" {
-			continue
-		}
-		s := sample{labels: map[string]string{}}
-		for _, l := range labelRE.FindAllStringSubmatch(labels, -1) {
-			s.labels[l[1]] = l[2]
-		}
-		if s.value, err = strconv.ParseFloat(value, 64); err == nil {
-			out = append(out, s)
-		}
-	}
-	return out
+	return samples
 }
 
 func sum(m map[seriesKey]float64) float64 {
@@ -415,131 +327,33 @@ type record struct {
 	attributed                     bool
 }
 
-// otlpSink receives the collector's OTLP/HTTP logs.
-type otlpSink struct {
-	addr string
-	mu   sync.Mutex
-	recs []record
-}
-
-func startSink(t *testing.T) *otlpSink {
-	s := &otlpSink{}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s.addr = l.Addr().String()
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return s
-}
-
-func (s *otlpSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
-	req := plogotlp.NewExportRequest()
-	if err == nil {
-		err = req.UnmarshalProto(body)
-	}
-	if err != nil || r.URL.Path != "/v1/logs" {
-		http.Error(w, "bad request", http.StatusBadRequest)
-		return
-	}
-	s.mu.Lock()
-	rls := req.Logs().ResourceLogs()
-	for i := 0; i < rls.Len(); i++ {
-		res := rls.At(i).Resource().Attributes()
-		pod, _ := res.Get("k8s.pod.uid")
-		ctr, _ := res.Get("container.id")
-		sls := rls.At(i).ScopeLogs()
-		for j := 0; j < sls.Len(); j++ {
-			lrs := sls.At(j).LogRecords()
-			for k := 0; k < lrs.Len(); k++ {
-				a := lrs.At(k).Attributes()
-				pid, _ := a.Get("process.pid")
-				src, _ := a.Get("oom.source")
-				id, _ := a.Get("oom.kill.id")
-				at, _ := a.Get("oom.attributed")
-				s.recs = append(s.recs, record{pod: pod.Str(), container: ctr.Str(), source: src.Str(), killID: id.Str(), pid: int(pid.Int()), attributed: at.Bool()})
+// records are the oom_kill log records the sink received.
+func records(sink *testutil.OTLPSink) []record {
+	var out []record
+	for _, ld := range sink.Logs() {
+		rls := ld.ResourceLogs()
+		for i := 0; i < rls.Len(); i++ {
+			res := rls.At(i).Resource().Attributes()
+			pod, _ := res.Get("k8s.pod.uid")
+			ctr, _ := res.Get("container.id")
+			sls := rls.At(i).ScopeLogs()
+			for j := 0; j < sls.Len(); j++ {
+				lrs := sls.At(j).LogRecords()
+				for k := 0; k < lrs.Len(); k++ {
+					a := lrs.At(k).Attributes()
+					pid, _ := a.Get("process.pid")
+					src, _ := a.Get("oom.source")
+					id, _ := a.Get("oom.kill.id")
+					at, _ := a.Get("oom.attributed")
+					out = append(out, record{pod: pod.Str(), container: ctr.Str(), source: src.Str(), killID: id.Str(), pid: int(pid.Int()), attributed: at.Bool()})
+				}
 			}
 		}
 	}
-	s.mu.Unlock()
-	out, _ := plogotlp.NewExportResponse().MarshalProto()
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
-}
-
-func (s *otlpSink) records() []record {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]record(nil), s.recs...)
-}
-
-// ensureJournald returns the directory of a journal that receives the
-// kernel's messages: the running journald's, or one started for the test
-// (stopped, and its journal removed, at the end).
-func ensureJournald(t *testing.T) string {
-	t.Helper()
-	const dir = "/run/log/journal"
-	if _, err := os.Stat("/lib/systemd/systemd-journald"); err != nil {
-		testutil.SkipOrFail(t, "systemd-journald is missing: install the Debian package systemd (.ci/run does)")
-	}
-	if !journaldRunning() {
-		_, statErr := os.Stat(dir)
-		ours := os.IsNotExist(statErr)
-		require.NoError(t, os.MkdirAll("/run/systemd/journal", 0o755))
-		cmd := exec.Command("/lib/systemd/systemd-journald")
-		require.NoError(t, cmd.Start())
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-			if ours {
-				_ = os.RemoveAll(dir)
-			}
-		})
-	}
-	// The marker says where the running journald writes (volatile, or
-	// persistent once flushed).
-	marker := fmt.Sprintf("otelcol-oomkill witness marker %d", time.Now().UnixNano())
-	require.NoError(t, os.WriteFile("/dev/kmsg", []byte(marker+"\n"), 0))
-	var found string
-	eventually(t, "journald recorded the marker", func() bool {
-		for _, d := range []string{dir, "/var/log/journal"} {
-			out, _ := exec.Command("journalctl", "-D", d, "--no-pager", "-n", "20").CombinedOutput()
-			if strings.Contains(string(out), marker) {
-				found = d
-				return true
-			}
-		}
-		return false
-	})
-	return found
-}
-
-func journaldRunning() bool {
-	exes, _ := filepath.Glob("/proc/[0-9]*/exe")
-	for _, e := range exes {
-		if p, err := os.Readlink(e); err == nil && strings.HasSuffix(p, "/systemd-journald") {
-			return true
-		}
-	}
-	return false
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return out
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	require.Eventually(t, cond, 90*time.Second, 100*time.Millisecond, what)
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
