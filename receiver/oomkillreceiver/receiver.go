@@ -122,9 +122,10 @@ func (r *oomReceiver) Shutdown(ctx context.Context) error {
 
 // run follows the kernel log until Shutdown. Each round runs the stages:
 // read a batch of lines and assemble their kills, check them against the
-// kernel's counters (adding the kills only the counters saw), observe what became of
-// each victim's container, account the kills in their series, deliver,
-// checkpoint. Caught up, it sleeps until the log grows or a timer is due.
+// kernel's counters (adding the kills only the counters saw), observe what
+// became of each victim's container, account the kills in their series,
+// deliver, checkpoint. Caught up, it sleeps until the log grows or a timer
+// (the witness's poll among them) is due.
 func (r *oomReceiver) run(ctx context.Context) {
 	defer close(r.done)
 	defer func() { _ = r.follow.close() }()
