@@ -12,6 +12,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 
@@ -25,6 +27,9 @@ type k8smeta struct {
 	logger    *zap.Logger
 	tb        *metadata.TelemetryBuilder
 	newClient func(*Config) (kubernetes.Interface, error)
+	attrs     attributeSwitch
+	// now is the clock of the store's grace periods (tests set it).
+	now func() time.Time
 
 	store   *podstore.Store
 	watcher *kube.Watcher
@@ -33,8 +38,9 @@ type k8smeta struct {
 
 	stop, done chan struct{}
 	// reportedPods and reportedContainers are the cache sizes last added
-	// to the up-down counters.
+	// to the up-down counters; reportedForgotten what was last counted.
 	reportedPods, reportedContainers int64
+	reportedForgotten                podstore.Forgotten
 }
 
 func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (kubernetes.Interface, error)) (*k8smeta, error) {
@@ -42,13 +48,17 @@ func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (ku
 	if err != nil {
 		return nil, err
 	}
-	return &k8smeta{
-		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient,
-		store: podstore.New(podstore.Options{
-			Labels: cfg.Extract.Labels, Annotations: cfg.Extract.Annotations, Grace: cfg.DeletedPodGrace,
-		}),
+	p := &k8smeta{
+		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, attrs: newAttributeSwitch(cfg.ResourceAttributes),
+		now:     time.Now,
 		waiting: make(chan struct{}, cfg.MaxWaitingBatches),
-	}, nil
+	}
+	p.store = podstore.New(podstore.Options{
+		Labels: cfg.Extract.Labels, Annotations: cfg.Extract.Annotations, Grace: cfg.DeletedPodGrace,
+		MaxGonePerPod: cfg.GoneContainers.MaxPerPod, MaxGone: cfg.GoneContainers.Max, MaxGivenUp: cfg.GoneContainers.MaxGivenUp,
+		Now: func() time.Time { return p.now() },
+	})
+	return p, nil
 }
 
 // Start begins watching pods. A bad client configuration fails startup; an
@@ -99,17 +109,35 @@ func (p *k8smeta) maintain(host component.Host) {
 			p.logger.Info("Pod watch synced; enriching records")
 			componentstatus.ReportStatus(host, componentstatus.NewEvent(componentstatus.StatusOK))
 		}
-		p.store.Sweep(time.Now())
-		p.reportSizes()
+		p.store.Sweep(p.now())
+		p.report()
 	}
 }
 
-func (p *k8smeta) reportSizes() {
-	pods, ctrs := p.store.Sizes()
+// report updates the cache sizes and counts (and logs) forgotten IDs.
+func (p *k8smeta) report() {
+	st := p.store.Stats()
 	ctx := context.Background()
-	p.tb.K8smetaCachedPods.Add(ctx, int64(pods)-p.reportedPods)
-	p.tb.K8smetaCachedContainers.Add(ctx, int64(ctrs)-p.reportedContainers)
-	p.reportedPods, p.reportedContainers = int64(pods), int64(ctrs)
+	p.tb.K8smetaCachedPods.Add(ctx, int64(st.Pods)-p.reportedPods)
+	p.tb.K8smetaCachedContainers.Add(ctx, int64(st.Containers)-p.reportedContainers)
+	p.reportedPods, p.reportedContainers = int64(st.Pods), int64(st.Containers)
+
+	was, is := p.reportedForgotten, st.Forgotten
+	p.reportedForgotten = is
+	for _, f := range []struct {
+		reason string
+		n      uint64
+	}{{"expired", is.Expired - was.Expired}, {"pod_cap", is.PodCap - was.PodCap}, {"cap", is.Cap - was.Cap}} {
+		if f.n > 0 {
+			p.tb.K8smetaContainersForgotten.Add(ctx, int64(f.n), metric.WithAttributes(attribute.String("reason", f.reason)))
+		}
+	}
+	if evicted := is.PodCap - was.PodCap + is.Cap - was.Cap; evicted > 0 {
+		p.logger.Warn("Forgot container IDs still in use: records naming them now get only their pod's attributes, a new series; raise gone_containers.max_per_pod or gone_containers.max",
+			zap.Uint64("by_max_per_pod", is.PodCap-was.PodCap), zap.Uint64("by_max", is.Cap-was.Cap),
+			zap.Int("max_per_pod", p.cfg.GoneContainers.MaxPerPod), zap.Int("max", p.cfg.GoneContainers.Max),
+			zap.String("last_pod", is.LastEvictedPod))
+	}
 }
 
 // Shutdown stops the watch.
@@ -156,30 +184,42 @@ func (p *k8smeta) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.T
 
 // enrich adds metadata to every resource it can resolve. When some are not
 // known yet, the batch waits (bounded in time and in number of waiting
-// batches; other batches are not blocked) for the watch to catch up.
+// batches; other batches are not blocked) for the watch to catch up; an
+// ID waited for in vain once, or forgotten, is not waited for again.
 func (p *k8smeta) enrich(ctx context.Context, res []pcommon.Resource) {
-	var unknown []pcommon.Resource
+	var unknown, givenUp []pcommon.Resource
 	for _, r := range res {
 		switch p.resolve(r, false) {
 		case resolved:
 			p.tb.K8smetaLookupsHit.Add(ctx, 1)
 		case unresolved:
-			unknown = append(unknown, r)
+			if p.store.GivenUp(lookupKey(r)) {
+				givenUp = append(givenUp, r)
+			} else {
+				unknown = append(unknown, r)
+			}
 		}
 	}
-	if len(unknown) == 0 {
-		return
+	if len(givenUp) > 0 {
+		p.tb.K8smetaLookupsNotWaited.Add(ctx, int64(len(givenUp)))
 	}
-	if p.cfg.WaitForUnknown > 0 {
+	if len(unknown) > 0 && p.cfg.WaitForUnknown > 0 {
 		select {
 		case p.waiting <- struct{}{}:
 			p.tb.K8smetaLookupsHeld.Add(ctx, int64(len(unknown)))
-			unknown = p.wait(ctx, unknown)
+			var timedOut bool
+			unknown, timedOut = p.wait(ctx, unknown)
 			<-p.waiting
+			if timedOut {
+				for _, r := range unknown {
+					p.store.GiveUp(lookupKey(r))
+				}
+			}
 		default:
 			// Too many batches waiting already: pass this one on.
 		}
 	}
+	unknown = append(unknown, givenUp...)
 	for _, r := range unknown {
 		p.resolve(r, true) // whatever is known (e.g. the pod without the container)
 		p.tb.K8smetaLookupsMissed.Add(ctx, 1)
@@ -189,9 +229,20 @@ func (p *k8smeta) enrich(ctx context.Context, res []pcommon.Resource) {
 	}
 }
 
+// lookupKey is what an unresolved resource waits for: its container ID,
+// else its pod UID.
+func lookupKey(r pcommon.Resource) string {
+	if cid, ok := r.Attributes().Get("container.id"); ok && cid.Str() != "" {
+		return cid.Str()
+	}
+	uid, _ := r.Attributes().Get("k8s.pod.uid")
+	return uid.Str()
+}
+
 // wait re-resolves unknown resources on every store change until all are
-// resolved, the wait times out, or ctx ends; it returns those still unknown.
-func (p *k8smeta) wait(ctx context.Context, unknown []pcommon.Resource) []pcommon.Resource {
+// resolved, the wait times out, or ctx ends; it returns those still
+// unknown, and whether they were waited for the whole wait_for_unknown.
+func (p *k8smeta) wait(ctx context.Context, unknown []pcommon.Resource) (still []pcommon.Resource, timedOut bool) {
 	timer := time.NewTimer(p.cfg.WaitForUnknown)
 	defer timer.Stop()
 	for len(unknown) > 0 {
@@ -211,12 +262,12 @@ func (p *k8smeta) wait(ctx context.Context, unknown []pcommon.Resource) []pcommo
 		select {
 		case <-changed:
 		case <-timer.C:
-			return unknown
+			return unknown, true
 		case <-ctx.Done():
-			return unknown
+			return unknown, false
 		}
 	}
-	return unknown
+	return unknown, false
 }
 
 type resolution int
@@ -239,15 +290,15 @@ func (p *k8smeta) resolve(r pcommon.Resource, partial bool) resolution {
 	}
 	if hasCID && cid.Str() != "" {
 		if pod, ctr, ok := p.store.ByContainerID(cid.Str()); ok {
-			applyPod(attrs, pod)
-			applyContainer(attrs, ctr)
+			p.attrs.applyPod(attrs, pod)
+			p.attrs.applyContainer(attrs, ctr)
 			return resolved
 		}
 	}
 	if hasUID && uid.Str() != "" {
 		if pod, ok := p.store.ByPodUID(uid.Str()); ok {
 			if !hasCID || partial {
-				applyPod(attrs, pod)
+				p.attrs.applyPod(attrs, pod)
 			}
 			if !hasCID {
 				return resolved
@@ -257,48 +308,77 @@ func (p *k8smeta) resolve(r pcommon.Resource, partial bool) resolution {
 	return unresolved
 }
 
-func putStr(attrs pcommon.Map, k, v string) {
-	if v == "" {
-		return
+// attributeSwitch says which attributes the configuration turned off.
+type attributeSwitch map[string]bool
+
+func newAttributeSwitch(c metadata.ResourceAttributesConfig) attributeSwitch {
+	off := attributeSwitch{}
+	for name, rc := range map[string]metadata.ResourceAttributeConfig{
+		"container.image.name": c.ContainerImageName, "container.image.tags": c.ContainerImageTags,
+		"k8s.container.memory.limit": c.K8sContainerMemoryLimit, "k8s.container.memory.request": c.K8sContainerMemoryRequest,
+		"k8s.container.name": c.K8sContainerName, "k8s.container.restart_count": c.K8sContainerRestartCount,
+		"k8s.cronjob.name": c.K8sCronjobName, "k8s.daemonset.name": c.K8sDaemonsetName, "k8s.deployment.name": c.K8sDeploymentName,
+		"k8s.job.name": c.K8sJobName, "k8s.namespace.name": c.K8sNamespaceName, "k8s.node.name": c.K8sNodeName,
+		"k8s.pod.name": c.K8sPodName, "k8s.pod.uid": c.K8sPodUID, "k8s.replicaset.name": c.K8sReplicasetName,
+		"k8s.statefulset.name": c.K8sStatefulsetName, "oom.container.kind": c.OomContainerKind,
+	} {
+		if !rc.Enabled {
+			off[name] = true
+		}
 	}
-	if _, ok := attrs.Get(k); !ok {
+	return off
+}
+
+// writable: the attribute is on and not already on the resource (never
+// overwritten).
+func (off attributeSwitch) writable(attrs pcommon.Map, k string) bool {
+	if off[k] {
+		return false
+	}
+	_, present := attrs.Get(k)
+	return !present
+}
+
+func (off attributeSwitch) putStr(attrs pcommon.Map, k, v string) {
+	if v != "" && off.writable(attrs, k) {
 		attrs.PutStr(k, v)
 	}
 }
 
-func putInt(attrs pcommon.Map, k string, v int64) {
-	if _, ok := attrs.Get(k); !ok {
+func (off attributeSwitch) putInt(attrs pcommon.Map, k string, v int64) {
+	if off.writable(attrs, k) {
 		attrs.PutInt(k, v)
 	}
 }
 
-func applyPod(attrs pcommon.Map, pod podstore.Pod) {
-	putStr(attrs, "k8s.pod.uid", pod.UID)
-	putStr(attrs, "k8s.pod.name", pod.Name)
-	putStr(attrs, "k8s.namespace.name", pod.Namespace)
-	putStr(attrs, "k8s.node.name", pod.NodeName)
+func (off attributeSwitch) applyPod(attrs pcommon.Map, pod podstore.Pod) {
+	off.putStr(attrs, "k8s.pod.uid", pod.UID)
+	off.putStr(attrs, "k8s.pod.name", pod.Name)
+	off.putStr(attrs, "k8s.namespace.name", pod.Namespace)
+	off.putStr(attrs, "k8s.node.name", pod.NodeName)
 	for k, v := range pod.Workload {
-		putStr(attrs, k, v)
+		off.putStr(attrs, k, v)
 	}
 	for k, v := range pod.Labels {
-		putStr(attrs, "k8s.pod.label."+k, v)
+		off.putStr(attrs, "k8s.pod.label."+k, v)
 	}
 	for k, v := range pod.Annotations {
-		putStr(attrs, "k8s.pod.annotation."+k, v)
+		off.putStr(attrs, "k8s.pod.annotation."+k, v)
 	}
 }
 
-func applyContainer(attrs pcommon.Map, c podstore.Container) {
-	putStr(attrs, "k8s.container.name", c.Name)
-	putStr(attrs, "container.image.name", c.ImageName)
-	if _, ok := attrs.Get("container.image.tags"); !ok && c.ImageTag != "" {
+func (off attributeSwitch) applyContainer(attrs pcommon.Map, c podstore.Container) {
+	off.putStr(attrs, "k8s.container.name", c.Name)
+	off.putStr(attrs, "oom.container.kind", string(c.Kind))
+	off.putStr(attrs, "container.image.name", c.ImageName)
+	if c.ImageTag != "" && off.writable(attrs, "container.image.tags") {
 		attrs.PutEmptySlice("container.image.tags").AppendEmpty().SetStr(c.ImageTag)
 	}
-	putInt(attrs, "k8s.container.restart_count", c.RestartCount)
+	off.putInt(attrs, "k8s.container.restart_count", c.RestartCount)
 	if c.MemoryLimit > 0 {
-		putInt(attrs, "k8s.container.memory.limit", c.MemoryLimit)
+		off.putInt(attrs, "k8s.container.memory.limit", c.MemoryLimit)
 	}
 	if c.MemoryRequest > 0 {
-		putInt(attrs, "k8s.container.memory.request", c.MemoryRequest)
+		off.putInt(attrs, "k8s.container.memory.request", c.MemoryRequest)
 	}
 }

@@ -23,14 +23,16 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                   metric.Meter
-	mu                      sync.Mutex
-	registrations           []metric.Registration
-	K8smetaCachedContainers metric.Int64UpDownCounter
-	K8smetaCachedPods       metric.Int64UpDownCounter
-	K8smetaLookupsHeld      metric.Int64Counter
-	K8smetaLookupsHit       metric.Int64Counter
-	K8smetaLookupsMissed    metric.Int64Counter
+	meter                      metric.Meter
+	mu                         sync.Mutex
+	registrations              []metric.Registration
+	K8smetaCachedContainers    metric.Int64UpDownCounter
+	K8smetaCachedPods          metric.Int64UpDownCounter
+	K8smetaContainersForgotten metric.Int64Counter
+	K8smetaLookupsHeld         metric.Int64Counter
+	K8smetaLookupsHit          metric.Int64Counter
+	K8smetaLookupsMissed       metric.Int64Counter
+	K8smetaLookupsNotWaited    metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -74,6 +76,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{pod}"),
 	)
 	errs = errors.Join(errs, err)
+	builder.K8smetaContainersForgotten, err = builder.meter.Int64Counter(
+		"otelcol_k8smeta_containers_forgotten",
+		metric.WithDescription("Container IDs that left their pod's status (or whose pod was deleted) and were forgotten, by reason: expired (not looked up for deleted_pod_grace), pod_cap (gone_containers.max_per_pod), cap (gone_containers.max). Records naming an evicted ID get only the pod's attributes. [Development]"),
+		metric.WithUnit("{container}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.K8smetaLookupsHeld, err = builder.meter.Int64Counter(
 		"otelcol_k8smeta_lookups_held",
 		metric.WithDescription("Resources held back because their pod or container was not known yet. [Development]"),
@@ -89,6 +97,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.K8smetaLookupsMissed, err = builder.meter.Int64Counter(
 		"otelcol_k8smeta_lookups_missed",
 		metric.WithDescription("Resources with a pod UID or container ID the processor could not resolve; passed on unenriched. [Development]"),
+		metric.WithUnit("{resource}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.K8smetaLookupsNotWaited, err = builder.meter.Int64Counter(
+		"otelcol_k8smeta_lookups_not_waited",
+		metric.WithDescription("Resources passed on at once with what is known, not held: their container ID (or pod UID) was waited for in vain before, or forgotten. Also counted in lookups_missed. [Development]"),
 		metric.WithUnit("{resource}"),
 	)
 	errs = errors.Join(errs, err)
