@@ -492,7 +492,7 @@ func (e *eventsExporter) event(s *series) *eventsv1.Event {
 	} else {
 		ev.Regarding = corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: s.key.Namespace, Name: s.key.Pod, UID: types.UID(s.key.PodUID)}
 		if s.key.Container != "" {
-			ev.Regarding.FieldPath = "spec.containers{" + s.key.Container + "}"
+			ev.Regarding.FieldPath = containerFieldPath(s.first.ContainerKind, s.key.Container)
 		}
 	}
 	if s.count > 1 {

@@ -27,6 +27,7 @@ type testKill struct {
 	anonKB, limit                    int64
 	outcome                          string
 	at                               time.Time
+	kind                             string // oom.container.kind
 }
 
 var t0 = time.Date(2026, 12, 1, 21, 0, 0, 0, time.UTC)
@@ -59,6 +60,7 @@ func logsOf(kills ...testKill) plog.Logs {
 		put(r, "k8s.pod.name", k.pod)
 		put(r, "k8s.pod.uid", k.uid)
 		put(r, "k8s.container.name", k.container)
+		put(r, "oom.container.kind", k.kind)
 		put(r, "k8s.node.name", k.node)
 		put(r, "host.name", k.node)
 		put(r, "container.id", k.ctrID)

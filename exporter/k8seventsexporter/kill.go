@@ -41,6 +41,10 @@ type kill struct {
 
 	PodUID, PodName, Namespace, Container string
 	Node                                  string // k8s.node.name, else host.name
+
+	// ContainerKind is k8smeta's oom.container.kind: app, init or
+	// ephemeral (empty: app); it places the container in the pod spec.
+	ContainerKind string
 }
 
 // hasPod reports whether the kill can be written on a Pod.
@@ -65,6 +69,7 @@ func killFromRecord(res pcommon.Map, lr plog.LogRecord) (kill, bool) {
 		Container: strAttr(res, "k8s.container.name"),
 		Node:      strAttr(res, "k8s.node.name"),
 	}
+	k.ContainerKind = strAttr(res, "oom.container.kind")
 	if lr.Timestamp() == 0 {
 		k.Time = lr.ObservedTimestamp().AsTime()
 	}
@@ -79,6 +84,18 @@ func killFromRecord(res pcommon.Map, lr plog.LogRecord) (kill, bool) {
 		k.ID = "derived:" + hex.EncodeToString(h[:16])
 	}
 	return k, true
+}
+
+// containerFieldPath names the container inside its pod as Kubernetes
+// does in object references (the kubelet's own events say the same).
+func containerFieldPath(kind, name string) string {
+	switch kind {
+	case "init":
+		return "spec.initContainers{" + name + "}"
+	case "ephemeral":
+		return "spec.ephemeralContainers{" + name + "}"
+	}
+	return "spec.containers{" + name + "}"
 }
 
 // scopeOf places a memcg OOM: the container's own cgroup, or an ancestor
