@@ -16,7 +16,7 @@ PKGS      := ./...
 test: build k8s-binaries lint vet cross rules unit kernel-lab fuzz e2e-image e2e-node
 
 # kube-apiserver + etcd for tests: ≈16 min the first time on 2 cores, then cached under
-# $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/k8s/, where internal/kubeapitest finds them
+# $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/k8s/, where test/harness/kubeapitest finds them
 # (or set KUBE_TEST_BINARIES).
 .PHONY: k8s-binaries
 k8s-binaries:
@@ -27,7 +27,7 @@ k8s-binaries:
 vet:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags sidebyside ./test/bench/
-	$(GO) vet -tags e2enode,e2ecluster ./test/node/ ./internal/kubenode/
+	$(GO) vet -tags e2enode,e2ecluster ./test/node/ ./test/harness/kubenode/
 
 ## image: the collector image from the Dockerfile, built with buildah and no registry: base images
 ## from Debian packages (debootstrap) and the host's Go, cached with the image store under
@@ -46,7 +46,7 @@ image:
 e2e-image:
 	$(GO) test -tags e2enode -count=1 -timeout 40m -run '^TestImageAsDaemonSet$$' -v ./test/node/
 
-## e2e-node: the seed's story on a real single-node cluster (internal/kubenode: etcd, kube-apiserver,
+## e2e-node: the seed's story on a real single-node cluster (test/harness/kubenode: etcd, kube-apiserver,
 ## kube-controller-manager, kube-scheduler and kubelet v1.37.2 from test/k8sbin, Debian's containerd
 ## 1.6 with runc and the CNI bridge plugin): examples/kubernetes applied with kubectl as its README
 ## says, a php-fpm-like Deployment whose worker and then main process the kernel OOM-kills, the
@@ -57,7 +57,7 @@ e2e-image:
 e2e-node: k8s-binaries
 	test/k8sbin/build.sh node >/dev/null
 	$(GO) test -tags e2enode,e2ecluster -count=1 -timeout 30m -run '^TestNodeStory$$' -v ./test/node/
-	$(GO) test -tags e2ecluster -count=1 -timeout 10m -v ./internal/kubenode/
+	$(GO) test -tags e2ecluster -count=1 -timeout 10m -v ./test/harness/kubenode/
 
 ## lint: golangci-lint v2 with .golangci.yml (linters and gofumpt/goimports formatting), pinned in
 ## the tools module like mdatagen and built by `go tool` from the Go module proxy (a few minutes the
@@ -66,7 +66,7 @@ TOOLS_MOD := $(CURDIR)/internal/tools/go.mod
 LINT      := $(GO) tool -modfile=$(TOOLS_MOD) golangci-lint
 .PHONY: lint lint-fix
 lint:
-	$(LINT) run ./...
+	$(LINT) run --allow-parallel-runners ./...
 
 lint-fix:
 	$(LINT) fmt ./...

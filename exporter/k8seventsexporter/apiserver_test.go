@@ -1,6 +1,6 @@
 //go:build linux
 
-// Linux only: internal/kubeapitest runs a real kube-apiserver there.
+// Linux only: test/harness/kubeapitest runs a real kube-apiserver there.
 
 package k8seventsexporter
 
@@ -28,11 +28,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/metadatatest"
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
 )
 
 // These tests run the exporter against a real kube-apiserver and etcd
-// (internal/kubeapitest), authenticated as the shipped service account
+// (test/harness/kubeapitest), authenticated as the shipped service account
 // with exactly the shipped RBAC (examples/kubernetes/01-rbac.yaml).
 
 // applyShippedRBAC creates the example's namespace, service account,

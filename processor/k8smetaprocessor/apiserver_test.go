@@ -1,6 +1,6 @@
 //go:build linux
 
-// Linux only: internal/kubeapitest runs a real kube-apiserver there.
+// Linux only: test/harness/kubeapitest runs a real kube-apiserver there.
 
 package k8smetaprocessor
 
@@ -20,13 +20,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/kube"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadatatest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
 )
 
 // These tests run the processor against a real kube-apiserver and etcd
-// (internal/kubeapitest). Pods get their container statuses through the
+// (test/harness/kubeapitest). Pods get their container statuses through the
 // status subresource, as a kubelet would set them.
 
 // startReal starts the processor with auth_type kubeConfig on cluster.

@@ -17,9 +17,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadatatest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
 )
 
 // randomName is what a process that renames itself (prctl PR_SET_NAME)

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
 )
 
 // The documented derivation, computed independently of killID.

@@ -21,8 +21,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadatatest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")

@@ -31,8 +31,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/bench/busyjournal"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
 )
 
 // Knobs, overridable from the environment (BENCH_ENTRIES=200000 for a quick run).

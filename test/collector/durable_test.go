@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
 )
 
 // durableConfig is examples/otlp/otelcol-otlp.yaml as shipped, except for

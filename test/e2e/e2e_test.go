@@ -35,9 +35,9 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/promtest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/promtest"
 )
 
 const (

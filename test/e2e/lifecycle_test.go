@@ -13,7 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
 )
 
 // TestSeriesExpireAndReturnInPrometheus: the built collector on real

@@ -1,5 +1,5 @@
 // Package kernellab runs real cgroup v2 OOM kills on Debian's 6.1 and 6.12
-// kernels in a qemu guest (internal/kernellab), then has the built
+// kernels in a qemu guest (test/harness/kernellab), then has the built
 // collector read the guest's journal and checks every kill is counted
 // once, on its pod and container. With KERNELLAB_UPDATE=1 it also rewrites
 // the fixtures under testdata/ (make kernel-lab-fixtures).
@@ -30,8 +30,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kernellab"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kernellab"
 )
 
 //go:embed scenarios.sh

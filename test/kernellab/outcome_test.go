@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kernellab"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kernellab"
 )
 
 // TestContainerOutcomeLiveInGuest runs the collector live inside a cgroup v2

@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeapitest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
 )
 
 func TestKubernetesManifestsDryRun(t *testing.T) {

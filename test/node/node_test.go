@@ -19,8 +19,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubenode"
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/promtest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubenode"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/promtest"
 )
 
 const (

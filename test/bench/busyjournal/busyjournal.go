@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
 )
 
 // RemoteBinary converts the journal export format to journal files.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/internal/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
 )
 
 // The access tests build journal layouts with real owners and modes and

@@ -19,7 +19,7 @@ import (
 func TestNodeRunsPodAndLeavesNothing(t *testing.T) {
 	Require(t)
 	BinDir(t)
-	out, err := exec.Command("../../test/image/node-images.sh").Output()
+	out, err := exec.Command("../../image/node-images.sh").Output()
 	if err != nil {
 		t.Fatalf("node-images.sh: %v", err)
 	}
