@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/kube"
@@ -34,6 +35,10 @@ type Config struct {
 	// GoneContainers caps what is remembered of container IDs that left
 	// their pod's status.
 	GoneContainers GoneContainersConfig `mapstructure:"gone_containers"`
+	// Storage names a storage extension (e.g. file_storage) that keeps the
+	// container identities across restarts, so that the series a receiver
+	// restores from its checkpoint keep their names.
+	Storage *component.ID `mapstructure:"storage"`
 	// WaitForUnknown holds a batch whose pod UID or container ID is not
 	// known yet (a pod killed right after it started) up to this long, for
 	// the watch to catch up, before passing it on unenriched. 0 disables.

@@ -24,6 +24,8 @@ func TestLoadConfig(t *testing.T) {
 	node.Extract = ExtractConfig{Labels: []string{"app", "app.kubernetes.io/name"}, Annotations: []string{"team"}}
 	node.DeletedPodGrace = 10 * time.Minute
 	node.GoneContainers = GoneContainersConfig{MaxPerPod: 100, Max: 1000, MaxGivenUp: 200}
+	fileStorage := component.MustNewID("file_storage")
+	node.Storage = &fileStorage
 	// As a user's configuration sets it (the generated config records that).
 	require.NoError(t, confmap.NewFromStringMap(map[string]any{"enabled": false}).Unmarshal(&node.ResourceAttributes.K8sContainerRestartCount))
 	node.WaitForUnknown = 5 * time.Second

@@ -33,6 +33,9 @@ type k8smeta struct {
 
 	store   *podstore.Store
 	watcher *kube.Watcher
+	// id and keeper: the identities kept in the storage extension, if any.
+	id     component.ID
+	keeper *identityKeeper
 	// waiting is a semaphore bounding batches held for unknown IDs.
 	waiting chan struct{}
 
@@ -51,6 +54,7 @@ func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (ku
 	p := &k8smeta{
 		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, attrs: newAttributeSwitch(cfg.ResourceAttributes),
 		now:     time.Now,
+		id:      set.ID,
 		waiting: make(chan struct{}, cfg.MaxWaitingBatches),
 	}
 	p.store = podstore.New(podstore.Options{
@@ -65,10 +69,17 @@ func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (ku
 // API server that is slow or down does not: after sync_timeout the
 // collector starts, records pass through unenriched, and the watch keeps
 // retrying on its own.
-func (p *k8smeta) Start(_ context.Context, host component.Host) error {
+func (p *k8smeta) Start(ctx context.Context, host component.Host) error {
 	client, err := p.newClient(p.cfg)
 	if err != nil {
 		return err
+	}
+	if p.cfg.Storage != nil {
+		// Before the watch: an ID keeps the identity it had before.
+		if p.keeper, err = openIdentityKeeper(ctx, host, *p.cfg.Storage, p.id, p.logger); err != nil {
+			return err
+		}
+		p.keeper.restore(ctx, p.store)
 	}
 	p.watcher, err = kube.NewWatcher(client, p.cfg.NodeName, p.cfg.Extract.Labels, p.cfg.Extract.Annotations, p.store, p.logger)
 	if err != nil {
@@ -86,7 +97,7 @@ func (p *k8smeta) Start(_ context.Context, host component.Host) error {
 	} else {
 		p.logger.Info("Watching pods", zap.String("scope", scope))
 	}
-	go p.maintain(host)
+	go p.maintain(host) //nolint:gosec // Start's context is only for Start; the sweep lives until Shutdown
 	return nil
 }
 
@@ -111,6 +122,9 @@ func (p *k8smeta) maintain(host component.Host) {
 		}
 		p.store.Sweep(p.now())
 		p.report()
+		if p.keeper != nil {
+			p.keeper.save(context.Background(), p.store)
+		}
 	}
 }
 
@@ -140,16 +154,22 @@ func (p *k8smeta) report() {
 	}
 }
 
-// Shutdown stops the watch.
-func (p *k8smeta) Shutdown(context.Context) error {
+// Shutdown stops the watch and saves the identities.
+func (p *k8smeta) Shutdown(ctx context.Context) error {
+	var err error
 	if p.stop != nil {
 		close(p.stop)
 		<-p.done
 		p.watcher.Stop()
 		p.stop = nil
 	}
+	if p.keeper != nil {
+		p.keeper.save(ctx, p.store)
+		err = p.keeper.close(ctx)
+		p.keeper = nil
+	}
 	p.tb.Shutdown()
-	return nil
+	return err
 }
 
 func (p *k8smeta) processLogs(ctx context.Context, ld plog.Logs) (plog.Logs, error) {

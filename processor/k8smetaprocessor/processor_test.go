@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
@@ -80,6 +81,7 @@ type harness struct {
 	}
 	tel  *componenttest.Telemetry
 	logs *observer.ObservedLogs
+	stop func()
 }
 
 func newHarness(t testing.TB, mutate func(*Config), objs ...*corev1.Pod) *harness {
@@ -98,15 +100,16 @@ func newHarness(t testing.TB, mutate func(*Config), objs ...*corev1.Pod) *harnes
 // a sink behind it (startLogs).
 func startHarness(t testing.TB, f processor.Factory, mutate func(*Config)) *harness {
 	t.Helper()
-	return startLogs(t, mutate, func(set processor.Settings, cfg *Config, next consumer.Logs) (processor.Logs, error) {
+	return startLogs(t, mutate, componenttest.NewNopHost(), func(set processor.Settings, cfg *Config, next consumer.Logs) (processor.Logs, error) {
 		return f.CreateLogs(context.Background(), set, cfg, next)
 	})
 }
 
-// startLogs starts the logs processor create makes, with the tests'
-// settings (labels "app", annotations "team", a short wait for unknown IDs,
-// logs observed) and a sink behind it; both stop when the test ends.
-func startLogs(t testing.TB, mutate func(*Config), create func(processor.Settings, *Config, consumer.Logs) (processor.Logs, error)) *harness {
+// startLogs starts the logs processor create makes on host, with the
+// tests' settings (labels "app", annotations "team", a short wait for
+// unknown IDs, logs observed) and a sink behind it; both stop when the test
+// ends, or earlier with h.stop.
+func startLogs(t testing.TB, mutate func(*Config), host component.Host, create func(processor.Settings, *Config, consumer.Logs) (processor.Logs, error)) *harness {
 	t.Helper()
 	h := &harness{sink: &consumertest.LogsSink{}, tel: componenttest.NewTelemetry()}
 	cfg := createDefaultConfig()
@@ -123,11 +126,15 @@ func startLogs(t testing.TB, mutate func(*Config), create func(processor.Setting
 	h.logs = logs
 	p, err := create(set, cfg, h.sink)
 	require.NoError(t, err)
-	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
-	t.Cleanup(func() {
-		require.NoError(t, p.Shutdown(context.Background()))
-		require.NoError(t, h.tel.Shutdown(context.Background()))
-	})
+	require.NoError(t, p.Start(context.Background(), host))
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			require.NoError(t, p.Shutdown(context.Background()))
+			require.NoError(t, h.tel.Shutdown(context.Background()))
+		})
+	}
+	t.Cleanup(h.stop)
 	h.proc = p
 	return h
 }
@@ -288,8 +295,14 @@ func (c *testClock) advance(d time.Duration) {
 // returns it, its clock set to clk.
 func startDirect(t *testing.T, client kubernetes.Interface, clk *testClock, mutate func(*Config)) (*harness, *k8smeta) {
 	t.Helper()
+	return startDirectOn(t, componenttest.NewNopHost(), client, clk, mutate)
+}
+
+// startDirectOn is startDirect on host (with its extensions).
+func startDirectOn(t *testing.T, host component.Host, client kubernetes.Interface, clk *testClock, mutate func(*Config)) (*harness, *k8smeta) {
+	t.Helper()
 	var k *k8smeta
-	h := startLogs(t, mutate, func(set processor.Settings, cfg *Config, next consumer.Logs) (processor.Logs, error) {
+	h := startLogs(t, mutate, host, func(set processor.Settings, cfg *Config, next consumer.Logs) (processor.Logs, error) {
 		var err error
 		if k, err = newK8smeta(cfg, set, func(*Config) (kubernetes.Interface, error) { return client, nil }); err != nil {
 			return nil, err

@@ -113,3 +113,21 @@ func heapInUse() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// BenchmarkSnapshotAtCaps: encoding every identity of a store at the
+// default caps (what k8smeta writes to its storage extension when the
+// identities changed, at most once a sweep), and its size.
+func BenchmarkSnapshotAtCaps(b *testing.B) {
+	s := fillAtCaps(4096)
+	var size int
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		data, _, err := s.Snapshot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(data)
+	}
+	b.ReportMetric(float64(size)/(1<<10), "KiB")
+}

@@ -25,24 +25,29 @@ import (
 
 // Pod is the part of a Pod the processor joins onto records.
 type Pod struct {
-	UID, Name, Namespace, NodeName string
+	UID       string `json:"uid"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	NodeName  string `json:"node,omitempty"`
 	// Workload names the owners: "k8s.deployment.name" → "web", …
-	Workload    map[string]string
-	Labels      map[string]string // only the configured keys
-	Annotations map[string]string // only the configured keys
+	Workload    map[string]string `json:"workload,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`      // only the configured keys
+	Annotations map[string]string `json:"annotations,omitempty"` // only the configured keys
 }
 
 // Container is one container of a pod, as it was when one of its IDs was
 // first seen.
 type Container struct {
-	Name string
-	Kind Kind
+	Name string `json:"name"`
+	Kind Kind   `json:"kind"`
 	// ImageName and ImageTag are the spec's image, split.
-	ImageName, ImageTag string
+	ImageName string `json:"image,omitempty"`
+	ImageTag  string `json:"tag,omitempty"`
 	// RestartCount is the attempt the ID belongs to: 0 for the first run.
-	RestartCount int64
+	RestartCount int64 `json:"restart_count"`
 	// MemoryLimit and MemoryRequest are in bytes; 0 when not set.
-	MemoryLimit, MemoryRequest int64
+	MemoryLimit   int64 `json:"memory_limit,omitempty"`
+	MemoryRequest int64 `json:"memory_request,omitempty"`
 }
 
 // Options say which labels and annotations to keep and how much is
@@ -89,6 +94,7 @@ type Store struct {
 	gone      list.List            // of *identity that left their pod's status, most recently used first
 	givenUp   *givenUp
 	forgotten Forgotten
+	changes   uint64 // identities added, gone, back or forgotten (Snapshot)
 	changed   chan struct{}
 }
 
@@ -167,6 +173,7 @@ func (s *Store) Upsert(p *corev1.Pod) {
 		s.ids[c.id] = idn
 		e.ids[c.id] = idn
 		s.givenUp.remove(c.id)
+		s.changes++
 	}
 	for id, idn := range e.ids {
 		if !inStatus[id] && idn.goneEl == nil {
@@ -198,12 +205,14 @@ func (s *Store) Delete(uid string) {
 }
 
 func (s *Store) markGone(idn *identity, now time.Time) {
+	s.changes++
 	idn.lastUsed = now
 	idn.goneEl = s.gone.PushFront(idn)
 	idn.podGoneEl = idn.pod.gone.PushFront(idn)
 }
 
 func (s *Store) unlinkGone(idn *identity) {
+	s.changes++
 	s.gone.Remove(idn.goneEl)
 	idn.pod.gone.Remove(idn.podGoneEl)
 	idn.goneEl, idn.podGoneEl = nil, nil
@@ -233,6 +242,7 @@ func (s *Store) forget(idn *identity) {
 	delete(s.ids, idn.id)
 	delete(idn.pod.ids, idn.id)
 	s.givenUp.add(idn.id)
+	s.changes++
 }
 
 // Sweep forgets container IDs and deleted pods nobody asked about for the

@@ -391,3 +391,80 @@ func TestSplitImage(t *testing.T) {
 		assert.Equal(t, want, [2]string{name, tag}, in)
 	}
 }
+
+// A restarted collector restores what the last one remembered: every ID
+// keeps its identity, also those that left their pod's status or whose pod
+// was deleted, and the watch makes those still in a status current again.
+func TestSnapshotRestore(t *testing.T) {
+	clk := newClock()
+	s := New(Options{Labels: []string{"app"}, Grace: 5 * time.Minute, MaxGonePerPod: 512, MaxGone: 4096, MaxGivenUp: 4096, Now: clk.now})
+	for n := 0; n <= 4; n++ {
+		p := crashLooping("u1", n)
+		p.Labels = map[string]string{"app": fmt.Sprintf("v%d", n)} // each attempt saw other labels
+		s.Upsert(p)
+	}
+	other := crashLooping("u2", 1)
+	s.Upsert(other)
+	s.Delete("u2")
+	data, changes, err := s.Snapshot()
+	require.NoError(t, err)
+	assert.Equal(t, s.Changes(), changes)
+
+	clk.advance(time.Hour)
+	r := New(Options{Labels: []string{"app"}, Grace: 5 * time.Minute, MaxGonePerPod: 512, MaxGone: 4096, MaxGivenUp: 4096, Now: clk.now})
+	added, err := r.Restore(data)
+	require.NoError(t, err)
+	assert.Equal(t, 7, added)
+	for _, id := range []string{loopID("u1", 0), loopID("u1", 3), loopID("u1", 4), loopID("u2", 0), loopID("u2", 1)} {
+		wp, wc, ok := s.ByContainerID(id)
+		require.True(t, ok)
+		gp, gc, ok := r.ByContainerID(id)
+		require.True(t, ok, "restored %s", id[:8])
+		assert.Equal(t, wp, gp)
+		assert.Equal(t, wc, gc)
+	}
+	// The watch lists u1 (u2 is gone): its IDs in the status are current.
+	p := crashLooping("u1", 4)
+	p.Labels = map[string]string{"app": "v9"}
+	r.Upsert(p)
+	st := r.Stats()
+	assert.Equal(t, 5, st.GoneContainers, "u1's 0..2 and u2's two")
+	gp, _, _ := r.ByContainerID(loopID("u1", 4))
+	assert.Equal(t, map[string]string{"app": "v4"}, gp.Labels, "the identity it had, not the pod as it is now")
+
+	// Nobody asks: the restored gone IDs and the deleted pod go after the grace period.
+	clk.advance(6 * time.Minute)
+	r.Sweep(clk.now())
+	st = r.Stats()
+	assert.Equal(t, 1, st.Pods)
+	assert.Equal(t, 2, st.Containers)
+}
+
+func TestRestoreRespectsCaps(t *testing.T) {
+	s := New(defaults(newClock(), time.Hour))
+	for n := 0; n <= 20; n++ {
+		s.Upsert(crashLooping("u1", n))
+	}
+	data, _, err := s.Snapshot()
+	require.NoError(t, err)
+	r := New(Options{Grace: time.Hour, MaxGonePerPod: 5, MaxGone: 5, MaxGivenUp: 100})
+	added, err := r.Restore(data)
+	require.NoError(t, err)
+	assert.Equal(t, 21, added)
+	st := r.Stats()
+	assert.Equal(t, 5, st.GoneContainers)
+	assert.Equal(t, uint64(16), st.Forgotten.PodCap)
+}
+
+func TestRestoreRejectsBrokenSnapshots(t *testing.T) {
+	for name, data := range map[string]string{
+		"not json":        `{"version":1,"pods":[`,
+		"other version":   `{"version":2,"pods":[],"ids":[]}`,
+		"no such pod":     `{"version":1,"pods":[{"uid":"u1","name":"p","namespace":"ns"}],"ids":[{"id":"abc","pod":3}]}`,
+		"pod without uid": `{"version":1,"pods":[{"name":"p"}],"ids":[{"id":"abc","pod":0}]}`,
+	} {
+		s := New(defaults(newClock(), time.Hour))
+		_, err := s.Restore([]byte(data))
+		assert.Error(t, err, name)
+	}
+}
