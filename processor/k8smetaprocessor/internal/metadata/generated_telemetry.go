@@ -66,13 +66,13 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	var err, errs error
 	builder.K8smetaCachedContainers, err = builder.meter.Int64UpDownCounter(
 		"otelcol_k8smeta_cached_containers",
-		metric.WithDescription("Container IDs the processor can resolve (current, previous and recently gone). [Development]"),
+		metric.WithDescription("Container IDs the processor can resolve (in their pod's status, and gone ones still remembered). [Development]"),
 		metric.WithUnit("{container}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.K8smetaCachedPods, err = builder.meter.Int64UpDownCounter(
 		"otelcol_k8smeta_cached_pods",
-		metric.WithDescription("Pods the processor can resolve (including deleted pods within the grace period). [Development]"),
+		metric.WithDescription("Pods the processor can resolve (including deleted pods still asked about, or deleted within deleted_pod_grace). [Development]"),
 		metric.WithUnit("{pod}"),
 	)
 	errs = errors.Join(errs, err)

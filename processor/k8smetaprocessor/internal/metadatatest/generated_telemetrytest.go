@@ -24,7 +24,7 @@ func NewSettings(tt *componenttest.Telemetry) processor.Settings {
 func AssertEqualK8smetaCachedContainers(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_k8smeta_cached_containers",
-		Description: "Container IDs the processor can resolve (current, previous and recently gone). [Development]",
+		Description: "Container IDs the processor can resolve (in their pod's status, and gone ones still remembered). [Development]",
 		Unit:        "{container}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
@@ -40,7 +40,7 @@ func AssertEqualK8smetaCachedContainers(t *testing.T, tt *componenttest.Telemetr
 func AssertEqualK8smetaCachedPods(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_k8smeta_cached_pods",
-		Description: "Pods the processor can resolve (including deleted pods within the grace period). [Development]",
+		Description: "Pods the processor can resolve (including deleted pods still asked about, or deleted within deleted_pod_grace). [Development]",
 		Unit:        "{pod}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
