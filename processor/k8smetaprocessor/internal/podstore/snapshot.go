@@ -39,8 +39,9 @@ func (s *Store) Snapshot() ([]byte, uint64, error) {
 		snap.IDs = append(snap.IDs, snapshotID{ID: id, Pod: i, Container: idn.ctr})
 	}
 	changes := s.changes
-	b, err := json.Marshal(snap) // under the lock: the pods' maps are shared
 	s.mu.Unlock()
+	// Outside the lock: a Pod is never changed after its conversion.
+	b, err := json.Marshal(snap)
 	return b, changes, err
 }
 
