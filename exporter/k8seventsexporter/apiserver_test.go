@@ -27,6 +27,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/event"
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/kill"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/metadatatest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
 )
@@ -175,7 +177,7 @@ func TestRealAPIServer(t *testing.T) {
 		assert.Equal(t, "OOMKilling", ev.Reason)
 		assert.Equal(t, "otelcol-oomkill.io/k8sevents", ev.ReportingController)
 		assert.Equal(t, "otelcol-oomkill-node-a", ev.ReportingInstance)
-		assert.Equal(t, note(kill{PID: k[0].pid, Process: k[0].process, Container: "php-fpm", PodName: p.Name, Namespace: "shop", Scope: scopeContainer, AnonRSSKB: k[0].anonKB, LimitB: k[0].limit, Outcome: "survived"}), ev.Message)
+		assert.Equal(t, event.Note(kill.Kill{PID: k[0].pid, Process: k[0].process, Container: "php-fpm", PodName: p.Name, Namespace: "shop", Scope: kill.ScopeContainer, AnonRSSKB: k[0].anonKB, LimitB: k[0].limit, Outcome: "survived"}), ev.Message)
 		assert.Contains(t, ev.Message, "Kubernetes records no restart for this")
 		assert.Equal(t, k[0].at.Truncate(time.Microsecond).UTC(), ev.EventTime.UTC(), "eventTime is the kill's time")
 		assert.Nil(t, ev.Series)

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/event"
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeclient"
 )
 
@@ -116,8 +117,8 @@ func (c *Config) Validate() error {
 	if msgs := validation.IsQualifiedName(c.ReportingController); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("reporting_controller %q: must be a qualified name like %q: %v", c.ReportingController, defaultReportingController, msgs))
 	}
-	if len(c.ReportingInstance) > maxReportingInstance {
-		errs = append(errs, fmt.Errorf("reporting_instance: at most %d characters", maxReportingInstance))
+	if len(c.ReportingInstance) > event.MaxReportingInstance {
+		errs = append(errs, fmt.Errorf("reporting_instance: at most %d characters", event.MaxReportingInstance))
 	}
 	if c.Aggregation.Window < time.Second || c.Aggregation.Window > time.Hour {
 		errs = append(errs, fmt.Errorf("aggregation.window %v: between 1s and 1h (the API server keeps events 1h by default)", c.Aggregation.Window))

@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/apiwriter"
 )
 
 // These tests use client-go's fake clientset for the exporter's logic;
@@ -270,7 +272,7 @@ func TestForbiddenIsDroppedWithAClearError(t *testing.T) {
 	require.Error(t, err)
 	assert.False(t, consumererror.IsPermanent(err))
 	// Still refused after the grace: a missing rule; given up, counted.
-	*now = now.Add(forbiddenGrace)
+	*now = now.Add(apiwriter.ForbiddenGrace)
 	require.NoError(t, e.push(context.Background(), logsOf(phpKill(0))))
 	assert.EqualValues(t, 1, counter(t, tel, "k8sevents_kills_dropped", attribute.String("reason", "rejected")))
 	c.ClearActions()
@@ -339,8 +341,28 @@ func TestSeriesAndKillIDsAreBounded(t *testing.T) {
 		require.NoError(t, e.push(context.Background(), logsOf(k)))
 	}
 	assert.Equal(t, 3, e.series.Len())
-	assert.Equal(t, 5, e.seen.Len())
+	assert.Equal(t, 5, e.series.KillIDs())
 	// One series was written; the others waited on the bucket and those
 	// pushed out of the cache are counted.
 	assert.EqualValues(t, 6, counter(t, tel, "k8sevents_kills_dropped", attribute.String("reason", "evicted")))
+}
+
+// An event's object name is how a create repeated after a restart finds
+// the event it made: it must not change between versions for the same
+// series and first kill.
+func TestEventNameIsStableAcrossVersions(t *testing.T) {
+	c := fake.NewClientset(testPodObject(phpKill(0)))
+	e, _, _ := newTestExporter(t, c, nil)
+	require.NoError(t, e.push(context.Background(), logsOf(phpKill(0))))
+	evs := events(t, c, "shop")
+	require.Len(t, evs, 1)
+	assert.Equal(t, "checkout-7f9c6d5b8-x2x9q.oom-668d4ed37c7b2527", evs[0].Name)
+
+	k := phpKill(1)
+	k.ns, k.pod, k.uid, k.container, k.constraint, k.memcg, k.outcome, k.process = "", "", "", "", "system", "", "", "journald"
+	e, _, _ = newTestExporter(t, c, func(cfg *Config) { cfg.NodeEvents = true })
+	require.NoError(t, e.push(context.Background(), logsOf(k)))
+	evs = events(t, c, "default")
+	require.Len(t, evs, 1)
+	assert.Equal(t, "node-a.oom-cd259474d50016e3", evs[0].Name)
 }

@@ -12,6 +12,8 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/aggregate"
+	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/kill"
 	"github.com/otelcol-oomkill/otelcol-oomkill/exporter/k8seventsexporter/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/kubeclient"
 )
@@ -68,7 +70,11 @@ type neverBlock struct {
 
 func (n *neverBlock) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 	err := n.Logs.ConsumeLogs(ctx, ld)
-	if err == nil || consumererror.IsPermanent(err) {
+	switch {
+	case err == nil:
+		n.e.status.Clear(causeQueueFull)
+		return nil
+	case consumererror.IsPermanent(err):
 		return err
 	}
 	kills := 0
@@ -77,13 +83,13 @@ func (n *neverBlock) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 		for j := 0; j < sls.Len(); j++ {
 			lrs := sls.At(j).LogRecords()
 			for k := 0; k < lrs.Len(); k++ {
-				if lrs.At(k).EventName() == eventName {
+				if lrs.At(k).EventName() == kill.EventName {
 					kills++
 				}
 			}
 		}
 	}
-	n.e.drop(ctx, kills, dropQueueFull)
-	n.e.logger.Warn("sending_queue is full: kills dropped, not written to events", zap.Int("kills", kills), zap.Error(err))
+	n.e.series.Drop(ctx, kills, aggregate.DropQueueFull)
+	n.e.status.Fail(causeQueueFull, err, "sending_queue is full: kills dropped, not written to events (k8sevents_kills_dropped{reason=queue_full} counts them)", zap.Int("kills", kills))
 	return consumererror.NewPermanent(err)
 }

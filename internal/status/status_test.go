@@ -6,24 +6,17 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/statustest"
 )
-
-// recordingHost is a component.Host that keeps the status events it gets.
-type recordingHost struct {
-	component.Host
-	events []componentstatus.Status
-}
-
-func (h *recordingHost) Report(e *componentstatus.Event) { h.events = append(h.events, e.Status()) }
 
 func TestOKOnlyOnceEveryCauseCleared(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
-	host := &recordingHost{}
+	host := statustest.NewHost()
 	r := New(zap.New(core))
 	r.SetHost(host)
 
@@ -34,12 +27,12 @@ func TestOKOnlyOnceEveryCauseCleared(t *testing.T) {
 
 	assert.True(t, r.Clear("checkpoint"))
 	assert.False(t, r.Clear("checkpoint"), "a cause not failing is not cleared twice")
-	require.Equal(t, []componentstatus.Status{componentstatus.StatusRecoverableError, componentstatus.StatusRecoverableError}, host.events,
+	require.Equal(t, []componentstatus.Status{componentstatus.StatusRecoverableError, componentstatus.StatusRecoverableError}, host.Statuses(),
 		"no OK while delivery still fails")
 	r.Record("delivery", nil, "unused")
 	assert.Equal(t, []componentstatus.Status{
 		componentstatus.StatusRecoverableError, componentstatus.StatusRecoverableError, componentstatus.StatusOK,
-	}, host.events)
+	}, host.Statuses())
 	assert.Empty(t, r.Failing())
 
 	// One error line per spell, the repeats at debug level, one recovery line per spell.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
@@ -257,19 +258,19 @@ func TestRealAPIServerCrashLoop(t *testing.T) {
 		loop.set(n, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}, attemptID(n))
 		for range 3 { // minutes of back-off, each with the receiver's refresh
 			clk.advance(time.Minute)
-			k.store.Sweep(clk.now())
+			k.sweep()
 			refresh(fmt.Sprintf("attempt %d back-off", n))
 		}
 	}
-	st := k.store.Stats()
-	assert.Equal(t, attempts-1, st.GoneContainers, "all but the last left the status, and are remembered")
+	require.Eventually(t, func() bool { return k.store.Stats().GoneContainers == attempts-1 }, 15*time.Second, 20*time.Millisecond,
+		"all but the last left the status (the watch delivers the last back-off), and are remembered")
 
 	require.NoError(t, cluster.Client.CoreV1().Pods("shop").Delete(ctx, created.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}))
 	require.Eventually(t, func() bool { return k.store.Stats().GoneContainers == attempts }, 15*time.Second, 20*time.Millisecond,
 		"the watch delivers the delete")
 	for minute := 1; minute <= 30; minute++ {
 		clk.advance(time.Minute)
-		k.store.Sweep(clk.now())
+		k.sweep()
 		refresh(fmt.Sprintf("deleted pod, minute %d", minute))
 	}
 
@@ -278,7 +279,7 @@ func TestRealAPIServerCrashLoop(t *testing.T) {
 	delete(killed, 0)
 	for range 6 {
 		clk.advance(time.Minute)
-		k.store.Sweep(clk.now())
+		k.sweep()
 		refresh("attempt 0 no longer asked about")
 	}
 	start := time.Now()
@@ -286,11 +287,29 @@ func TestRealAPIServerCrashLoop(t *testing.T) {
 	assert.Less(t, time.Since(start), time.Second, "a forgotten ID is not waited for")
 	assert.Equal(t, created.Name, got["k8s.pod.name"], "the pod is still asked about through its other IDs")
 	assert.NotContains(t, got, "k8s.container.name")
-	k.report()
 	metadatatest.AssertEqualK8smetaContainersForgotten(t, h.tel, []metricdata.DataPoint[int64]{
 		{Value: 1, Attributes: attribute.NewSet(attribute.String("reason", "expired"))},
 	}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualK8smetaLookupsNotWaited(t, h.tel, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
 	_, err = h.tel.GetMetric("otelcol_k8smeta_lookups_held")
 	assert.Error(t, err, "no record was ever held")
+}
+
+// The status follows the API server: a recoverable error while it is
+// down, OK once the watch works again.
+func TestStatusFollowsTheAPIServer(t *testing.T) {
+	cluster := kubeapitest.Start(t)
+	createPod(t, cluster, "web-7d4b9c-aaaaa", "node-a", id('1'), "")
+	h := startReal(t, cluster, nil)
+	assert.Empty(t, h.host.Statuses(), "synced at start: nothing to report")
+
+	cluster.StopAPIServer()
+	require.Eventually(t, func() bool { return lastStatus(h.host) == componentstatus.StatusRecoverableError }, 60*time.Second, 100*time.Millisecond)
+	got := h.send(t, map[string]any{"container.id": id('1')})
+	assert.Equal(t, "web-7d4b9c-aaaaa", got["k8s.pod.name"], "enriched from the pods already seen")
+
+	cluster.StartAPIServer()
+	require.Eventually(t, func() bool { return lastStatus(h.host) == componentstatus.StatusOK }, 60*time.Second, 100*time.Millisecond)
+	assert.Equal(t, []componentstatus.Status{componentstatus.StatusRecoverableError, componentstatus.StatusOK}, h.host.Statuses()[:2],
+		"one failing spell while the API server was down, however often the watch was retried")
 }

@@ -63,9 +63,12 @@ func (k *identityKeeper) restore(ctx context.Context, s *podstore.Store) {
 	k.saved = s.Changes()
 }
 
+// pending reports whether the identities changed since the last save.
+func (k *identityKeeper) pending(s *podstore.Store) bool { return s.Changes() != k.saved }
+
 // save writes the store's identities if they changed since the last save.
 func (k *identityKeeper) save(ctx context.Context, s *podstore.Store) {
-	if s.Changes() == k.saved {
+	if !k.pending(s) {
 		return
 	}
 	data, changes, err := s.Snapshot()
@@ -73,7 +76,7 @@ func (k *identityKeeper) save(ctx context.Context, s *podstore.Store) {
 		err = k.client.Set(ctx, identitiesKey, data)
 	}
 	if err != nil {
-		k.logger.Warn("Cannot save the container identities; retrying at the next sweep", zap.Error(err))
+		k.logger.Warn("Cannot save the container identities; retrying at the next change or shutdown", zap.Error(err))
 		return
 	}
 	k.saved = changes

@@ -19,12 +19,13 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadata"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/statustest"
 )
 
 var storageID = component.MustNewIDWithName("file_storage", "test")
 
-// storageHost serves contrib's real file_storage extension on dir, as a
-// collector would; it stops when the test ends.
+// storageHost serves contrib's real file_storage extension, as a collector
+// would.
 type storageHost struct {
 	component.Host
 	ext component.Component
@@ -34,7 +35,9 @@ func (h storageHost) GetExtensions() map[component.ID]component.Component {
 	return map[component.ID]component.Component{storageID: h.ext}
 }
 
-func newStorageHost(t *testing.T, dir string) storageHost {
+// newStorageHost starts file_storage on dir (stopped when the test ends)
+// and returns a host serving it, which also records statuses.
+func newStorageHost(t *testing.T, dir string) (*statustest.Host, component.Component) {
 	t.Helper()
 	f := filestorage.NewFactory()
 	cfg := f.CreateDefaultConfig().(*filestorage.Config)
@@ -44,7 +47,9 @@ func newStorageHost(t *testing.T, dir string) storageHost {
 	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { require.NoError(t, ext.Shutdown(context.Background())) }) })
-	return storageHost{Host: componenttest.NewNopHost(), ext: ext}
+	host := statustest.NewHost()
+	host.Host = storageHost{Host: componenttest.NewNopHost(), ext: ext}
+	return host, ext
 }
 
 // A collector restarted during a crash loop (a DaemonSet rollout) names
@@ -55,7 +60,7 @@ func TestIdentitiesSurviveARestart(t *testing.T) {
 	p := testPod()
 	p.Status = crashLoopStatus(0)
 	client := fake.NewClientset(p)
-	host := newStorageHost(t, t.TempDir())
+	host, _ := newStorageHost(t, t.TempDir())
 	withStorage := func(c *Config) { c.Storage = &storageID }
 	update := func(n int) {
 		t.Helper()
@@ -91,8 +96,8 @@ func TestIdentitiesSurviveARestart(t *testing.T) {
 
 // A broken record is logged and skipped; the collector starts without it.
 func TestBrokenIdentitiesAreSkipped(t *testing.T) {
-	host := newStorageHost(t, t.TempDir())
-	c, err := host.ext.(storage.Extension).GetClient(context.Background(), component.KindProcessor, component.NewID(metadata.Type), "")
+	host, ext := newStorageHost(t, t.TempDir())
+	c, err := ext.(storage.Extension).GetClient(context.Background(), component.KindProcessor, component.NewID(metadata.Type), "")
 	require.NoError(t, err)
 	require.NoError(t, c.Set(context.Background(), identitiesKey, []byte(`{"version":1,"ids":[{"id":"x","pod":7}]}`)))
 	require.NoError(t, c.Close(context.Background()))

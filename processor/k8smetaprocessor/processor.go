@@ -3,10 +3,11 @@ package k8smetaprocessor
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -17,9 +18,21 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/status"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/kube"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/podstore"
+)
+
+// Causes of a failing status (internal/status): the component is OK again
+// once none of them fails.
+const (
+	// causeSync: the first pod list has not finished; records pass
+	// through unenriched.
+	causeSync = "pod_sync"
+	// causeWatch: the last pod list or watch failed; the informer retries
+	// and records are enriched from the pods already seen.
+	causeWatch = "pod_watch"
 )
 
 type k8smeta struct {
@@ -27,6 +40,7 @@ type k8smeta struct {
 	logger    *zap.Logger
 	tb        *metadata.TelemetryBuilder
 	newClient func(*Config) (kubernetes.Interface, error)
+	status    *status.Reporter
 	attrs     attributeSwitch
 	// now is the clock of the store's grace periods (tests set it).
 	now func() time.Time
@@ -39,11 +53,18 @@ type k8smeta struct {
 	// waiting is a semaphore bounding batches held for unknown IDs.
 	waiting chan struct{}
 
-	stop, done chan struct{}
-	// reportedPods and reportedContainers are the cache sizes last added
-	// to the up-down counters; reportedForgotten what was last counted.
-	reportedPods, reportedContainers int64
-	reportedForgotten                podstore.Forgotten
+	// answered signals a list or watch the API server answered.
+	answered chan struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	// sweeps counts the sweeps of gone pods (tests of idleness).
+	sweeps atomic.Int64
+	// reportedForgotten is what was last counted of forgotten IDs; the
+	// evictions not logged yet, and when they last were (report).
+	reportMu                    sync.Mutex
+	reportedForgotten           podstore.Forgotten
+	unloggedPodCap, unloggedCap uint64
+	lastEvictionLog             time.Time
 }
 
 func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (kubernetes.Interface, error)) (*k8smeta, error) {
@@ -52,16 +73,32 @@ func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (ku
 		return nil, err
 	}
 	p := &k8smeta{
-		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, attrs: newAttributeSwitch(cfg.ResourceAttributes),
-		now:     time.Now,
-		id:      set.ID,
-		waiting: make(chan struct{}, cfg.MaxWaitingBatches),
+		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, status: status.New(set.Logger),
+		attrs: newAttributeSwitch(cfg.ResourceAttributes), now: time.Now, id: set.ID,
+		waiting: make(chan struct{}, cfg.MaxWaitingBatches), answered: make(chan struct{}, 1),
 	}
-	p.store = podstore.New(podstore.Options{
+	store := podstore.New(podstore.Options{
 		Labels: cfg.Extract.Labels, Annotations: cfg.Extract.Annotations, Grace: cfg.DeletedPodGrace,
 		MaxGonePerPod: cfg.GoneContainers.MaxPerPod, MaxGone: cfg.GoneContainers.Max, MaxGivenUp: cfg.GoneContainers.MaxGivenUp,
 		Now: func() time.Time { return p.now() },
 	})
+	p.store = store
+	// The cache sizes are read when the metrics are collected.
+	err = errors.Join(
+		tb.RegisterK8smetaCachedPodsCallback(func(_ context.Context, o metric.Int64Observer) error {
+			pods, _ := store.Sizes()
+			o.Observe(int64(pods))
+			return nil
+		}),
+		tb.RegisterK8smetaCachedContainersCallback(func(_ context.Context, o metric.Int64Observer) error {
+			_, containers := store.Sizes()
+			o.Observe(int64(containers))
+			return nil
+		}),
+	)
+	if err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -81,63 +118,115 @@ func (p *k8smeta) Start(ctx context.Context, host component.Host) error {
 		}
 		p.keeper.restore(ctx, p.store)
 	}
-	p.watcher, err = kube.NewWatcher(client, p.cfg.NodeName, p.cfg.Extract.Labels, p.cfg.Extract.Annotations, p.store, p.logger)
+	p.status.SetHost(host)
+	p.watcher, err = kube.NewWatcher(client, kube.WatchOptions{
+		NodeName: p.cfg.NodeName, Labels: p.cfg.Extract.Labels, Annotations: p.cfg.Extract.Annotations,
+		Failed: func(err error) {
+			p.status.Fail(causeWatch, err, "Kubernetes pod watch failed; retrying (records are enriched from the pods already seen)")
+		},
+		Works: func() {
+			p.status.Clear(causeWatch)
+			select {
+			case p.answered <- struct{}{}:
+			default: // a signal is already waiting
+			}
+		},
+	}, p.store, p.logger)
 	if err != nil {
 		return err
 	}
-	p.stop, p.done = make(chan struct{}), make(chan struct{})
+	p.stop = make(chan struct{})
 	scope := "cluster-wide"
 	if p.cfg.NodeName != "" {
 		scope = "node " + p.cfg.NodeName
 	}
 	if err := p.watcher.Start(p.cfg.SyncTimeout); errors.Is(err, kube.ErrNotSynced) {
-		p.logger.Warn("Kubernetes API not reachable yet: records pass through unenriched until the pod watch syncs",
+		p.status.Fail(causeSync, err, "Kubernetes API not reachable yet: records pass through unenriched until the pod watch syncs",
 			zap.Duration("waited", p.cfg.SyncTimeout), zap.String("scope", scope))
-		componentstatus.ReportStatus(host, componentstatus.NewRecoverableErrorEvent(err))
+		p.wg.Go(func() {
+			// The sync follows the first list the API server answers:
+			// wait for that rather than poll all through an outage.
+			select {
+			case <-p.stop:
+				return
+			case <-p.answered:
+			}
+			if p.watcher.WaitForSync(p.stop) {
+				p.logger.Info("Pod watch synced; enriching records")
+				p.status.Clear(causeSync)
+			}
+		})
 	} else {
 		p.logger.Info("Watching pods", zap.String("scope", scope))
 	}
-	go p.maintain(host) //nolint:gosec // Start's context is only for Start; the sweep lives until Shutdown
+	p.wg.Go(p.sweepLoop)
 	return nil
 }
 
-// maintain sweeps expired pods, reports cache sizes, and reports OK once
-// a late first sync happened.
-func (p *k8smeta) maintain(host component.Host) {
-	defer close(p.done)
-	interval := min(p.cfg.DeletedPodGrace/4, 30*time.Second)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	synced := p.watcher.HasSynced()
+// sweepLoop forgets deleted pods and departed container IDs once nobody
+// asked about them for deleted_pod_grace, which bounds memory; it counts
+// (and logs) what was forgotten, and saves the identities (storage) a
+// slack after they changed. It sleeps while nothing is gone; a sweep
+// forgets everything whose grace ended within a slack after the first, so
+// pods deleted together cost one wake-up.
+func (p *k8smeta) sweepLoop() {
+	slack := min(p.cfg.DeletedPodGrace/4, 30*time.Second)
+	sweep, save := time.NewTimer(time.Hour), time.NewTimer(time.Hour)
+	sweep.Stop()
+	save.Stop()
+	armed, saving := false, false
+	scheduleSave := func() {
+		if p.keeper != nil && !saving && p.keeper.pending(p.store) {
+			save.Reset(slack)
+			saving = true
+		}
+	}
 	for {
 		select {
 		case <-p.stop:
+			sweep.Stop()
+			save.Stop()
 			return
-		case <-t.C:
-		}
-		if !synced && p.watcher.HasSynced() {
-			synced = true
-			p.logger.Info("Pod watch synced; enriching records")
-			componentstatus.ReportStatus(host, componentstatus.NewEvent(componentstatus.StatusOK))
-		}
-		p.store.Sweep(p.now())
-		p.report()
-		if p.keeper != nil {
+		case <-p.store.Gone():
+			p.report()  // the caps evict when IDs go
+			if !armed { // when armed, the timer is due before this one's grace ends
+				sweep.Reset(p.cfg.DeletedPodGrace + slack)
+				armed = true
+			}
+			scheduleSave()
+		case <-sweep.C:
+			armed = false
+			p.sweep()
+			// A lookup since pushes the expiry: the timer follows.
+			if next, ok := p.store.NextExpiry(); ok {
+				sweep.Reset(next.Sub(p.now()) + slack)
+				armed = true
+			}
+			scheduleSave()
+		case <-save.C:
+			saving = false
 			p.keeper.save(context.Background(), p.store)
 		}
 	}
 }
 
-// report updates the cache sizes and counts (and logs) forgotten IDs.
-func (p *k8smeta) report() {
-	st := p.store.Stats()
-	ctx := context.Background()
-	p.tb.K8smetaCachedPods.Add(ctx, int64(st.Pods)-p.reportedPods)
-	p.tb.K8smetaCachedContainers.Add(ctx, int64(st.Containers)-p.reportedContainers)
-	p.reportedPods, p.reportedContainers = int64(st.Pods), int64(st.Containers)
+// sweep forgets the gone pods and container IDs nobody asked about for the
+// grace period, and counts them.
+func (p *k8smeta) sweep() {
+	p.sweeps.Add(1)
+	p.store.Sweep(p.now())
+	p.report()
+}
 
-	was, is := p.reportedForgotten, st.Forgotten
+// report counts the container IDs forgotten since it last ran, and logs
+// evictions, at most once a minute (the counts add up meanwhile).
+func (p *k8smeta) report() {
+	p.reportMu.Lock()
+	defer p.reportMu.Unlock()
+	is := p.store.Stats().Forgotten
+	was := p.reportedForgotten
 	p.reportedForgotten = is
+	ctx := context.Background()
 	for _, f := range []struct {
 		reason string
 		n      uint64
@@ -146,12 +235,16 @@ func (p *k8smeta) report() {
 			p.tb.K8smetaContainersForgotten.Add(ctx, int64(f.n), metric.WithAttributes(attribute.String("reason", f.reason)))
 		}
 	}
-	if evicted := is.PodCap - was.PodCap + is.Cap - was.Cap; evicted > 0 {
-		p.logger.Warn("Forgot container IDs still in use: records naming them now get only their pod's attributes, a new series; raise gone_containers.max_per_pod or gone_containers.max",
-			zap.Uint64("by_max_per_pod", is.PodCap-was.PodCap), zap.Uint64("by_max", is.Cap-was.Cap),
-			zap.Int("max_per_pod", p.cfg.GoneContainers.MaxPerPod), zap.Int("max", p.cfg.GoneContainers.Max),
-			zap.String("last_pod", is.LastEvictedPod))
+	p.unloggedPodCap += is.PodCap - was.PodCap
+	p.unloggedCap += is.Cap - was.Cap
+	if p.unloggedPodCap+p.unloggedCap == 0 || time.Since(p.lastEvictionLog) < time.Minute {
+		return
 	}
+	p.logger.Warn("Forgot container IDs still in use: records naming them now get only their pod's attributes, a new series; raise gone_containers.max_per_pod or gone_containers.max",
+		zap.Uint64("by_max_per_pod", p.unloggedPodCap), zap.Uint64("by_max", p.unloggedCap),
+		zap.Int("max_per_pod", p.cfg.GoneContainers.MaxPerPod), zap.Int("max", p.cfg.GoneContainers.Max),
+		zap.String("last_pod", is.LastEvictedPod))
+	p.unloggedPodCap, p.unloggedCap, p.lastEvictionLog = 0, 0, time.Now()
 }
 
 // Shutdown stops the watch and saves the identities.
@@ -159,7 +252,7 @@ func (p *k8smeta) Shutdown(ctx context.Context) error {
 	var err error
 	if p.stop != nil {
 		close(p.stop)
-		<-p.done
+		p.wg.Wait()
 		p.watcher.Stop()
 		p.stop = nil
 	}
@@ -200,205 +293,4 @@ func (p *k8smeta) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.T
 	}
 	p.enrich(ctx, res)
 	return td, nil
-}
-
-// enrich adds metadata to every resource it can resolve. When some are not
-// known yet, the batch waits (bounded in time and in number of waiting
-// batches; other batches are not blocked) for the watch to catch up; an
-// ID waited for in vain once, or forgotten, is not waited for again.
-func (p *k8smeta) enrich(ctx context.Context, res []pcommon.Resource) {
-	var unknown, givenUp []pcommon.Resource
-	for _, r := range res {
-		switch p.resolve(r, false) {
-		case resolved:
-			p.tb.K8smetaLookupsHit.Add(ctx, 1)
-		case unresolved:
-			if p.store.GivenUp(lookupKey(r)) {
-				givenUp = append(givenUp, r)
-			} else {
-				unknown = append(unknown, r)
-			}
-		}
-	}
-	if len(givenUp) > 0 {
-		p.tb.K8smetaLookupsNotWaited.Add(ctx, int64(len(givenUp)))
-	}
-	if len(unknown) > 0 && p.cfg.WaitForUnknown > 0 {
-		select {
-		case p.waiting <- struct{}{}:
-			p.tb.K8smetaLookupsHeld.Add(ctx, int64(len(unknown)))
-			var timedOut bool
-			unknown, timedOut = p.wait(ctx, unknown)
-			<-p.waiting
-			if timedOut {
-				for _, r := range unknown {
-					p.store.GiveUp(lookupKey(r))
-				}
-			}
-		default:
-			// Too many batches waiting already: pass this one on.
-		}
-	}
-	unknown = append(unknown, givenUp...)
-	for _, r := range unknown {
-		p.resolve(r, true) // whatever is known (e.g. the pod without the container)
-		p.tb.K8smetaLookupsMissed.Add(ctx, 1)
-	}
-	if len(unknown) > 0 {
-		p.logger.Debug("Passing resources on without full Kubernetes metadata", zap.Int("resources", len(unknown)))
-	}
-}
-
-// lookupKey is what an unresolved resource waits for: its container ID,
-// else its pod UID.
-func lookupKey(r pcommon.Resource) string {
-	if cid, ok := r.Attributes().Get("container.id"); ok && cid.Str() != "" {
-		return cid.Str()
-	}
-	uid, _ := r.Attributes().Get("k8s.pod.uid")
-	return uid.Str()
-}
-
-// wait re-resolves unknown resources on every store change until all are
-// resolved, the wait times out, or ctx ends; it returns those still
-// unknown, and whether they were waited for the whole wait_for_unknown.
-func (p *k8smeta) wait(ctx context.Context, unknown []pcommon.Resource) (still []pcommon.Resource, timedOut bool) {
-	timer := time.NewTimer(p.cfg.WaitForUnknown)
-	defer timer.Stop()
-	for len(unknown) > 0 {
-		changed := p.store.Changed()
-		still := unknown[:0]
-		for _, r := range unknown {
-			if p.resolve(r, false) == resolved {
-				p.tb.K8smetaLookupsHit.Add(ctx, 1)
-				continue
-			}
-			still = append(still, r)
-		}
-		unknown = still
-		if len(unknown) == 0 {
-			break
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return unknown, true
-		case <-ctx.Done():
-			return unknown, false
-		}
-	}
-	return unknown, false
-}
-
-type resolution int
-
-const (
-	noIDs      resolution = iota // the resource names no pod or container
-	resolved                     // everything named was found and applied
-	unresolved                   // something named is not known (yet)
-)
-
-// resolve looks up the resource's container ID and pod UID. Attributes are
-// written only when everything named was found, or when partial is set.
-// Attributes already present are never overwritten.
-func (p *k8smeta) resolve(r pcommon.Resource, partial bool) resolution {
-	attrs := r.Attributes()
-	uid, hasUID := attrs.Get("k8s.pod.uid")
-	cid, hasCID := attrs.Get("container.id")
-	if !hasUID && !hasCID {
-		return noIDs
-	}
-	if hasCID && cid.Str() != "" {
-		if pod, ctr, ok := p.store.ByContainerID(cid.Str()); ok {
-			p.attrs.applyPod(attrs, pod)
-			p.attrs.applyContainer(attrs, ctr)
-			return resolved
-		}
-	}
-	if hasUID && uid.Str() != "" {
-		if pod, ok := p.store.ByPodUID(uid.Str()); ok {
-			if !hasCID || partial {
-				p.attrs.applyPod(attrs, pod)
-			}
-			if !hasCID {
-				return resolved
-			}
-		}
-	}
-	return unresolved
-}
-
-// attributeSwitch says which attributes the configuration turned off.
-type attributeSwitch map[string]bool
-
-func newAttributeSwitch(c metadata.ResourceAttributesConfig) attributeSwitch {
-	off := attributeSwitch{}
-	for name, rc := range map[string]metadata.ResourceAttributeConfig{
-		"container.image.name": c.ContainerImageName, "container.image.tags": c.ContainerImageTags,
-		"k8s.container.memory.limit": c.K8sContainerMemoryLimit, "k8s.container.memory.request": c.K8sContainerMemoryRequest,
-		"k8s.container.name": c.K8sContainerName, "k8s.container.restart_count": c.K8sContainerRestartCount,
-		"k8s.cronjob.name": c.K8sCronjobName, "k8s.daemonset.name": c.K8sDaemonsetName, "k8s.deployment.name": c.K8sDeploymentName,
-		"k8s.job.name": c.K8sJobName, "k8s.namespace.name": c.K8sNamespaceName, "k8s.node.name": c.K8sNodeName,
-		"k8s.pod.name": c.K8sPodName, "k8s.pod.uid": c.K8sPodUID, "k8s.replicaset.name": c.K8sReplicasetName,
-		"k8s.statefulset.name": c.K8sStatefulsetName, "oom.container.kind": c.OomContainerKind,
-	} {
-		if !rc.Enabled {
-			off[name] = true
-		}
-	}
-	return off
-}
-
-// writable: the attribute is on and not already on the resource (never
-// overwritten).
-func (off attributeSwitch) writable(attrs pcommon.Map, k string) bool {
-	if off[k] {
-		return false
-	}
-	_, present := attrs.Get(k)
-	return !present
-}
-
-func (off attributeSwitch) putStr(attrs pcommon.Map, k, v string) {
-	if v != "" && off.writable(attrs, k) {
-		attrs.PutStr(k, v)
-	}
-}
-
-func (off attributeSwitch) putInt(attrs pcommon.Map, k string, v int64) {
-	if off.writable(attrs, k) {
-		attrs.PutInt(k, v)
-	}
-}
-
-func (off attributeSwitch) applyPod(attrs pcommon.Map, pod podstore.Pod) {
-	off.putStr(attrs, "k8s.pod.uid", pod.UID)
-	off.putStr(attrs, "k8s.pod.name", pod.Name)
-	off.putStr(attrs, "k8s.namespace.name", pod.Namespace)
-	off.putStr(attrs, "k8s.node.name", pod.NodeName)
-	for k, v := range pod.Workload {
-		off.putStr(attrs, k, v)
-	}
-	for k, v := range pod.Labels {
-		off.putStr(attrs, "k8s.pod.label."+k, v)
-	}
-	for k, v := range pod.Annotations {
-		off.putStr(attrs, "k8s.pod.annotation."+k, v)
-	}
-}
-
-func (off attributeSwitch) applyContainer(attrs pcommon.Map, c podstore.Container) {
-	off.putStr(attrs, "k8s.container.name", c.Name)
-	off.putStr(attrs, "oom.container.kind", string(c.Kind))
-	off.putStr(attrs, "container.image.name", c.ImageName)
-	if c.ImageTag != "" && off.writable(attrs, "container.image.tags") {
-		attrs.PutEmptySlice("container.image.tags").AppendEmpty().SetStr(c.ImageTag)
-	}
-	off.putInt(attrs, "k8s.container.restart_count", c.RestartCount)
-	if c.MemoryLimit > 0 {
-		off.putInt(attrs, "k8s.container.memory.limit", c.MemoryLimit)
-	}
-	if c.MemoryRequest > 0 {
-		off.putInt(attrs, "k8s.container.memory.request", c.MemoryRequest)
-	}
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadatatest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/statustest"
 )
 
 var (
@@ -82,6 +82,7 @@ type harness struct {
 	tel  *componenttest.Telemetry
 	logs *observer.ObservedLogs
 	stop func()
+	host *statustest.Host
 }
 
 func newHarness(t testing.TB, mutate func(*Config), objs ...*corev1.Pod) *harness {
@@ -100,7 +101,7 @@ func newHarness(t testing.TB, mutate func(*Config), objs ...*corev1.Pod) *harnes
 // a sink behind it (startLogs).
 func startHarness(t testing.TB, f processor.Factory, mutate func(*Config)) *harness {
 	t.Helper()
-	return startLogs(t, mutate, componenttest.NewNopHost(), func(set processor.Settings, cfg *Config, next consumer.Logs) (processor.Logs, error) {
+	return startLogs(t, mutate, statustest.NewHost(), func(set processor.Settings, cfg *Config, next consumer.Logs) (processor.Logs, error) {
 		return f.CreateLogs(context.Background(), set, cfg, next)
 	})
 }
@@ -109,9 +110,9 @@ func startHarness(t testing.TB, f processor.Factory, mutate func(*Config)) *harn
 // tests' settings (labels "app", annotations "team", a short wait for
 // unknown IDs, logs observed) and a sink behind it; both stop when the test
 // ends, or earlier with h.stop.
-func startLogs(t testing.TB, mutate func(*Config), host component.Host, create func(processor.Settings, *Config, consumer.Logs) (processor.Logs, error)) *harness {
+func startLogs(t testing.TB, mutate func(*Config), host *statustest.Host, create func(processor.Settings, *Config, consumer.Logs) (processor.Logs, error)) *harness {
 	t.Helper()
-	h := &harness{sink: &consumertest.LogsSink{}, tel: componenttest.NewTelemetry()}
+	h := &harness{sink: &consumertest.LogsSink{}, tel: componenttest.NewTelemetry(), host: host}
 	cfg := createDefaultConfig()
 	cfg.Extract.Labels = []string{"app"}
 	cfg.Extract.Annotations = []string{"team"}
@@ -295,11 +296,11 @@ func (c *testClock) advance(d time.Duration) {
 // returns it, its clock set to clk.
 func startDirect(t *testing.T, client kubernetes.Interface, clk *testClock, mutate func(*Config)) (*harness, *k8smeta) {
 	t.Helper()
-	return startDirectOn(t, componenttest.NewNopHost(), client, clk, mutate)
+	return startDirectOn(t, statustest.NewHost(), client, clk, mutate)
 }
 
 // startDirectOn is startDirect on host (with its extensions).
-func startDirectOn(t *testing.T, host component.Host, client kubernetes.Interface, clk *testClock, mutate func(*Config)) (*harness, *k8smeta) {
+func startDirectOn(t *testing.T, host *statustest.Host, client kubernetes.Interface, clk *testClock, mutate func(*Config)) (*harness, *k8smeta) {
 	t.Helper()
 	var k *k8smeta
 	h := startLogs(t, mutate, host, func(set processor.Settings, cfg *Config, next consumer.Logs) (processor.Logs, error) {
@@ -380,7 +381,7 @@ func TestCrashLoopKeepsNames(t *testing.T) {
 			}, 5*time.Second, 5*time.Millisecond)
 		}
 		refresh(minute)
-		k.store.Sweep(clk.now())
+		k.sweep()
 	}
 	require.NoError(t, client.CoreV1().Pods("shop").Delete(ctx, p.Name, metav1.DeleteOptions{}))
 	require.Eventually(t, func() bool {
@@ -390,9 +391,8 @@ func TestCrashLoopKeepsNames(t *testing.T) {
 	for minute := 121; minute <= 180; minute++ {
 		clk.advance(time.Minute)
 		refresh(minute)
-		k.store.Sweep(clk.now())
+		k.sweep()
 	}
-	k.report()
 	_, err := h.tel.GetMetric("otelcol_k8smeta_lookups_held")
 	assert.Error(t, err, "no record was ever held")
 	st := k.store.Stats()
@@ -419,12 +419,18 @@ func TestEvictionCountedLoggedNotWaited(t *testing.T) {
 			return ok
 		}, 5*time.Second, 5*time.Millisecond)
 	}
-	k.report()
+	// Counted and logged as they happen (by the sweep loop, woken by the
+	// IDs that left the status).
+	require.Eventually(t, func() bool {
+		m, err := h.tel.GetMetric("otelcol_k8smeta_containers_forgotten")
+		return err == nil && m.Data.(metricdata.Sum[int64]).DataPoints[0].Value == 2
+	}, 5*time.Second, 5*time.Millisecond)
 	metadatatest.AssertEqualK8smetaContainersForgotten(t, h.tel, []metricdata.DataPoint[int64]{
 		{Value: 2, Attributes: attribute.NewSet(attribute.String("reason", "pod_cap"))},
 	}, metricdatatest.IgnoreTimestamp())
-	require.Equal(t, 1, h.logs.FilterMessageSnippet("Forgot container IDs still in use").Len())
-	assert.Equal(t, "shop/web-7d4b9c-x2x9q", h.logs.All()[h.logs.Len()-1].ContextMap()["last_pod"])
+	warned := h.logs.FilterMessageSnippet("Forgot container IDs still in use")
+	require.Equal(t, 1, warned.Len(), "the first eviction is logged at once, the next within the minute adds to the next line")
+	assert.Equal(t, "shop/web-7d4b9c-x2x9q", warned.All()[0].ContextMap()["last_pod"])
 
 	start := time.Now()
 	got := h.send(t, map[string]any{"container.id": attemptID(0), "k8s.pod.uid": string(p.UID)})
@@ -432,8 +438,6 @@ func TestEvictionCountedLoggedNotWaited(t *testing.T) {
 	assert.Equal(t, wantPod(map[string]any{"container.id": attemptID(0)}), got)
 	assert.Equal(t, wantPod(migrateContainer(2)), h.send(t, map[string]any{"container.id": attemptID(2), "k8s.pod.uid": string(p.UID)}))
 	metadatatest.AssertEqualK8smetaLookupsNotWaited(t, h.tel, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
-	k.report()
-	assert.Equal(t, 1, h.logs.FilterMessageSnippet("Forgot container IDs still in use").Len(), "logged once per eviction spell")
 }
 
 // An ID waited for in vain once is not waited for again.
@@ -463,4 +467,21 @@ func TestResourceAttributesOff(t *testing.T) {
 	delete(want, "k8s.container.restart_count")
 	delete(want, "oom.container.kind")
 	assert.Equal(t, want, h.send(t, map[string]any{"container.id": idRunning}))
+}
+
+// The cache sizes are observed when the metrics are collected.
+func TestCacheSizeGauges(t *testing.T) {
+	h := newHarness(t, nil, testPod())
+	metadatatest.AssertEqualK8smetaCachedPods(t, h.tel, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
+	// The running, the previous and the init container's IDs.
+	metadatatest.AssertEqualK8smetaCachedContainers(t, h.tel, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
+	p := testPod()
+	p.Name, p.UID = "web-7d4b9c-yyyyy", "2f6a2c3e-8b4d-4e5f-9a0b-123456789abc"
+	p.Status = corev1.PodStatus{}
+	_, err := h.client.CoreV1().Pods("shop").Create(context.Background(), p, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		m, err := h.tel.GetMetric("otelcol_k8smeta_cached_pods")
+		return err == nil && m.Data.(metricdata.Gauge[int64]).DataPoints[0].Value == 2
+	}, 10*time.Second, 10*time.Millisecond)
 }

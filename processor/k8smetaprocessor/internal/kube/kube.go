@@ -5,13 +5,16 @@ package kube
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -41,28 +44,71 @@ type Watcher struct {
 	done     chan struct{}
 }
 
-// NewWatcher watches pods on nodeName (all pods when empty) into store.
-// Only the fields the store uses, and the labels and annotations named, are
-// kept in the informer's cache.
-func NewWatcher(client kubernetes.Interface, nodeName string, labels, annotations []string, store *podstore.Store, logger *zap.Logger) (*Watcher, error) {
-	opts := []informers.SharedInformerOption{}
-	if nodeName != "" {
-		opts = append(opts, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
-		}))
+// WatchOptions say which pods to watch, what to keep of them, and whom to
+// tell how the watch fares.
+type WatchOptions struct {
+	// NodeName restricts the watch to one node's pods; empty: all pods.
+	NodeName string
+	// Labels and Annotations are the keys kept beside what the store reads.
+	Labels, Annotations []string
+	// Failed hears each failed list or watch, not the routine end of a
+	// watch (expiry, a closed connection) that the informer renews.
+	Failed func(error)
+	// Works hears each list or watch the API server answered.
+	Works func()
+}
+
+// NewWatcher watches pods into store. Only the fields the store uses, and
+// the labels and annotations named, are kept in the informer's cache.
+func NewWatcher(client kubernetes.Interface, opts WatchOptions, store *podstore.Store, logger *zap.Logger) (*Watcher, error) {
+	tweak := func(*metav1.ListOptions) {}
+	if opts.NodeName != "" {
+		tweak = func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", opts.NodeName).String()
+		}
+	}
+	// report tells Failed or Works how a call ended; a call ended by Stop
+	// is neither.
+	report := func(ctx context.Context, err error) {
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			opts.Failed(err)
+		default:
+			opts.Works()
+		}
+	}
+	// The informer client-go's factory builds, with the calls reported.
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			tweak(&o)
+			l, err := client.CoreV1().Pods("").List(ctx, o)
+			report(ctx, err)
+			return l, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			tweak(&o)
+			wi, err := client.CoreV1().Pods("").Watch(ctx, o)
+			report(ctx, err)
+			return wi, err
+		},
 	}
 	// Resync 0: relists happen on watch expiry anyway, and handlers are
 	// idempotent.
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, opts...)
-	inf := factory.Core().V1().Pods().Informer()
+	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, client), &corev1.Pod{},
+		cache.SharedIndexInformerOptions{Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}})
 	// The Deployment name is read from the pod-template-hash label.
-	keepLabels := append([]string{"pod-template-hash"}, labels...)
-	if err := inf.SetTransform(func(obj any) (any, error) { return stripPod(obj, keepLabels, annotations) }); err != nil {
+	keepLabels := append([]string{"pod-template-hash"}, opts.Labels...)
+	if err := inf.SetTransform(func(obj any) (any, error) { return stripPod(obj, keepLabels, opts.Annotations) }); err != nil {
 		return nil, err
 	}
 	w := &Watcher{informer: inf, store: store, logger: logger, stop: make(chan struct{}), done: make(chan struct{})}
 	if err := inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
-		logger.Warn("Kubernetes pod watch failed; retrying (records pass through unenriched meanwhile)", zap.Error(err))
+		if routineWatchEnd(err) {
+			logger.Debug("Kubernetes pod watch ended; renewing it", zap.Error(err))
+			return
+		}
+		opts.Failed(err)
 	}); err != nil {
 		return nil, err
 	}
@@ -79,6 +125,13 @@ func NewWatcher(client kubernetes.Interface, nodeName string, labels, annotation
 		},
 	})
 	return w, err
+}
+
+// routineWatchEnd reports a watch that ended as watches do (its resource
+// version expired, the server closed it); client-go's own handler does not
+// log these either.
+func routineWatchEnd(err error) bool {
+	return apierrors.IsResourceExpired(err) || apierrors.IsGone(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func (w *Watcher) upsert(obj any) {
@@ -106,8 +159,11 @@ func (w *Watcher) Start(timeout time.Duration) error {
 // ErrNotSynced reports that the first pod list did not finish in time.
 var ErrNotSynced = errors.New("pod informer has not synced yet")
 
-// HasSynced reports whether the first list finished.
-func (w *Watcher) HasSynced() bool { return w.informer.HasSynced() }
+// WaitForSync waits until the first list finished (true) or stop is
+// closed (false).
+func (w *Watcher) WaitForSync(stop <-chan struct{}) bool {
+	return cache.WaitForCacheSync(stop, w.informer.HasSynced)
+}
 
 // Stop ends the informer.
 func (w *Watcher) Stop() {

@@ -3,10 +3,12 @@
 package metadata
 
 import (
+	"context"
 	"errors"
 	"sync"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/embedded"
 	"go.opentelemetry.io/otel/trace"
 
 	"go.opentelemetry.io/collector/component"
@@ -26,8 +28,8 @@ type TelemetryBuilder struct {
 	meter                      metric.Meter
 	mu                         sync.Mutex
 	registrations              []metric.Registration
-	K8smetaCachedContainers    metric.Int64UpDownCounter
-	K8smetaCachedPods          metric.Int64UpDownCounter
+	K8smetaCachedContainers    metric.Int64ObservableGauge
+	K8smetaCachedPods          metric.Int64ObservableGauge
 	K8smetaContainersForgotten metric.Int64Counter
 	K8smetaLookupsHeld         metric.Int64Counter
 	K8smetaLookupsHit          metric.Int64Counter
@@ -44,6 +46,46 @@ type telemetryBuilderOptionFunc func(mb *TelemetryBuilder)
 
 func (tbof telemetryBuilderOptionFunc) apply(mb *TelemetryBuilder) {
 	tbof(mb)
+}
+
+// RegisterK8smetaCachedContainersCallback sets callback for observable K8smetaCachedContainers metric.
+func (builder *TelemetryBuilder) RegisterK8smetaCachedContainersCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.K8smetaCachedContainers, obs: o})
+		return nil
+	}, builder.K8smetaCachedContainers)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterK8smetaCachedPodsCallback sets callback for observable K8smetaCachedPods metric.
+func (builder *TelemetryBuilder) RegisterK8smetaCachedPodsCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.K8smetaCachedPods, obs: o})
+		return nil
+	}, builder.K8smetaCachedPods)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+type observerInt64 struct {
+	embedded.Int64Observer
+	inst metric.Int64Observable
+	obs  metric.Observer
+}
+
+func (oi *observerInt64) Observe(value int64, opts ...metric.ObserveOption) {
+	oi.obs.ObserveInt64(oi.inst, value, opts...)
 }
 
 // Shutdown unregister all registered callbacks for async instruments.
@@ -64,13 +106,13 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
-	builder.K8smetaCachedContainers, err = builder.meter.Int64UpDownCounter(
+	builder.K8smetaCachedContainers, err = builder.meter.Int64ObservableGauge(
 		"otelcol_k8smeta_cached_containers",
 		metric.WithDescription("Container IDs the processor can resolve (in their pod's status, and gone ones still remembered). [Development]"),
 		metric.WithUnit("{container}"),
 	)
 	errs = errors.Join(errs, err)
-	builder.K8smetaCachedPods, err = builder.meter.Int64UpDownCounter(
+	builder.K8smetaCachedPods, err = builder.meter.Int64ObservableGauge(
 		"otelcol_k8smeta_cached_pods",
 		metric.WithDescription("Pods the processor can resolve (including deleted pods still asked about, or deleted within deleted_pod_grace). [Development]"),
 		metric.WithUnit("{pod}"),

@@ -26,10 +26,8 @@ func AssertEqualK8smetaCachedContainers(t *testing.T, tt *componenttest.Telemetr
 		Name:        "otelcol_k8smeta_cached_containers",
 		Description: "Container IDs the processor can resolve (in their pod's status, and gone ones still remembered). [Development]",
 		Unit:        "{container}",
-		Data: metricdata.Sum[int64]{
-			Temporality: metricdata.CumulativeTemporality,
-			IsMonotonic: false,
-			DataPoints:  dps,
+		Data: metricdata.Gauge[int64]{
+			DataPoints: dps,
 		},
 	}
 	got, err := tt.GetMetric("otelcol_k8smeta_cached_containers")
@@ -42,10 +40,8 @@ func AssertEqualK8smetaCachedPods(t *testing.T, tt *componenttest.Telemetry, dps
 		Name:        "otelcol_k8smeta_cached_pods",
 		Description: "Pods the processor can resolve (including deleted pods still asked about, or deleted within deleted_pod_grace). [Development]",
 		Unit:        "{pod}",
-		Data: metricdata.Sum[int64]{
-			Temporality: metricdata.CumulativeTemporality,
-			IsMonotonic: false,
-			DataPoints:  dps,
+		Data: metricdata.Gauge[int64]{
+			DataPoints: dps,
 		},
 	}
 	got, err := tt.GetMetric("otelcol_k8smeta_cached_pods")

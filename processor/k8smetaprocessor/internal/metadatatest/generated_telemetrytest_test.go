@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
@@ -19,8 +20,14 @@ func TestSetupTelemetry(t *testing.T) {
 	tb, err := metadata.NewTelemetryBuilder(testTel.NewTelemetrySettings())
 	require.NoError(t, err)
 	defer tb.Shutdown()
-	tb.K8smetaCachedContainers.Add(context.Background(), 1)
-	tb.K8smetaCachedPods.Add(context.Background(), 1)
+	require.NoError(t, tb.RegisterK8smetaCachedContainersCallback(func(_ context.Context, observer metric.Int64Observer) error {
+		observer.Observe(1)
+		return nil
+	}))
+	require.NoError(t, tb.RegisterK8smetaCachedPodsCallback(func(_ context.Context, observer metric.Int64Observer) error {
+		observer.Observe(1)
+		return nil
+	}))
 	tb.K8smetaContainersForgotten.Add(context.Background(), 1)
 	tb.K8smetaLookupsHeld.Add(context.Background(), 1)
 	tb.K8smetaLookupsHit.Add(context.Background(), 1)

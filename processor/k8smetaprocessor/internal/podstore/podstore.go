@@ -96,6 +96,9 @@ type Store struct {
 	forgotten Forgotten
 	changes   uint64 // identities added, gone, back or forgotten (Snapshot)
 	changed   chan struct{}
+	// goneSignal holds a signal while a pod or container ID went since
+	// the signal was last taken.
+	goneSignal chan struct{}
 }
 
 type podEntry struct {
@@ -125,7 +128,19 @@ func New(opts Options) *Store {
 	}
 	return &Store{
 		opts: opts, pods: map[string]*podEntry{}, ids: map[string]*identity{},
-		givenUp: newGivenUp(opts.MaxGivenUp), changed: make(chan struct{}),
+		givenUp: newGivenUp(opts.MaxGivenUp), changed: make(chan struct{}), goneSignal: make(chan struct{}, 1),
+	}
+}
+
+// Gone signals that a pod was deleted or a container ID left its pod's
+// status: something Sweep may forget once nobody asked about it for the
+// grace period, and a change worth saving (Snapshot).
+func (s *Store) Gone() <-chan struct{} { return s.goneSignal }
+
+func (s *Store) signalGone() {
+	select {
+	case s.goneSignal <- struct{}{}:
+	default: // a signal is already waiting
 	}
 }
 
@@ -195,6 +210,7 @@ func (s *Store) Delete(uid string) {
 	}
 	now := s.opts.Now()
 	e.goneAt, e.lastUsed = now, now
+	s.signalGone()
 	for _, idn := range e.ids {
 		if idn.goneEl == nil {
 			s.markGone(idn, now)
@@ -205,6 +221,7 @@ func (s *Store) Delete(uid string) {
 }
 
 func (s *Store) markGone(idn *identity, now time.Time) {
+	s.signalGone()
 	s.changes++
 	idn.lastUsed = now
 	idn.goneEl = s.gone.PushFront(idn)
@@ -271,6 +288,33 @@ func (s *Store) Sweep(now time.Time) {
 		}
 		delete(s.pods, uid)
 	}
+}
+
+// NextExpiry is when the first gone container ID or deleted pod can be
+// forgotten, if nobody asks about it before; Sweep forgets it at any later
+// time. ok is false when nothing is gone.
+func (s *Store) NextExpiry() (at time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if el := s.gone.Back(); el != nil { // the one asked about longest ago
+		at, ok = el.Value.(*identity).lastUsed, true
+	}
+	for _, e := range s.pods {
+		if !e.goneAt.IsZero() && (!ok || e.lastUsed.Before(at)) {
+			at, ok = e.lastUsed, true
+		}
+	}
+	if ok {
+		at = at.Add(s.opts.Grace)
+	}
+	return at, ok
+}
+
+// Sizes returns how many pods and container IDs are resolvable.
+func (s *Store) Sizes() (pods, containers int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pods), len(s.ids)
 }
 
 // Stats returns the store's sizes and what it forgot.

@@ -468,3 +468,58 @@ func TestRestoreRejectsBrokenSnapshots(t *testing.T) {
 		assert.Error(t, err, name)
 	}
 }
+
+// Gone fires when something starts its grace period, and NextExpiry says
+// when the first grace period ends, so a sweep need not poll.
+func TestGoneAndNextExpiry(t *testing.T) {
+	a, b, c := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("c", 64)
+	s := New(Options{Grace: time.Minute})
+	s.Upsert(pod(b, a))
+	_, ok := s.NextExpiry()
+	assert.False(t, ok, "nothing gone")
+	select {
+	case <-s.Gone():
+		t.Fatal("nothing gone yet")
+	default:
+	}
+
+	before := time.Now()
+	s.Upsert(pod(c, b)) // a left the status
+	<-s.Gone()
+	at, ok := s.NextExpiry()
+	require.True(t, ok)
+	assert.WithinRange(t, at, before.Add(time.Minute), time.Now().Add(time.Minute))
+
+	s.Delete("uid-1")
+	<-s.Gone()
+	at2, _ := s.NextExpiry()
+	assert.Equal(t, at, at2, "the first to expire is still a")
+	s.Sweep(at.Add(time.Nanosecond))
+	at3, ok := s.NextExpiry()
+	require.True(t, ok)
+	assert.True(t, at3.After(at), "a forgotten; the pod's grace ends later")
+	s.Sweep(at3.Add(time.Second))
+	_, ok = s.NextExpiry()
+	assert.False(t, ok)
+	pods, ctrs := s.Sizes()
+	assert.Zero(t, pods+ctrs)
+}
+
+// A lookup of a gone ID pushes its expiry, and so the next sweep.
+func TestNextExpiryFollowsLookups(t *testing.T) {
+	clk := newClock()
+	s := New(defaults(clk, 5*time.Minute))
+	for n := 0; n <= 2; n++ {
+		s.Upsert(crashLooping("u1", n)) // attempt 0 leaves the status
+	}
+	at, ok := s.NextExpiry()
+	require.True(t, ok)
+	assert.Equal(t, clk.now().Add(5*time.Minute), at)
+	clk.advance(3 * time.Minute)
+	_, _, ok = s.ByContainerID(loopID("u1", 0))
+	require.True(t, ok)
+	at, _ = s.NextExpiry()
+	assert.Equal(t, clk.now().Add(5*time.Minute), at)
+	s.Sweep(clk.now().Add(4 * time.Minute))
+	assert.Equal(t, 1, s.Stats().GoneContainers, "not expired: asked about 4 minutes ago")
+}
