@@ -29,12 +29,14 @@ RUN apt-get update \
 WORKDIR /src
 # Only what the build reads (the repository's bin/ and _build/ are never sent or used): the
 # Makefile and the ocb manifest, and the local Go module that provides the receiver, the
-# processor and the exporter (ocb replaces it with `path: ./`).
+# processor and the exporter (ocb replaces it with `path: ./`). test/harness/ too: the
+# components' tests import it, and ocb's `go mod tidy` of the distribution resolves their imports.
 COPY go.mod go.sum Makefile builder-config.yaml ./
 COPY internal/ internal/
 COPY receiver/ receiver/
 COPY processor/ processor/
 COPY exporter/ exporter/
+COPY test/harness/ test/harness/
 
 # The caches make rebuilds take minutes instead of about six (they are not part of the image);
 # `RUN --mount=type=cache` works in BuildKit and in buildah.

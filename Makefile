@@ -8,12 +8,21 @@ PKGS      := ./...
 
 .PHONY: test unit fuzz vet build run bench generate
 
-## test: everything CI runs (the README's test command). The collector-level tests
-## (test/collector) run the distribution, so it is built first; the k8smeta tests run a real
-## kube-apiserver and etcd, built once from the Go module proxy and cached; e2e-image builds the
-## container image (cached) and runs it as the DaemonSet does; e2e-node runs the DaemonSet on a
-## real single-node cluster.
-test: build k8s-binaries lint vet cross rules unit kernel-lab fuzz e2e-image e2e-node
+## test: everything CI runs (the README's test command, and all .ci/run does). First installs
+## what the tests need (scripts/install-deps.sh: Debian packages with apt-get, as root; elsewhere
+## it stops and lists them). The collector-level tests (test/collector) run the distribution, so it
+## is built first; the k8smeta tests run a real kube-apiserver and etcd, built once from the Go
+## module proxy and cached; chart checks the Helm chart; e2e-image builds the container image
+## (cached) and runs it as the DaemonSet does; e2e-node runs the DaemonSet on a real single-node
+## cluster, installed with kubectl and with helm.
+test: deps-test build k8s-binaries chart lint vet cross rules unit kernel-lab fuzz e2e-image e2e-node
+
+## deps-run, deps-test: what make run / make test need from the machine (scripts/install-deps.sh).
+.PHONY: deps-run deps-test
+deps-run:
+	@scripts/install-deps.sh run
+deps-test:
+	@scripts/install-deps.sh test
 
 # kube-apiserver + etcd for tests: ≈16 min the first time on 2 cores, then cached under
 # $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/k8s/, where test/harness/kubeapitest finds them
@@ -21,6 +30,22 @@ test: build k8s-binaries lint vet cross rules unit kernel-lab fuzz e2e-image e2e
 .PHONY: k8s-binaries
 k8s-binaries:
 	test/k8sbin/build.sh
+
+## chart: charts/otelcol-oomkill with a real helm v4 (test/helmbin/build.sh builds it from the Go
+## module proxy: 4 min of CPU cold, then cached under
+## $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/helm/): helm lint --strict and helm template of the
+## defaults, then test/chart: the defaults equal `kubectl kustomize examples/kubernetes` object by
+## object, wrong values fail at helm template, every rendered configuration passes the built
+## collector's validate and every rendered object a real kube-apiserver's dry run.
+.PHONY: helm chart
+helm:
+	@test/helmbin/build.sh >/dev/null
+
+chart: helm build k8s-binaries
+	test/k8sbin/build.sh kubectl >/dev/null
+	h=$$(test/helmbin/build.sh 2>/dev/null) && "$$h" lint --strict charts/otelcol-oomkill && \
+	  "$$h" template otelcol-oomkill charts/otelcol-oomkill --namespace otelcol-oomkill >/dev/null
+	$(GO) test -count=1 ./test/chart/
 
 # The side-by-side harness and the node tests are behind build tags (not part of `go test ./...`);
 # vet still compiles them.
@@ -51,10 +76,11 @@ e2e-image:
 ## 1.6 with runc and the CNI bridge plugin): examples/kubernetes applied with kubectl as its README
 ## says, a php-fpm-like Deployment whose worker and then main process the kernel OOM-kills, the
 ## DaemonSet's collector counting both with names, a real Prometheus firing the shipped alert, the
-## collector pod replaced mid-test; then the node's teardown is checked to leave nothing behind.
+## collector pod replaced mid-test; then the chart installed with helm install instead, counting a
+## kill with names; then the node's teardown is checked to leave nothing behind.
 ## Root; one run at a time per machine (fixed names, so a crashed run is cleaned up by the next).
 ## First run: kubelet & co. (≈6 min cold on 2 cores after k8s-binaries) and the images, then cached.
-e2e-node: k8s-binaries
+e2e-node: k8s-binaries helm
 	test/k8sbin/build.sh node >/dev/null
 	$(GO) test -tags e2enode,e2ecluster -count=1 -timeout 30m -run '^TestNodeStory$$' -v ./test/node/
 	$(GO) test -tags e2ecluster -count=1 -timeout 10m -v ./test/harness/kubenode/
@@ -85,9 +111,9 @@ cross:
 generate:
 	$(GO) generate ./receiver/... ./processor/... ./exporter/...
 
-# The kernel lab runs on its own (kernel-lab), not twice.
+# The kernel lab and the chart tests run on their own (kernel-lab, chart), not twice.
 unit:
-	$(GO) test -count=1 $$($(GO) list $(PKGS) | grep -v '/test/kernellab$$')
+	$(GO) test -count=1 $$($(GO) list $(PKGS) | grep -v -e '/test/kernellab$$' -e '/test/chart$$')
 
 ## kernel-lab: real cgroup v2 OOM kills on Debian's 6.1 and 6.12 kernels in a qemu guest (TCG),
 ## read back by the built collector (test/kernellab; needs qemu-system-x86). The first run on a
@@ -178,10 +204,12 @@ build: ocb check-libsystemd
 	cp -f $(OCB_OUT)/$(DIST) $(DIST_BIN).tmp && mv -f $(DIST_BIN).tmp $(DIST_BIN)
 	@echo "built $(DIST_BIN) ($$($(DIST_BIN) --version))"
 
-## run: builds, then runs the collector on this machine's journal with examples/local/config.yaml
-## (kills print on the console; Prometheus metrics on http://127.0.0.1:9464/metrics).
-## Another config: make run RUN_CONFIG=my.yaml (then the default-journal check is skipped).
-run: build
+## run: installs what the build and a first run need (scripts/install-deps.sh run: Debian packages,
+## as root; elsewhere it stops and lists them), builds, then runs the collector on this machine's
+## journal with examples/local/config.yaml (kills print on the console; Prometheus metrics on
+## http://127.0.0.1:9464/metrics). Another config: make run RUN_CONFIG=my.yaml (then the
+## default-journal check is skipped).
+run: deps-run build
 	@if [ "$(RUN_CONFIG)" = "examples/local/config.yaml" ] && \
 	   ! find $(JOURNAL_DIRS) -maxdepth 2 -name '*.journal' 2>/dev/null | grep -q .; then \
 	  echo "make run: there is no journal to read: no *.journal files under $(JOURNAL_DIRS)." >&2; \

@@ -119,7 +119,7 @@ exporters:
     verbosity: detailed
   prometheus:
     endpoint: 127.0.0.1:$prom_port
-    resource_to_telemetry_conversion: {enabled: true}
+    resource_constant_labels: {included: ["*"]}
 service:
   telemetry: {metrics: {level: none}}   # the debug exporter prints at info level
   pipelines:

@@ -96,6 +96,7 @@ func (r *oomReceiver) source() journal.Source {
 // the reader and starts following the journal.
 func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	r.host = host
+	exportCountersAtZero(ctx, r.tb)
 	n, err := journal.CheckReadable(r.source())
 	if err != nil {
 		return fmt.Errorf("oomkill receiver cannot read the journal: %w", err)

@@ -254,3 +254,25 @@ func TestMissingStorageExtension(t *testing.T) {
 	require.ErrorContains(t, err, `storage "file_storage/test": no such extension`)
 	require.NoError(t, lr.Shutdown(context.Background()))
 }
+
+// A receiver that has seen nothing exports every counter at 0, so a
+// dashboard shows a healthy node as 0 rather than as no data.
+func TestCountersExportedAtZero(t *testing.T) {
+	r := start(t, testConfig(t.TempDir()), componenttest.NewNopHost(), nil, nil)
+	zero := []metricdata.DataPoint[int64]{{Value: 0}}
+	for name, assertEqual := range map[string]func(*testing.T, *componenttest.Telemetry, []metricdata.DataPoint[int64], ...metricdatatest.Option){
+		"checkpoint_gaps":      metadatatest.AssertEqualOomkillReceiverCheckpointGaps,
+		"delivery_retries":     metadatatest.AssertEqualOomkillReceiverDeliveryRetries,
+		"entries_read":         metadatatest.AssertEqualOomkillReceiverEntriesRead,
+		"foreign_lines":        metadatatest.AssertEqualOomkillReceiverForeignLines,
+		"kills":                metadatatest.AssertEqualOomkillReceiverKills,
+		"outcome_unobservable": metadatatest.AssertEqualOomkillReceiverOutcomeUnobservable,
+		"overflow_kills":       metadatatest.AssertEqualOomkillReceiverOverflowKills,
+		"read_errors":          metadatatest.AssertEqualOomkillReceiverReadErrors,
+		"series_expired":       metadatatest.AssertEqualOomkillReceiverSeriesExpired,
+		"unattributed_kills":   metadatatest.AssertEqualOomkillReceiverUnattributedKills,
+		"unrecognized_lines":   metadatatest.AssertEqualOomkillReceiverUnrecognizedLines,
+	} {
+		t.Run(name, func(t *testing.T) { assertEqual(t, r.tel, zero, metricdatatest.IgnoreTimestamp()) })
+	}
+}

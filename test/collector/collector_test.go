@@ -100,8 +100,8 @@ receivers:
 exporters:
   prometheus:
     endpoint: 127.0.0.1:%d
-    resource_to_telemetry_conversion:
-      enabled: true
+    resource_constant_labels:
+      included: ["*"]
 service:
   extensions: [file_storage]
   telemetry:

@@ -44,6 +44,9 @@ const (
 	memcgRoot = "/sys/fs/cgroup/memory"
 	node      = "node-e2e"
 	namespace = "shop"
+	// cluster is the label a multi-cluster Prometheus setup adds to every
+	// series, which the dashboard's cluster variable filters on.
+	cluster = "e2e"
 )
 
 // requireRealKernel checks for what the test needs from the machine; CI
@@ -256,6 +259,8 @@ func TestOOMKillToAlert(t *testing.T) {
 		assert.Zero(t, prom.Query(t, "otelcol_oomkill_receiver_unrecognized_lines"))
 		assert.Empty(t, prom.Firing(t, "OOMKillParserDrift"), "no OOM-looking line went unrecognized")
 	})
+
+	t.Run("every panel of the Grafana dashboard", func(t *testing.T) { checkDashboard(t, prom, victims) })
 }
 
 // createRunningPod creates the victim's Pod on node and sets its status as
@@ -452,8 +457,8 @@ processors:
 exporters:
   prometheus:
     endpoint: 127.0.0.1:%d
-    resource_to_telemetry_conversion:
-      enabled: true
+    resource_constant_labels:
+      excluded: [k8s.container.restart_count]
   otlp_grpc:
     endpoint: %s
     tls:
@@ -464,6 +469,10 @@ exporters:
 service:
   extensions: [file_storage]
   telemetry:
+    resource:
+      attributes:
+        - name: k8s.node.name
+          value: %s
     metrics:
       readers:
         - pull:
@@ -471,6 +480,8 @@ service:
               prometheus:
                 host: 127.0.0.1
                 port: %d
+                with_resource_constant_labels:
+                  included: [k8s.node.name]
   pipelines:
     logs:
       receivers: [oomkill]
@@ -480,7 +491,7 @@ service:
       receivers: [oomkill]
       processors: [k8smeta]
       exporters: [prometheus]
-`, state, node, node, promPort, otlpAddr, selfPort)), 0o600))
+`, state, node, node, promPort, otlpAddr, node, selfPort)), 0o600))
 	cmd := exec.Command(bin, "--config", cfg)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	logf, err := os.Create(filepath.Join(t.TempDir(), "collector.log"))
@@ -559,7 +570,8 @@ func (s *otlpServer) waitFor(t *testing.T, pid int) (lr plog.LogRecord, res plog
 
 // startPrometheus runs a real Prometheus scraping the collector's exporter
 // (target) and its own telemetry (self), where the receiver's counters
-// live, every second, and evaluating the shipped alert rules.
+// live, every second, and evaluating the shipped alert rules. Every series
+// gets a cluster label, as in a multi-cluster setup.
 func startPrometheus(t *testing.T, target, self int) *promtest.Server {
 	t.Helper()
 	return promtest.Start(t, fmt.Sprintf(`
@@ -571,5 +583,6 @@ scrape_configs:
   - job_name: otelcol-oomkill
     static_configs:
       - targets: ["127.0.0.1:%d", "127.0.0.1:%d"]
-`, repoPath(t, "examples/prometheus/alerts.yaml"), target, self))
+        labels: {cluster: %s}
+`, repoPath(t, "examples/prometheus/alerts.yaml"), target, self, cluster))
 }

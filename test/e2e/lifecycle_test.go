@@ -55,8 +55,8 @@ exporters:
   prometheus:
     endpoint: 127.0.0.1:%d
     metric_expiration: 2s
-    resource_to_telemetry_conversion:
-      enabled: true
+    resource_constant_labels:
+      included: ["*"]
 service:
   extensions: [file_storage]
   telemetry:

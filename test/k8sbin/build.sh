@@ -2,13 +2,13 @@
 # Build kube-apiserver and etcd for integration tests, from the Go module proxy
 # only, and cache them so that only the first run on a machine is slow.
 #
-# Usage: test/k8sbin/build.sh [node]
+# Usage: test/k8sbin/build.sh [node|kubectl]
 #   stdout: the directory holding `kube-apiserver` and `etcd` (last line), ready
 #           to be used as KUBEBUILDER_ASSETS for sigs.k8s.io/controller-runtime's
 #           envtest. With `node`, also kubelet, kube-controller-manager,
 #           kube-scheduler and kubectl for the real-node test (make e2e-node):
 #           about 6 more minutes cold on 2 cores with kube-apiserver's build
-#           cache warm.
+#           cache warm. With `kubectl`, kubectl alone (the chart test).
 #   stderr: progress and Go's build output.
 #
 # Cache: ${XDG_CACHE_HOME:-$HOME/.cache}/otelcol-oomkill/k8s/<version>-<os>-<arch>/
@@ -81,6 +81,9 @@ if [[ "${1:-}" == node ]]; then
 	for name in kube-scheduler kube-controller-manager kubelet kubectl; do
 		build "$name" "k8s.io/kubernetes/cmd/$name" -ldflags "$version_ldflags"
 	done
+elif [[ "${1:-}" == kubectl ]]; then
+	# The chart test compares `helm template` with `kubectl kustomize`.
+	build kubectl k8s.io/kubernetes/cmd/kubectl -ldflags "$version_ldflags"
 fi
 
 echo "$cache_dir"

@@ -317,8 +317,8 @@ receivers:
 exporters:
   prometheus:
     endpoint: 127.0.0.1:%d
-    resource_to_telemetry_conversion:
-      enabled: true
+    resource_constant_labels:
+      included: ["*"]
   otlp_http:
     endpoint: http://%s
     compression: none

@@ -271,8 +271,8 @@ processors:
 exporters:
   prometheus:
     endpoint: 127.0.0.1:%d
-    resource_to_telemetry_conversion:
-      enabled: true
+    resource_constant_labels:
+      included: ["*"]
   debug:
     verbosity: basic
 service:

@@ -44,7 +44,9 @@ done
 // applied with kubectl as its README says, a php-fpm-like Deployment whose
 // worker and then main process the kernel OOM-kills, the DaemonSet's
 // collector counting both with names, a real Prometheus firing the shipped
-// alert, and the collector pod replaced mid-test.
+// alert, and the collector pod replaced mid-test; then the same collector
+// installed with `helm install` of charts/otelcol-oomkill instead, counting
+// a kill with names.
 func TestNodeStory(t *testing.T) {
 	requireMachine(t, "/usr/bin/buildah", "/usr/bin/podman", "/usr/sbin/debootstrap", "/lib/systemd/systemd-journald",
 		"/usr/bin/prometheus", "/bin/busybox")
@@ -243,6 +245,14 @@ spec:
 		require.NoError(t, err)
 		assert.Contains(t, string(status), "CapEff:\t0000000000000000")
 		assert.Regexp(t, `Uid:\s+10001\s+10001\s+10001\s+10001`, string(status))
+	})
+
+	t.Run("the chart installed with helm counts a kill with names", func(t *testing.T) {
+		helmReplacesKustomize(t, n, example, j.gid, prom, collector.Name)
+		now := strings.TrimPrefix(getPod(t, n, appNS, app.Name).Status.ContainerStatuses[0].ContainerID, "containerd://")
+		touch(t, n, now, "/tmp/grow-worker")
+		require.Eventually(t, func() bool { return prom.Query(t, outcome(now, "survived")) == 1 }, 2*time.Minute, time.Second,
+			"the chart's collector counts the worker's kill with the pod's names: %s", prom.Raw(t, "container_oom_kill_count_total"))
 	})
 }
 

@@ -111,3 +111,70 @@ func (s *Server) Firing(t *testing.T, name string) []map[string]string {
 	}
 	return out
 }
+
+// Series is one series of a query's result: its labels and values (one for
+// an instant query, one per step for a range query).
+type Series struct {
+	Labels map[string]string
+	Values []float64
+}
+
+// Instant runs an instant query and returns its series; a query Prometheus
+// refuses fails the test.
+func (s *Server) Instant(t *testing.T, q string) []Series {
+	t.Helper()
+	return s.series(t, "/api/v1/query?query="+url.QueryEscape(q))
+}
+
+// Range runs a range query over [end-span, end] with the given step.
+func (s *Server) Range(t *testing.T, q string, span, step time.Duration) []Series {
+	t.Helper()
+	end := time.Now()
+	return s.series(t, fmt.Sprintf("/api/v1/query_range?query=%s&start=%d&end=%d&step=%g", url.QueryEscape(q),
+		end.Add(-span).Unix(), end.Unix(), step.Seconds()))
+}
+
+// LabelValues is what Grafana's label_values(match, label) lists.
+func (s *Server) LabelValues(t *testing.T, label, match string) []string {
+	t.Helper()
+	var r struct {
+		Status string   `json:"status"`
+		Error  string   `json:"error"`
+		Data   []string `json:"data"`
+	}
+	s.get(t, "/api/v1/label/"+url.PathEscape(label)+"/values?match[]="+url.QueryEscape(match), &r)
+	require.Equal(t, "success", r.Status, "label_values(%s, %s): %s", match, label, r.Error)
+	return r.Data
+}
+
+func (s *Server) series(t *testing.T, path string) []Series {
+	t.Helper()
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  []any             `json:"value"`
+				Values [][]any           `json:"values"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	s.get(t, path, &r)
+	require.Equal(t, "success", r.Status, "%s: %s", path, r.Error)
+	var out []Series
+	for _, res := range r.Data.Result {
+		sr := Series{Labels: res.Metric}
+		points := res.Values
+		if res.Value != nil {
+			points = [][]any{res.Value}
+		}
+		for _, p := range points {
+			f, err := strconv.ParseFloat(p[1].(string), 64)
+			require.NoError(t, err)
+			sr.Values = append(sr.Values, f)
+		}
+		out = append(out, sr)
+	}
+	return out
+}
