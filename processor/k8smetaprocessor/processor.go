@@ -59,8 +59,8 @@ type k8smeta struct {
 	wg       sync.WaitGroup
 	// sweeps counts the sweeps of gone pods (tests of idleness).
 	sweeps atomic.Int64
-	// reportedForgotten is what was last counted of forgotten IDs; the
-	// evictions not logged yet, and when they last were (report).
+	// reportMu guards what report keeps: the forgotten IDs last counted,
+	// the evictions not logged yet, and when evictions were last logged.
 	reportMu                    sync.Mutex
 	reportedForgotten           podstore.Forgotten
 	unloggedPodCap, unloggedCap uint64
