@@ -223,6 +223,14 @@ func reconfigure(t *testing.T, n *kubenode.Node, collector *corev1.Pod) *corev1.
 // container from starting.
 func createCrashLoop(t *testing.T, n *kubenode.Node, name, kind string) *corev1.Pod {
 	t.Helper()
+	f := filepath.Join(t.TempDir(), name+".yaml")
+	require.NoError(t, os.WriteFile(f, []byte(crashLoopManifest(name, kind)), 0o644))
+	out, err := n.Kubectl("apply", "-f", f)
+	require.NoError(t, err, "%s", out)
+	return getPod(t, n, appNS, name)
+}
+
+func crashLoopManifest(name, kind string) string {
 	container := fmt.Sprintf(`
     - name: oom-%[1]s
       image: registry.local/otelcol-oomkill-test/busybox:1
@@ -241,18 +249,13 @@ func createCrashLoop(t *testing.T, n *kubenode.Node, name, kind string) *corev1.
         requests: {cpu: 10m, memory: 32Mi}
         limits: {memory: 32Mi}`
 	}
-	manifest := fmt.Sprintf(`apiVersion: v1
+	return fmt.Sprintf(`apiVersion: v1
 kind: Pod
-metadata: {name: %s, namespace: %s, labels: {app: %[1]s}}
+metadata: {name: %[1]s, namespace: %[2]s, labels: {app: %[1]s}}
 spec:
   terminationGracePeriodSeconds: 1
-%s
+%[3]s
 `, name, appNS, spec)
-	f := filepath.Join(t.TempDir(), name+".yaml")
-	require.NoError(t, os.WriteFile(f, []byte(manifest), 0o644))
-	out, err := n.Kubectl("apply", "-f", f)
-	require.NoError(t, err, "%s", out)
-	return getPod(t, n, appNS, name)
 }
 
 // kernelKills reads the kernel's OOM kills in a pod's containers from the
