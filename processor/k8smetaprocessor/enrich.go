@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.uber.org/zap"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/resend"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/podstore"
 )
@@ -14,23 +15,25 @@ import (
 // enrich adds metadata to every resource it can resolve. When some are not
 // known yet, the batch waits (bounded in time and in number of waiting
 // batches; other batches are not blocked) for the watch to catch up; an
-// ID waited for in vain once, or forgotten, is not waited for again.
+// ID waited for in vain once, or forgotten, is not waited for again, nor
+// is anything in a delivery marked as sent before (a receiver's refresh).
 func (p *k8smeta) enrich(ctx context.Context, res []pcommon.Resource) {
-	var unknown, givenUp []pcommon.Resource
+	var unknown, notWaited []pcommon.Resource
+	resent := resend.FromContext(ctx)
 	for _, r := range res {
 		switch p.resolve(r, false) {
 		case resolved:
 			p.tb.K8smetaLookupsHit.Add(ctx, 1)
 		case unresolved:
-			if p.store.GivenUp(lookupKey(r)) {
-				givenUp = append(givenUp, r)
+			if resent || p.store.GivenUp(lookupKey(r)) {
+				notWaited = append(notWaited, r)
 			} else {
 				unknown = append(unknown, r)
 			}
 		}
 	}
-	if len(givenUp) > 0 {
-		p.tb.K8smetaLookupsNotWaited.Add(ctx, int64(len(givenUp)))
+	if len(notWaited) > 0 {
+		p.tb.K8smetaLookupsNotWaited.Add(ctx, int64(len(notWaited)))
 	}
 	if len(unknown) > 0 && p.cfg.WaitForUnknown > 0 {
 		select {
@@ -48,7 +51,7 @@ func (p *k8smeta) enrich(ctx context.Context, res []pcommon.Resource) {
 			// Too many batches waiting already: pass this one on.
 		}
 	}
-	unknown = append(unknown, givenUp...)
+	unknown = append(unknown, notWaited...)
 	for _, r := range unknown {
 		p.resolve(r, true) // whatever is known (e.g. the pod without the container)
 		p.tb.K8smetaLookupsMissed.Add(ctx, 1)

@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/resend"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadatatest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/statustest"
@@ -455,6 +456,31 @@ func TestGivenUpIsNotWaitedFor(t *testing.T) {
 	metadatatest.AssertEqualK8smetaLookupsHeld(t, h.tel, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualK8smetaLookupsNotWaited(t, h.tel, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualK8smetaLookupsMissed(t, h.tel, []metricdata.DataPoint[int64]{{Value: 4}}, metricdatatest.IgnoreTimestamp())
+}
+
+// A delivery marked as re-sending data (the oomkill receiver's refresh) is
+// never held, even for an ID not waited for before; the same record in a
+// first delivery is.
+func TestResentIsNotWaitedFor(t *testing.T) {
+	h := newHarness(t, nil, testPod())
+	unknown := map[string]any{"container.id": strings.Repeat("d", 64), "k8s.pod.uid": string(testPod().UID)}
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	require.NoError(t, rl.Resource().Attributes().FromRaw(unknown))
+	rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
+	start := time.Now()
+	require.NoError(t, h.proc.ConsumeLogs(resend.NewContext(context.Background()), ld))
+	assert.Less(t, time.Since(start), 250*time.Millisecond, "not held (wait_for_unknown 300ms)")
+	assert.Equal(t, wantPod(map[string]any{"container.id": unknown["container.id"]}),
+		h.sink.AllLogs()[0].ResourceLogs().At(0).Resource().Attributes().AsRaw(), "the pod's attributes, as far as known")
+	metadatatest.AssertEqualK8smetaLookupsNotWaited(t, h.tel, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
+	_, err := h.tel.GetMetric("otelcol_k8smeta_lookups_held")
+	assert.Error(t, err, "nothing held")
+
+	start = time.Now()
+	h.send(t, unknown)
+	assert.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "not given up by the re-send: a first delivery still waits")
+	metadatatest.AssertEqualK8smetaLookupsHeld(t, h.tel, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
 }
 
 // resource_attributes turns single attributes off.

@@ -144,7 +144,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.K8smetaLookupsNotWaited, err = builder.meter.Int64Counter(
 		"otelcol_k8smeta_lookups_not_waited",
-		metric.WithDescription("Resources passed on at once with what is known, not held: their container ID (or pod UID) was waited for in vain before, or forgotten. Also counted in lookups_missed. [Development]"),
+		metric.WithDescription("Resources passed on at once with what is known, not held: their container ID (or pod UID) was waited for in vain before, or forgotten, or the delivery re-sends data sent before (the oomkill receiver's refresh). Also counted in lookups_missed. [Development]"),
 		metric.WithUnit("{resource}"),
 	)
 	errs = errors.Join(errs, err)

@@ -116,7 +116,7 @@ func AssertEqualK8smetaLookupsMissed(t *testing.T, tt *componenttest.Telemetry, 
 func AssertEqualK8smetaLookupsNotWaited(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_k8smeta_lookups_not_waited",
-		Description: "Resources passed on at once with what is known, not held: their container ID (or pod UID) was waited for in vain before, or forgotten. Also counted in lookups_missed. [Development]",
+		Description: "Resources passed on at once with what is known, not held: their container ID (or pod UID) was waited for in vain before, or forgotten, or the delivery re-sends data sent before (the oomkill receiver's refresh). Also counted in lookups_missed. [Development]",
 		Unit:        "{resource}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
