@@ -156,9 +156,13 @@ func crashLoopStory(t *testing.T, n *kubenode.Node, prom *prometheus, collector 
 			assert.Len(t, labelSets[id], 1, "%s: container %s is in exactly one series over the window: %s", c.container, id[:12], prom.Raw(t, query))
 		}
 		assert.Len(t, labelSets, len(kernel), "%s: a series per killed container ID, no other", c.container)
+		var sum float64
 		require.Eventually(t, func() bool {
-			return prom.Query(t, fmt.Sprintf(`sum(container_oom_kill_count_total{k8s_pod_uid=%q})`, c.pod.UID)) == float64(kills)
+			sum = prom.Query(t, fmt.Sprintf(`sum(container_oom_kill_count_total{k8s_pod_uid=%q})`, c.pod.UID))
+			return sum == float64(kills)
 		}, time.Minute, time.Second, "%s: the sum over the pod's series is the kernel's %d kills: %s", c.container, kills, prom.Raw(t, "container_oom_kill_count_total"))
+		t.Logf("crash loop: %s: the kernel killed %d container IDs %d times; %d series over the %v window; sum over the pod's series %v",
+			c.container, len(kernel), kills, len(labelSets), window.Round(time.Second), sum)
 	}
 
 	// The init container's Event: its fieldPath, and one count per kill.
@@ -184,6 +188,7 @@ func crashLoopStory(t *testing.T, n *kubenode.Node, prom *prometheus, collector 
 		return int(count) == attempts
 	}, time.Minute, time.Second, "the Event counts the init container's %d kills; %s", attempts, describe(n, appNS))
 	assert.Equal(t, map[string]int32{"spec.initContainers{oom-init}": int32(attempts)}, fieldPaths)
+	t.Logf("crash loop: the init container's Event counts by fieldPath: %v", fieldPaths)
 
 	// k8smeta named everything, evicted nothing and held no refresh back:
 	// at most the first records of a kill (one in the logs pipeline, one
