@@ -90,8 +90,12 @@ e2e-image:
 ## 1.6 with runc and the CNI bridge plugin): examples/kubernetes applied with kubectl as its README
 ## says, a php-fpm-like Deployment whose worker and then main process the kernel OOM-kills, the
 ## DaemonSet's collector counting both with names, a real Prometheus firing the shipped alert, the
-## collector pod replaced mid-test; then the chart installed with helm install instead, counting a
-## kill with names; then the node's teardown is checked to leave nothing behind.
+## collector pod replaced mid-test; then an init container OOM-killed at every start (CrashLoopBackOff)
+## and a crash-looping pod deleted mid-loop, the collector replaced mid-loop with k8smeta's
+## deleted_pod_grace and the receiver's refresh shortened: each killed container ID in one named series
+## past the grace period, the sums and the Event's count equal to the kernel's kills; then the chart
+## installed with helm install instead, counting a kill with names; then the node's teardown is
+## checked to leave nothing behind.
 ## Root; one run at a time per machine (fixed names, so a crashed run is cleaned up by the next).
 ## First run: kubelet & co. (≈6 min cold on 2 cores after k8s-binaries) and the images, then cached.
 e2e-node: k8s-binaries helm

@@ -97,6 +97,7 @@ processors:
     spike_limit_percentage: 20
   k8smeta:
     node_name: ${env:K8S_NODE_NAME}
+    storage: file_storage
 exporters:
   {{- if .Values.exporters.prometheus.enabled }}
   prometheus:
