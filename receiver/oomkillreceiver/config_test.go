@@ -43,6 +43,11 @@ func TestLoadConfig(t *testing.T) {
 	witness.Witness = WitnessConfig{Enabled: true, PollInterval: 5 * time.Second, Grace: 30 * time.Second, MaxCgroups: 500}
 	witnessOff := createDefaultConfig().(*Config)
 	witnessOff.Witness.Enabled = false
+	kmsg := createDefaultConfig().(*Config)
+	kmsg.Source = SourceKmsg
+	auto := createDefaultConfig().(*Config)
+	auto.Source = SourceAuto
+	auto.Journal.Directory = "/host/var/log/journal"
 
 	tests := []struct {
 		id      component.ID
@@ -62,6 +67,10 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "witness"), want: witness},
 		{id: component.NewIDWithName(metadata.Type, "witness_off"), want: witnessOff},
 		{id: component.NewIDWithName(metadata.Type, "bad_witness"), wantErr: "witness.poll_interval 2m0s: must be between 0 and 1m\nwitness.grace 1s: must not be below witness.poll_interval (2m0s)\nwitness.max_cgroups -1: must be 0 (node level only) or positive"},
+		{id: component.NewIDWithName(metadata.Type, "kmsg"), want: kmsg},
+		{id: component.NewIDWithName(metadata.Type, "auto"), want: auto},
+		{id: component.NewIDWithName(metadata.Type, "bad_source"), wantErr: `source "dmesg": use "journal", "kmsg" or "auto"`},
+		{id: component.NewIDWithName(metadata.Type, "kmsg_with_journal"), wantErr: "journal: set, but source is kmsg, which reads no journal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {
@@ -82,6 +91,7 @@ func TestLoadConfig(t *testing.T) {
 
 func TestDefaultConfig(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
+	assert.Equal(t, SourceJournal, cfg.Source, "as before the key existed")
 	assert.Equal(t, StartAtEnd, cfg.StartAt)
 	assert.Empty(t, cfg.Journal.Directory)
 	assert.Nil(t, cfg.StorageID)
