@@ -132,6 +132,7 @@ kernel-lab-fixtures: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzAssembler$$' -fuzztime $(FUZZTIME) ./receiver/oomkillreceiver/internal/oomparse
 	$(GO) test -run '^$$' -fuzz '^FuzzHostileComm$$' -fuzztime $(FUZZTIME) ./receiver/oomkillreceiver/internal/oomparse
+	$(GO) test -run '^$$' -fuzz '^FuzzTaskRow$$' -fuzztime $(FUZZTIME) ./receiver/oomkillreceiver/internal/oomparse
 
 ## bench: the numbers in BENCHMARKS.md. First the micro-benchmarks (parser messages/s and
 ## allocations per message, cgroup path parsing, journal catch-up entries/s, k8smeta lookups,

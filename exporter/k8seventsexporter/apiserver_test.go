@@ -189,6 +189,30 @@ func TestRealAPIServer(t *testing.T) {
 		logTable(t, cluster, "shop")
 	})
 
+	t.Run("the memory at the kill and the pod's limit, from the kernel's report", func(t *testing.T) {
+		p := createTestPod(t, c, "shop", "pod-limit-6c9f7-q2w3e")
+		exp, _ := startRealExporter(t, kc, nil)
+		k := killsOf(p, 0, 1)
+		// What the receiver read from a real report (testdata/kernel/captured/pod_limit.txt,
+		// 6.18, cgroup v1): a pod-level limit hit while its container's worker allocated.
+		k[0].memcg = "/kubepods/burstable/pod" + string(p.UID)
+		k[0].cgroup = k[0].memcg + "/" + ctr64
+		k[0].process, k[0].anonKB, k[0].limit = "python3", 65024, -1
+		k[0].attrs = map[string]any{
+			"oom.file_rss_kb": int64(3324), "oom.shmem_rss_kb": int64(0),
+			"oom.memory.usage_bytes": int64(67108864), "oom.memory.limit_bytes": int64(67108864), "oom.memory.failcnt": int64(1185),
+			"oom.memory.anon_bytes": int64(66846720), "oom.memory.file_bytes": int64(4096), "oom.memory.shmem_bytes": int64(0),
+			"oom.memory.kernel_bytes": int64(258048), "oom.tasks.count": int64(2), "oom.tasks.largest.name": "python3",
+			"oom.tasks.largest.pid": k[0].pid, "oom.tasks.largest.rss_bytes": int64(69988352), "oom.victim.rss_share": 1.043,
+		}
+		send(t, exp, k, 1)
+		var evs []corev1.Event
+		require.Eventually(t, func() bool { evs = podEvents(t, c, p); return len(evs) == 1 }, 30*time.Second, 50*time.Millisecond)
+		assert.Equal(t, `The kernel OOM killer killed process "python3" (pid 4000) in container "php-fpm": the pod's memory limit (64Mi, the sum of its containers' limits) was hit; the process used 63.5Mi of anonymous memory. `+
+			`Usage 64Mi of 64Mi: anon 63.8Mi, file 4Ki, shmem 0, kernel 252Ki; 2 processes; the victim held 66.7Mi, it was the largest process. The container kept running: Kubernetes records no restart for this.`, evs[0].Message)
+		logTable(t, cluster, "shop")
+	})
+
 	t.Run("storm of 1000 kills is one event with its count", func(t *testing.T) {
 		p := createTestPod(t, c, "shop", "storm-5d8f9-abcde")
 		// The default per-pod bucket: 5 writes at once, then one every 5s.

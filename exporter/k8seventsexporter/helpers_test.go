@@ -27,6 +27,8 @@ type testKill struct {
 	anonKB, limit                    int64
 	outcome                          string
 	at                               time.Time
+	// attrs are further record attributes (the report's memory context).
+	attrs map[string]any
 }
 
 var t0 = time.Date(2026, 12, 1, 21, 0, 0, 0, time.UTC)
@@ -81,6 +83,9 @@ func logsOf(kills ...testKill) plog.Logs {
 		if k.anonKB > 0 {
 			a.PutInt("oom.anon_rss_kb", k.anonKB)
 		}
+		if err := a.FromRaw(merge(a.AsRaw(), k.attrs)); err != nil {
+			panic(err) // a test's attrs of a type pdata cannot hold
+		}
 	}
 	return ld
 }
@@ -126,4 +131,11 @@ func counter(t *testing.T, tel *componenttest.Telemetry, name string, attrs ...a
 		}
 	}
 	return n
+}
+
+func merge(a, b map[string]any) map[string]any {
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
 }

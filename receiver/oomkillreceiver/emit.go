@@ -24,6 +24,10 @@ type killRecord struct {
 	Host string
 	// Outcome is oom.container.outcome (outcome.go).
 	Outcome string
+	// GroupID and GroupSize are oom.group.id and oom.group.size of a
+	// memory.oom.group kill (groupkill.go).
+	GroupID   string
+	GroupSize int
 }
 
 // emitter turns kills and totals into pdata. A fresh payload is built for
@@ -109,6 +113,11 @@ func fillLogRecord(lr plog.LogRecord, k killRecord, observed time.Time) {
 		putOpt(a, "oom.invoker.score_adj", k.Invoker.OOMScoreAdj)
 	}
 	putStrIf(a, "oom.boot_id", k.BootID)
+	putMemoryContext(a, &k.Kill)
+	if k.GroupID != "" {
+		a.PutStr("oom.group.id", k.GroupID)
+		a.PutInt("oom.group.size", int64(k.GroupSize))
+	}
 }
 
 func putOpt(a pcommon.Map, key string, v oomparse.OptInt) {

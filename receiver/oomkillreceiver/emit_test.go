@@ -32,7 +32,15 @@ func TestLogRecordAttributesAreDocumented(t *testing.T) {
 		Cpuset: "c", Nodemask: "n", MemsAllowed: "0",
 		Invoker: oomparse.Invoker{Valid: true, Comm: "i", GFPMask: "0xcc0", Order: some, OOMScoreAdj: some},
 		Cgroup:  kubecgroup.Ref{Kind: kubecgroup.KindContainer, PodUID: "p", ContainerID: "c", Runtime: "containerd", QoSClass: "burstable"},
-	}}
+		// Every value any kernel prints (no one report has them all).
+		Memory: &oomparse.MemoryContext{
+			Memory: oomparse.Counter{UsageBytes: some, LimitBytes: some, Failcnt: some}, Swap: oomparse.Counter{UsageBytes: some, LimitBytes: some},
+			MemSwap: oomparse.Counter{UsageBytes: some, LimitBytes: some}, Kmem: oomparse.Counter{UsageBytes: some},
+			Stats:  oomparse.MemcgStats{Anon: some, File: some, Shmem: some, Kernel: some, KernelStack: some, Pagetables: some, Slab: some, Sock: some},
+			Tasks:  oomparse.TaskTable{Printed: true, Count: 1, Largest: oomparse.Task{Valid: true, PID: 1, Name: "x", RSSBytes: 4096}},
+			System: oomparse.SystemMemory{FreeBytes: some, RAMBytes: some, SwapFreeBytes: some, SwapTotalBytes: some},
+		},
+	}, GroupID: "0123456789abcdef0123456789abcdef", GroupSize: 2}
 	bare := killRecord{ID: "ffeeddccbbaa99887766554433221100", Kill: oomparse.Kill{Time: time.Now(), Line: "Killed process 2 (y)", PID: 2, Comm: "y", Constraint: oomparse.ConstraintUnknown}}
 
 	for name, k := range map[string]killRecord{"full": full, "bare": bare} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -130,7 +131,7 @@ func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	r.outcomes = newOutcomeObserver(r.cfg.Outcome, r.logger)
 	r.emit = emitter{cfg: r.cfg, version: r.set.BuildInfo.Version, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
 		metadata.WithStartTime(pcommon.NewTimestampFromTime(cp.startTime())))}
-	r.asm = oomparse.NewAssembler(oomparse.Options{})
+	r.asm = oomparse.NewAssembler(oomparse.Options{PageSize: int64(os.Getpagesize())})
 
 	if r.reader, err = journal.Open(r.source()); err != nil {
 		return fmt.Errorf("oomkill receiver cannot open the journal %+v: %w", r.source(), err)
@@ -327,19 +328,42 @@ func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, int, error) 
 	var kills []killRecord
 	entries := 0
 	var err error
+	var settleUntil time.Time // bounds the wait for a group kill's members
 	for entries < batchEntries && ctx.Err() == nil {
 		var ok bool
-		if ok, err = r.reader.Next(); err != nil || !ok {
+		if ok, err = r.reader.Next(); err != nil {
 			break
 		}
+		if !ok {
+			if !r.groupMayContinue(kills) {
+				break
+			}
+			if settleUntil.IsZero() {
+				settleUntil = time.Now().Add(groupSettle)
+			}
+			left := time.Until(settleUntil)
+			if left <= 0 {
+				break
+			}
+			if _, werr := r.reader.Wait(left); werr != nil {
+				break
+			}
+			continue
+		}
 		entries++
-		if k, out, ferr := r.feedCurrent(); ferr != nil {
+		switch k, out, ferr := r.feedCurrent(); {
+		case ferr != nil:
 			r.tb.OomkillReceiverReadErrors.Add(ctx, 1)
 			r.logger.Warn("Skipping unreadable journal entry", zap.Error(ferr))
-		} else if out == oomparse.OutcomeKill {
+		case out == oomparse.OutcomeKill:
 			kills = append(kills, k)
+		case out == oomparse.OutcomeReport:
+			if g, open := r.asm.OpenGroup(); open {
+				markGroupLeader(kills, g, r.lastBoot)
+			}
 		}
 	}
+	countGroups(kills)
 	if entries > 0 {
 		r.tb.OomkillReceiverEntriesRead.Add(ctx, int64(entries))
 		cur, cerr := r.reader.Cursor()
@@ -349,6 +373,17 @@ func (r *oomReceiver) readBatch(ctx context.Context) ([]killRecord, int, error) 
 		}
 	}
 	return kills, entries, err
+}
+
+// groupMayContinue: the batch ends on a member line of a group kill whose
+// burst may not be over; its members are delivered together so that
+// oom.group.size counts them all.
+func (r *oomReceiver) groupMayContinue(kills []killRecord) bool {
+	if len(kills) == 0 || !kills[len(kills)-1].GroupKill {
+		return false
+	}
+	_, open := r.asm.OpenGroup()
+	return open
 }
 
 // feedCurrent feeds the current entry to the parser.

@@ -148,6 +148,7 @@ spec:
 	})
 
 	t.Run("an OOMKilling Event on the pod", func(t *testing.T) {
+		var note string
 		require.Eventually(t, func() bool {
 			evs, err := n.Client.EventsV1().Events(appNS).List(ctx, metav1.ListOptions{})
 			if err != nil {
@@ -155,11 +156,17 @@ spec:
 			}
 			for _, e := range evs.Items {
 				if e.Reason == "OOMKilling" && e.Regarding.Kind == "Pod" && e.Regarding.Name == app.Name {
+					note = e.Note
 					return true
 				}
 			}
 			return false
 		}, time.Minute, time.Second, "the k8sevents exporter's Event; %s", describe(n, appNS))
+		t.Logf("Event note: %s", note)
+		// The kernel printed its full report: the note names the size of the
+		// limit that was hit and where the memory was.
+		assert.Regexp(t, `memory limit \([0-9.]+[KMG]i(, the sum of its containers' limits)?\) was hit`, note)
+		assert.Regexp(t, `Usage [0-9.]+[KMG]i of [0-9.]+[KMG]i: anon [^;]+; [0-9]+ process(es)?; the victim held `, note)
 	})
 
 	t.Run("the collector pod is replaced", func(t *testing.T) {

@@ -343,6 +343,9 @@ main() {
   # 14. several allocators at once in one cgroup
   multi_kill
 
+  # 15. anonymous memory, shmem and page cache in the OOM'd cgroup
+  memory_context
+
   # 13. rate limiting (last: it leaves the rate limiter in a suppressed state)
   rate_limited
 
@@ -371,6 +374,31 @@ b = bytearray(200 << 20)' "$comm"
     "$PARENT_ALIVE" \
     "memory limit: 64 MiB on $rel" \
     "one kill per file (one file per hostile name)"
+  extract "$name" "$hdr"
+}
+
+# 15. The bash parent writes 16 MiB into a /dev/shm file (shmem charged to
+#     the cgroup) and 8 MiB into a file on disk (page cache) before its
+#     python3 child allocates: the report's stats then show each kind.
+memory_context() {
+  local name=memory_context
+  local rel=/kubepods/burstable/pod5e1f0c2a-7b3d-4c8e-9f10-23456789abcd/6d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d6e5f4
+  local dir hdr shm=/dev/shm/oomcapture.$RUN_ID file=/var/tmp/oomcapture.$RUN_ID
+  mkcg "$rel"; dir=$CG_DIR
+  echo "$LIMIT" > "$dir/memory.limit_in_bytes"
+  begin "$name"
+  run_child "$dir" 'import os, sys
+with open(sys.argv[1], "wb") as f: f.write(b"s" * (16 << 20))
+with open(sys.argv[2], "wb") as f: f.write(os.urandom(8 << 20))
+b = bytearray(200 << 20)' "$shm" "$file"
+  finish "$name"
+  rm -f "$shm" "$file"
+  cleanup_cgroups
+  hdr=$(mktemp)
+  header "$hdr" "$name" "$rel" \
+    "python3 child pid $CHILD_PID writing 16 MiB to /dev/shm and 8 MiB to disk, then allocating 200 MiB ($(describe_status "$CHILD_STATUS"))" \
+    "$PARENT_ALIVE" \
+    "memory limit: 64 MiB on $rel"
   extract "$name" "$hdr"
 }
 

@@ -113,7 +113,8 @@ func Write(t testing.TB, path string, entries []Entry) {
 }
 
 // FromKernelFixture turns a kernel fixture (one message per line, "# "
-// comments) into entries 1 ms apart starting at start.
+// comments, "@|TEXT" continuing the message before on a new line) into
+// entries 1 ms apart starting at start.
 func FromKernelFixture(t testing.TB, path string, start time.Time, bootID, host string) []Entry {
 	t.Helper()
 	f, err := os.Open(path)
@@ -125,6 +126,10 @@ func FromKernelFixture(t testing.TB, path string, start time.Time, bootID, host 
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "@|"); ok && len(out) > 0 {
+			out[len(out)-1].Message += "\n" + rest
+			continue
+		}
 		if line == "" || strings.HasPrefix(line, "# ") || strings.HasPrefix(line, "@") {
 			continue
 		}

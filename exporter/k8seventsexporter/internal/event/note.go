@@ -34,17 +34,35 @@ func Note(k kill.Kill) string {
 		where = " outside any pod"
 	}
 	fmt.Fprintf(&b, "The kernel OOM killer killed %s%s: ", proc, where)
+	// The kernel's own limit is the one that was hit; the container's from
+	// the API stands in where the report was not printed.
+	limit := int64(-1)
+	if k.Mem.Limit.OK {
+		limit = k.Mem.Limit.V
+	}
+	if !isLimit(limit) && k.Scope == kill.ScopeContainer {
+		limit = k.LimitB
+	}
 	switch k.Scope {
 	case kill.ScopeContainer:
 		b.WriteString("the container's memory limit")
-		if k.LimitB > 0 {
-			b.WriteString(" (" + bytesHuman(k.LimitB) + ")")
+		if isLimit(limit) {
+			b.WriteString(" (" + bytesHuman(limit) + ")")
 		}
 		b.WriteString(" was hit")
 	case kill.ScopePod:
-		b.WriteString("the pod's memory limit was hit")
+		b.WriteString("the pod's memory limit")
+		if isLimit(limit) {
+			// The kubelet sets it to the sum of the containers' limits.
+			b.WriteString(" (" + bytesHuman(limit) + ", the sum of its containers' limits)")
+		}
+		b.WriteString(" was hit")
 	case kill.ScopeMemcg:
-		b.WriteString("a memory cgroup limit was hit")
+		b.WriteString("a memory cgroup limit")
+		if isLimit(limit) {
+			b.WriteString(" (" + bytesHuman(limit) + ")")
+		}
+		b.WriteString(" was hit")
 	case kill.ScopeNode:
 		b.WriteString("the node ran out of memory")
 	case kill.ScopeCpuset:
@@ -58,6 +76,9 @@ func Note(k kill.Kill) string {
 		fmt.Fprintf(&b, "; the process used %s of anonymous memory", bytesHuman(k.AnonRSSKB*1024))
 	}
 	b.WriteString(".")
+	if m := MemorySentence(k); m != "" {
+		b.WriteString(" " + m)
+	}
 	switch k.Outcome {
 	case "survived":
 		b.WriteString(" The container kept running: Kubernetes records no restart for this.")

@@ -45,6 +45,36 @@ type Kill struct {
 
 	PodUID, PodName, Namespace, Container string
 	Node                                  string // k8s.node.name, else host.name
+
+	// Mem is what the kernel's report said about the memory that ran out.
+	Mem Memory
+}
+
+// Memory holds the report's numbers the receiver puts under oom.; its zero
+// value is a report that printed none (rate-limited).
+type Memory struct {
+	Usage, Limit              Opt // the OOM'd cgroup: oom.memory.usage_bytes, limit_bytes
+	Anon, File, Shmem, Kernel Opt // its breakdown, bytes
+	Tasks                     Opt // oom.tasks.count
+	LargestName               string
+	LargestPID, Largest       Opt
+	VictimFileKB              Opt // with AnonRSSKB and VictimShmemKB, what the victim held
+	VictimShmemKB             Opt
+	SystemFree, SystemRAM     Opt
+	GroupSize                 Opt // oom.group.size
+}
+
+// Opt is an attribute that may be absent.
+type Opt struct {
+	V  int64
+	OK bool
+}
+
+func optAttr(m pcommon.Map, k string) Opt {
+	if v := intAttr(m, k, -1); v >= 0 {
+		return Opt{v, true}
+	}
+	return Opt{}
 }
 
 // HasPod reports whether the kill can be written on a Pod.
@@ -68,6 +98,16 @@ func FromRecord(res pcommon.Map, lr plog.LogRecord) (Kill, bool) {
 		Namespace: strAttr(res, "k8s.namespace.name"),
 		Container: strAttr(res, "k8s.container.name"),
 		Node:      strAttr(res, "k8s.node.name"),
+	}
+	k.Mem = Memory{
+		Usage: optAttr(a, "oom.memory.usage_bytes"), Limit: optAttr(a, "oom.memory.limit_bytes"),
+		Anon: optAttr(a, "oom.memory.anon_bytes"), File: optAttr(a, "oom.memory.file_bytes"),
+		Shmem: optAttr(a, "oom.memory.shmem_bytes"), Kernel: optAttr(a, "oom.memory.kernel_bytes"),
+		Tasks: optAttr(a, "oom.tasks.count"), LargestName: strAttr(a, "oom.tasks.largest.name"),
+		LargestPID: optAttr(a, "oom.tasks.largest.pid"), Largest: optAttr(a, "oom.tasks.largest.rss_bytes"),
+		VictimFileKB: optAttr(a, "oom.file_rss_kb"), VictimShmemKB: optAttr(a, "oom.shmem_rss_kb"),
+		SystemFree: optAttr(a, "oom.system.free_bytes"), SystemRAM: optAttr(a, "oom.system.ram_bytes"),
+		GroupSize: optAttr(a, "oom.group.size"),
 	}
 	if lr.Timestamp() == 0 {
 		k.Time = lr.ObservedTimestamp().AsTime()

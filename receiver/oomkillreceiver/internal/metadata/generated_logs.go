@@ -52,6 +52,18 @@ func WithOomFileRssKbEventAttribute(oomFileRssKbAttributeValue int64) EventAttri
 	})
 }
 
+func WithOomGroupIDEventAttribute(oomGroupIDAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("oom.group.id", oomGroupIDAttributeValue)
+	})
+}
+
+func WithOomGroupSizeEventAttribute(oomGroupSizeAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.group.size", oomGroupSizeAttributeValue)
+	})
+}
+
 func WithOomInvokerGfpMaskEventAttribute(oomInvokerGfpMaskAttributeValue string) EventAttributeOption {
 	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
 		dp.Attributes().PutStr("oom.invoker.gfp_mask", oomInvokerGfpMaskAttributeValue)
@@ -79,6 +91,102 @@ func WithOomInvokerScoreAdjEventAttribute(oomInvokerScoreAdjAttributeValue int64
 func WithOomMemcgEventAttribute(oomMemcgAttributeValue string) EventAttributeOption {
 	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
 		dp.Attributes().PutStr("oom.memcg", oomMemcgAttributeValue)
+	})
+}
+
+func WithOomMemoryAnonBytesEventAttribute(oomMemoryAnonBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.anon_bytes", oomMemoryAnonBytesAttributeValue)
+	})
+}
+
+func WithOomMemoryFailcntEventAttribute(oomMemoryFailcntAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.failcnt", oomMemoryFailcntAttributeValue)
+	})
+}
+
+func WithOomMemoryFileBytesEventAttribute(oomMemoryFileBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.file_bytes", oomMemoryFileBytesAttributeValue)
+	})
+}
+
+func WithOomMemoryKernelBytesEventAttribute(oomMemoryKernelBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.kernel_bytes", oomMemoryKernelBytesAttributeValue)
+	})
+}
+
+func WithOomMemoryKernelStackBytesEventAttribute(oomMemoryKernelStackBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.kernel_stack_bytes", oomMemoryKernelStackBytesAttributeValue)
+	})
+}
+
+func WithOomMemoryKmemUsageBytesEventAttribute(oomMemoryKmemUsageBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.kmem.usage_bytes", oomMemoryKmemUsageBytesAttributeValue)
+	})
+}
+
+func WithOomMemoryLimitBytesEventAttribute(oomMemoryLimitBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.limit_bytes", oomMemoryLimitBytesAttributeValue)
+	})
+}
+
+func WithOomMemoryMemswLimitBytesEventAttribute(oomMemoryMemswLimitBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.memsw.limit_bytes", oomMemoryMemswLimitBytesAttributeValue)
+	})
+}
+
+func WithOomMemoryMemswUsageBytesEventAttribute(oomMemoryMemswUsageBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.memsw.usage_bytes", oomMemoryMemswUsageBytesAttributeValue)
+	})
+}
+
+func WithOomMemoryPagetablesBytesEventAttribute(oomMemoryPagetablesBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.pagetables_bytes", oomMemoryPagetablesBytesAttributeValue)
+	})
+}
+
+func WithOomMemoryShmemBytesEventAttribute(oomMemoryShmemBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.shmem_bytes", oomMemoryShmemBytesAttributeValue)
+	})
+}
+
+func WithOomMemorySlabBytesEventAttribute(oomMemorySlabBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.slab_bytes", oomMemorySlabBytesAttributeValue)
+	})
+}
+
+func WithOomMemorySockBytesEventAttribute(oomMemorySockBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.sock_bytes", oomMemorySockBytesAttributeValue)
+	})
+}
+
+func WithOomMemorySwapLimitBytesEventAttribute(oomMemorySwapLimitBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.swap.limit_bytes", oomMemorySwapLimitBytesAttributeValue)
+	})
+}
+
+func WithOomMemorySwapUsageBytesEventAttribute(oomMemorySwapUsageBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.swap.usage_bytes", oomMemorySwapUsageBytesAttributeValue)
+	})
+}
+
+func WithOomMemoryUsageBytesEventAttribute(oomMemoryUsageBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.memory.usage_bytes", oomMemoryUsageBytesAttributeValue)
 	})
 }
 
@@ -118,9 +226,63 @@ func WithOomShmemRssKbEventAttribute(oomShmemRssKbAttributeValue int64) EventAtt
 	})
 }
 
+func WithOomSystemFreeBytesEventAttribute(oomSystemFreeBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.system.free_bytes", oomSystemFreeBytesAttributeValue)
+	})
+}
+
+func WithOomSystemRAMBytesEventAttribute(oomSystemRAMBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.system.ram_bytes", oomSystemRAMBytesAttributeValue)
+	})
+}
+
+func WithOomSystemSwapFreeBytesEventAttribute(oomSystemSwapFreeBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.system.swap.free_bytes", oomSystemSwapFreeBytesAttributeValue)
+	})
+}
+
+func WithOomSystemSwapTotalBytesEventAttribute(oomSystemSwapTotalBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.system.swap.total_bytes", oomSystemSwapTotalBytesAttributeValue)
+	})
+}
+
+func WithOomTasksCountEventAttribute(oomTasksCountAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.tasks.count", oomTasksCountAttributeValue)
+	})
+}
+
+func WithOomTasksLargestNameEventAttribute(oomTasksLargestNameAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("oom.tasks.largest.name", oomTasksLargestNameAttributeValue)
+	})
+}
+
+func WithOomTasksLargestPidEventAttribute(oomTasksLargestPidAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.tasks.largest.pid", oomTasksLargestPidAttributeValue)
+	})
+}
+
+func WithOomTasksLargestRssBytesEventAttribute(oomTasksLargestRssBytesAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("oom.tasks.largest.rss_bytes", oomTasksLargestRssBytesAttributeValue)
+	})
+}
+
 func WithOomTotalVMKbEventAttribute(oomTotalVMKbAttributeValue int64) EventAttributeOption {
 	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
 		dp.Attributes().PutInt("oom.total_vm_kb", oomTotalVMKbAttributeValue)
+	})
+}
+
+func WithOomVictimRssShareEventAttribute(oomVictimRssShareAttributeValue float64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutDouble("oom.victim.rss_share", oomVictimRssShareAttributeValue)
 	})
 }
 

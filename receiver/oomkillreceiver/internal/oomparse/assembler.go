@@ -16,6 +16,10 @@
 // task table, or it comes before the first victim's repeat), since the
 // next OOM's victim line can follow at once when its report was
 // rate-limited.
+//
+// What a full report says about the memory that ran out (the cgroup's
+// counters and statistics, the task table's summary, a system OOM's free
+// memory) is read by memctx.go and carried by every kill of that report.
 package oomparse
 
 import (
@@ -86,6 +90,24 @@ type Kill struct {
 	Invoker     Invoker
 	// Cgroup is what TaskMemcg says about the pod and container.
 	Cgroup kubecgroup.Ref
+	// Memory is what the report printed about the memory that ran out
+	// (memctx.go); nil when it printed none (a rate-limited report). The
+	// kills of one report share it: read it, do not change it.
+	Memory *MemoryContext
+	// Group names the group kill a member belongs to (GroupKill).
+	Group GroupRef
+}
+
+// GroupRef identifies one memory.oom.group kill: the victim whose kill
+// started it, as its victim line was read. Every member of one group kill
+// carries the same leader.
+type GroupRef struct {
+	LeaderPID int64
+	// LeaderTime is the Message.Time of the leader's victim line.
+	LeaderTime time.Time
+	// Member numbers the members in the kernel's order, from 1; the
+	// leader's own kill (not a GroupKill) has none.
+	Member int
 }
 
 // Outcome says what the assembler made of one message.
@@ -133,6 +155,13 @@ type Options struct {
 	// GroupMaxGap is the most messages that are not report lines that may
 	// pass between two member lines of one group kill. Default 64.
 	GroupMaxGap int
+	// PageSize converts the pages of the task table and of Mem-Info to
+	// bytes: the page size of the machine whose kernel printed the report.
+	// Default 4096.
+	PageSize int64
+	// MaxTaskPIDs bounds the pids of the task table a Kill carries
+	// (MemoryContext.Tasks.PIDs). Default 256.
+	MaxTaskPIDs int
 }
 
 func (o *Options) setDefaults() {
@@ -154,6 +183,12 @@ func (o *Options) setDefaults() {
 	if o.GroupMaxGap <= 0 {
 		o.GroupMaxGap = 64
 	}
+	if o.PageSize <= 0 {
+		o.PageSize = 4096
+	}
+	if o.MaxTaskPIDs <= 0 {
+		o.MaxTaskPIDs = 256
+	}
 }
 
 // Assembler joins report lines into kills. It is not safe for concurrent
@@ -169,9 +204,12 @@ type Assembler struct {
 	// (0 when another report line came since): a "Tasks in …" line right
 	// after it makes it the victim of a group kill whose report the kernel
 	// rate-limited.
-	bare, prevBare int64
-	tableBuf       map[int64]struct{} // reused for each report's table
-	stats          Stats
+	bare, prevBare         int64
+	bareTime, prevBareTime time.Time
+	tableBuf               map[int64]struct{} // reused for each report's table
+	// block is the multi-line part of the report being read (memctx.go).
+	block block
+	stats Stats
 }
 
 // report is the state of one OOM report, up to its last victim line.
@@ -211,7 +249,13 @@ type report struct {
 
 	primaryDone bool
 	primaryPID  int64
+	primaryTime time.Time
+	groupTime   time.Time // the group leader's victim line's time
+	groupSeq    int       // members counted so far
 	victims     map[int64]struct{}
+
+	mem    memState
+	memOut *MemoryContext // what the report's kills carry, made at the first
 }
 
 // stage orders the lines of a report; a line of an earlier or equal stage
@@ -241,7 +285,7 @@ func NewAssembler(opts Options) *Assembler {
 // reading costly fields (the boot ID) of irrelevant messages: Feed ignores
 // those fields for them.
 func (a *Assembler) Relevant(text string) bool {
-	return len(text) > a.opts.MaxLineBytes || mayBeReportLine(text)
+	return a.block != blockNone || len(text) > a.opts.MaxLineBytes || mayBeReportLine(text) || strings.HasPrefix(text, memInfoHead)
 }
 
 // Skip counts a message Relevant said is irrelevant. Such a message only
@@ -250,6 +294,17 @@ func (a *Assembler) Relevant(text string) bool {
 func (a *Assembler) Skip() {
 	a.stats.Messages++
 	a.sinceReportLine++
+}
+
+// OpenGroup returns the memory.oom.group kill whose member lines may still
+// follow. The kernel names the group only after the leader's victim line,
+// so a caller gives the leader's Kill, returned before, this group.
+func (a *Assembler) OpenGroup() (GroupRef, bool) {
+	r := a.cur
+	if r == nil || r.groupMemcg == "" || r.groupClosed || a.sinceReportLine > a.opts.GroupMaxGap {
+		return GroupRef{}, false
+	}
+	return GroupRef{LeaderPID: r.groupVictim, LeaderTime: r.groupTime}, true
 }
 
 // Stats returns the counts so far.
@@ -273,11 +328,16 @@ func (a *Assembler) Feed(m Message) (Kill, Outcome) {
 		return Kill{}, OutcomeIgnored
 	}
 	a.expire(m.Time)
-	if !mayBeReportLine(t) {
+	if a.block != blockNone && a.blockLine(t, m.Time) {
+		a.prevBare, a.bare = a.bare, 0
+		return Kill{}, OutcomeReport
+	}
+	if !mayBeReportLine(t) && t != memInfoHead {
 		a.sinceReportLine++
 		return Kill{}, OutcomeIgnored
 	}
 	a.prevBare, a.bare = a.bare, 0
+	a.prevBareTime = a.bareTime
 	k, out := a.classify(t, m)
 	switch out {
 	case OutcomeIgnored:
@@ -322,6 +382,28 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 		r.oomMemcg = t[len("Memory limit reached of cgroup "):]
 		r.constraint = ConstraintMemcg
 		return Kill{}, OutcomeReport
+	case strings.HasPrefix(t, "memory: usage "), strings.HasPrefix(t, "memory+swap: usage "):
+		if r := a.memReport(); r != nil && r.mem.counterLine(t) {
+			a.block = blockMemcg
+			a.touch(r.stage, m.Time)
+			return Kill{}, OutcomeReport
+		}
+	case strings.HasPrefix(t, statsHead):
+		if r := a.memReport(); r != nil {
+			if opens, ok := r.mem.statsHeader(t); ok {
+				if opens {
+					a.block = blockStats
+				}
+				a.touch(r.stage, m.Time)
+				return Kill{}, OutcomeReport
+			}
+		}
+	case t == memInfoHead:
+		if r := a.memReport(); r != nil {
+			a.block = blockMemInfo
+			a.touch(r.stage, m.Time)
+			return Kill{}, OutcomeReport
+		}
 	case strings.HasPrefix(t, "Tasks in "):
 		if g, ok := parseGroup(t); ok {
 			a.group(g, m.Time)
@@ -395,7 +477,7 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 	}
 	r := a.cur
 	if r == nil {
-		a.bare = v.pid
+		a.bare, a.bareTime = v.pid, m.Time
 		k.Cgroup = kubecgroup.Parse("")
 		return k, OutcomeKill
 	}
@@ -411,6 +493,8 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 			// memory.oom.group: every member dies with the group.
 			k.TaskMemcg = r.groupMemcg
 			k.GroupKill = true
+			r.groupSeq++
+			k.Group = GroupRef{LeaderPID: r.groupVictim, LeaderTime: r.groupTime, Member: r.groupSeq}
 			a.join(&k, r)
 			a.recordVictim(r, v.pid)
 			a.touch(stageGroup, m.Time)
@@ -452,11 +536,12 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 		// rate-limited this kill's report. Count it, attribute nothing.
 		a.recordVictim(r, v.pid)
 		a.touch(stageVictim, m.Time)
-		a.bare = v.pid
+		a.bare, a.bareTime = v.pid, m.Time
 		k.Cgroup = kubecgroup.Parse("")
 		return k, OutcomeKill
 	}
-	r.primaryDone, r.primaryPID = true, v.pid
+	r.primaryDone, r.primaryPID, r.primaryTime = true, v.pid, m.Time
+	a.block = blockNone
 	a.recordVictim(r, v.pid)
 	a.touch(stageVictim, m.Time)
 	k.Attributed = k.TaskMemcg != ""
@@ -510,11 +595,15 @@ func (a *Assembler) group(g string, t time.Time) {
 		a.cur = r
 		r.primaryDone, r.fromBare = true, true
 		if a.prevBare != 0 {
-			r.groupVictim = a.prevBare
+			r.groupVictim, r.groupTime = a.prevBare, a.prevBareTime
 			a.recordVictim(r, a.prevBare)
 		}
 	} else {
-		r.groupVictim = r.primaryPID
+		r.groupVictim, r.groupTime = r.primaryPID, r.primaryTime
+	}
+	if r.groupVictim == 0 {
+		// No leader seen: the group's own line stands for the incident.
+		r.groupTime = t
 	}
 	r.groupMemcg = g
 	a.touch(stageGroup, t)
@@ -526,6 +615,7 @@ func (a *Assembler) tableLine(t string, tm time.Time) (Outcome, bool) {
 	if strings.HasPrefix(t, "[  pid  ]") || strings.HasPrefix(t, "[ pid ]") {
 		r := a.reportAt(stageTable, tm)
 		r.tableSeen = true
+		r.mem.tableHeader(t)
 		if a.tableBuf == nil {
 			a.tableBuf = make(map[int64]struct{})
 		}
@@ -537,10 +627,18 @@ func (a *Assembler) tableLine(t string, tm time.Time) (Outcome, bool) {
 	if r == nil || r.stage != stageTable || !r.tableSeen {
 		return 0, false
 	}
-	pid, tgid, ok := parseTableRow(t)
+	var pid, tgid, rss int64
+	var name string
+	var ok bool
+	if r.mem.tableCols > 0 {
+		pid, tgid, rss, name, ok = parseTaskRow(t, r.mem.tableCols, r.mem.rssCol)
+	} else {
+		pid, tgid, ok = parseTableRow(t)
+	}
 	if !ok {
 		return 0, false
 	}
+	r.mem.taskRow(tgid, rss, name, a.opts.MaxTaskPIDs)
 	if len(r.table) >= a.opts.MaxTableRows {
 		r.tableOverflow = true
 	} else {
@@ -562,6 +660,51 @@ func (a *Assembler) join(k *Kill, r *report) {
 	k.OOMMemcg = r.oomMemcg
 	k.Cpuset, k.Nodemask, k.MemsAllowed = r.cpuset, r.nodemask, r.memsAllowed
 	k.Invoker = r.invoker
+	if r.memOut == nil && r.mem.printed() {
+		m := r.mem.finish(a.opts.PageSize)
+		r.memOut = &m
+	}
+	k.Memory = r.memOut
+}
+
+// memReport is the report a memory context line belongs to: one in
+// progress, before its task table. A line without one (the report's start
+// was lost) is not taken.
+func (a *Assembler) memReport() *report {
+	if r := a.cur; r != nil && !r.primaryDone && r.stage < stageTable {
+		return r
+	}
+	return nil
+}
+
+// blockLine reads a line of the block in progress; false hands it on to
+// the ordinary line parsers (and, but for Mem-Info's, ends the block).
+func (a *Assembler) blockLine(t string, tm time.Time) bool {
+	r := a.memReport()
+	if r == nil {
+		a.block = blockNone
+		return false
+	}
+	var ok bool
+	switch a.block {
+	case blockMemcg:
+		ok = r.mem.counterLine(t)
+	case blockStats:
+		ok = r.mem.statsLines(t)
+	case blockMemInfo:
+		// Mem-Info prints per-node and per-zone lines between the ones
+		// read here; the task table ends it.
+		if !r.mem.memInfoLines(t, a.opts.PageSize) {
+			return false
+		}
+		ok = true
+	}
+	if !ok {
+		a.block = blockNone
+		return false
+	}
+	a.touch(r.stage, tm)
+	return true
 }
 
 func (a *Assembler) recordVictim(r *report, pid int64) {
@@ -580,6 +723,9 @@ func (a *Assembler) reportAt(s stage, t time.Time) *report {
 		a.dropReport()
 		a.spare = report{}
 		a.cur = &a.spare
+	}
+	if s >= stageTable {
+		a.block = blockNone
 	}
 	a.touch(s, t)
 	return a.cur
@@ -615,6 +761,7 @@ func (a *Assembler) dropReport() {
 	}
 	a.cur = nil
 	a.sinceReportLine = 0
+	a.block = blockNone
 }
 
 func constraintFromKernel(c string) Constraint {

@@ -12,6 +12,11 @@ func mayBeReportLine(t string) bool {
 		strings.Contains(t, " cpuset=")
 }
 
+// memInfoHead starts a system OOM's node summary; it names no OOM word.
+// (Checked apart from mayBeReportLine, which must stay small enough to
+// inline: it runs on every kernel message.)
+const memInfoHead = "Mem-Info:"
+
 // oomIndicators are words only the OOM killer's own messages use. A line
 // holding one that no parser understood is format drift.
 var oomIndicators = []string{

@@ -17,7 +17,8 @@ const kernelFixtures = "../../../../testdata/kernel"
 
 // loadFixture reads a kernel fixture: one kernel message per line as the
 // journal's MESSAGE holds it. Lines starting with "# " are comments;
-// "@boot ID" switches the boot ID and "@sleep SECONDS" advances the clock.
+// "@boot ID" switches the boot ID and "@sleep SECONDS" advances the clock;
+// "@|TEXT" continues the message before it with a new line TEXT.
 func loadFixture(t testing.TB, path string) []Message {
 	t.Helper()
 	f, err := os.Open(path)
@@ -35,6 +36,10 @@ func loadFixture(t testing.TB, path string) []Message {
 			continue
 		case strings.HasPrefix(line, "@boot "):
 			boot = strings.TrimPrefix(line, "@boot ")
+			continue
+		case strings.HasPrefix(line, "@|"):
+			require.NotEmpty(t, msgs, "%s: continuation without a message", path)
+			msgs[len(msgs)-1].Text += "\n" + line[2:]
 			continue
 		case strings.HasPrefix(line, "@sleep "):
 			s, err := strconv.ParseFloat(strings.TrimPrefix(line, "@sleep "), 64)

@@ -2,6 +2,7 @@ package oomparse
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +20,8 @@ func FuzzAssembler(f *testing.F) {
 	// printed for real cgroup v2 kills (the kernel lab's captures).
 	files, _ := filepath.Glob(filepath.Join(kernelFixtures, "*.txt"))
 	lab, _ := filepath.Glob(filepath.Join(kernelFixtures, "kernellab", "*", "*.txt"))
-	for _, p := range append(files, lab...) {
+	mem, _ := filepath.Glob(filepath.Join(kernelFixtures, "memory", "*.txt"))
+	for _, p := range append(append(files, lab...), mem...) {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
 		}
@@ -101,6 +103,41 @@ func FuzzHostileComm(f *testing.F) {
 		}
 		if k.TaskMemcg != memcg || k.Cgroup.ContainerID != ctrID || !k.Attributed {
 			t.Fatalf("comm %q changed the attribution: %+v", comm, k)
+		}
+	})
+}
+
+// FuzzTaskRow gives a task table row any name a process can choose and
+// any column values: the row reads back the same pid, tgid, rss and name,
+// and a report with it still counts its victim and its processes.
+func FuzzTaskRow(f *testing.F) {
+	for _, s := range []string{"python3", "php-fpm: pool w", " 1 2 3 4 5 6 7", "] 9 9", "a=b,c=d [x]", ""} {
+		f.Add(s, int64(4242), int64(-2), int64(16313))
+	}
+	const header = "[  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents oom_score_adj name"
+	memcg := "/kubepods/burstable/pod" + podUID + "/" + ctrID
+	f.Fuzz(func(t *testing.T, name string, pid, uid, rss int64) {
+		if len(name) > 15 || strings.ContainsAny(name, "\x00\n") || pid < 0 || rss < 0 || rss > 1<<40 {
+			return
+		}
+		row := fmt.Sprintf("[%7d] %5d %5d %8d %8d %8d %8d %9d %8d %8d         %5d %s", pid, uid, pid, 55342, rss, 0, 0, 0, 180224, 0, 0, name)
+		var s memState
+		s.tableHeader(header)
+		gp, gt, gr, gn, ok := parseTaskRow(row, s.tableCols, s.rssCol)
+		if !ok || gp != pid || gt != pid || gr != rss || gn != name {
+			t.Fatalf("%q: got %v %d %d %d %q", row, ok, gp, gt, gr, gn)
+		}
+		r := report61("python3", 4321, memcg)
+		lines := []string{
+			r[0], "Tasks state (memory values in pages):", header, row,
+			fmt.Sprintf("[%7d] %5d %5d %8d %8d %8d %8d %9d %8d %8d         %5d python3", 4321, 0, 4321, 55342, 100, 0, 0, 0, 180224, 0, 0),
+		}
+		kills, _ := feedAll(msgs(append(lines, r[1:]...)))
+		if len(kills) != 1 || kills[0].PID != 4321 || kills[0].Memory == nil || kills[0].Memory.Tasks.Count != 2 {
+			t.Fatalf("name %q changed the report: %+v", name, kills)
+		}
+		if l := kills[0].Memory.Tasks.Largest; rss > 100 && (l.PID != pid || l.Name != strings.TrimRight(name, " ")) {
+			t.Fatalf("largest %+v, want pid %d %q", l, pid, name)
 		}
 	})
 }

@@ -178,3 +178,43 @@ func TestTableRowsOutsideReports(t *testing.T) {
 		assert.Equal(t, OutcomeIgnored, out, l)
 	}
 }
+
+// The members of one group kill share their leader; OpenGroup names it
+// from the "Tasks in …" line on, while members may follow.
+func TestGroupRef(t *testing.T) {
+	_, _, memcg := ctr(1)
+	a := NewAssembler(Options{})
+	var kills []Kill
+	var open []bool
+	for _, m := range msgs(groupLines(memcg, 102, []int{100, 101, 102}, true)) {
+		k, out := a.Feed(m)
+		if out == OutcomeKill {
+			kills = append(kills, k)
+		}
+		_, ok := a.OpenGroup()
+		open = append(open, ok)
+	}
+	require.Len(t, kills, 3) // the leader, then members 100 and 101 (102 is the leader's repeat)
+	leader := kills[0]
+	assert.False(t, leader.GroupKill)
+	assert.Equal(t, GroupRef{}, leader.Group, "the leader's line comes before the kernel names the group")
+	for i, k := range kills[1:] {
+		assert.True(t, k.GroupKill)
+		assert.Equal(t, int64(102), k.Group.LeaderPID)
+		assert.Equal(t, i+1, k.Group.Member)
+		assert.False(t, k.Group.LeaderTime.IsZero())
+	}
+	assert.Equal(t, kills[1].Group.LeaderTime, kills[2].Group.LeaderTime)
+	g, ok := a.OpenGroup()
+	assert.True(t, ok)
+	assert.Equal(t, int64(102), g.LeaderPID)
+	assert.False(t, open[0], "no group before the report")
+
+	// A kill of another container closes the group.
+	_, _, other := ctr(2)
+	for _, m := range msgs(groupLines(other, 200, nil, false)) {
+		a.Feed(m)
+	}
+	_, ok = a.OpenGroup()
+	assert.False(t, ok)
+}
