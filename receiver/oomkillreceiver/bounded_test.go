@@ -163,7 +163,7 @@ func TestCheckpointWritesWhatChanged(t *testing.T) {
 	for i := 0; i < 500; i++ {
 		tab.count(key(fmt.Sprintf("c%d", i), "x"), now)
 	}
-	cp := &checkpoint{Cursor: "s=1", StartTimeUnixNano: now.UnixNano()}
+	cp := &checkpointRecord{Cursor: "s=1", StartTimeUnixNano: now.UnixNano()}
 	require.NoError(t, saveCheckpoint(ctx, c, cp, tab))
 	assert.Equal(t, 501, c.sets, "first save: the record and 500 slots")
 

@@ -7,8 +7,153 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.uber.org/zap"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/status"
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/kernlog"
 )
+
+// progressEvery: with no kills, the position read is still checkpointed
+// this often, so a restart does not read again everything since the last
+// kill; a failed save is retried as often.
+const progressEvery = 10 * time.Second
+
+// causeCheckpoint is the status cause of loading or saving the checkpoint.
+const causeCheckpoint = "checkpoint"
+
+// checkpointer keeps the kernel log position and the series totals in the
+// storage extension, saved together in one batch once the next consumers
+// accepted everything up to the position.
+type checkpointer struct {
+	// client is the storage extension's; nil: no storage, every start
+	// begins at start_at with counters from zero.
+	client storage.Client
+	// record is what was last saved; its cursor is the committed position.
+	record checkpointRecord
+	// read is the position of the last line read, ahead of the record
+	// until committed (zero: nothing read since).
+	read kernlog.Position
+	// attempted is when a save was last tried; failing: it failed.
+	attempted time.Time
+	failing   bool
+
+	logger *zap.Logger
+	status *status.Reporter
+}
+
+// newCheckpointer opens the storage extension's client (none when id is nil).
+func newCheckpointer(ctx context.Context, host component.Host, id *component.ID, self component.ID, logger *zap.Logger, st *status.Reporter) (*checkpointer, error) {
+	c := &checkpointer{logger: logger, status: st, record: checkpointRecord{StartTimeUnixNano: time.Now().UnixNano()}}
+	if id == nil {
+		logger.Warn("No storage extension configured: kills that happen while the collector is down are not counted, and counters restart from zero on every start. Set `storage` to a file_storage extension to keep them.")
+		return c, nil
+	}
+	var err error
+	c.client, err = storageClient(ctx, host, *id, self)
+	return c, err
+}
+
+// load restores the checkpoint: the position and the series table. A
+// checkpoint that cannot be read cannot be repaired: it is reported and the
+// receiver starts as configured rather than refuse to run.
+func (c *checkpointer) load(ctx context.Context, cfg SeriesConfig) *seriesTable {
+	t := newSeriesTable(cfg)
+	if c.client == nil {
+		return t
+	}
+	cp, err := loadCheckpoint(ctx, c.client, t)
+	if err != nil {
+		c.status.Fail(causeCheckpoint, err, "Ignoring unusable checkpoint")
+		return newSeriesTable(cfg)
+	}
+	if cp != nil {
+		c.record = *cp
+	}
+	return t
+}
+
+// position is the committed position: where reading resumes.
+func (c *checkpointer) position() kernlog.Position {
+	if c.record.Cursor == "" {
+		return kernlog.Position{}
+	}
+	return kernlog.Position{Cursor: c.record.Cursor, Time: time.UnixMicro(c.record.RealtimeUsec)}
+}
+
+// advance notes that lines were read up to p.
+func (c *checkpointer) advance(p kernlog.Position) {
+	if !p.IsZero() {
+		c.read = p
+	}
+}
+
+// due reports whether to commit now: the series changed (unless the last
+// save failed: then it is retried after progressEvery), or lines were read
+// and not committed for progressEvery.
+func (c *checkpointer) due(now time.Time, t *seriesTable) bool {
+	if t.dirty() && !c.failing {
+		return true
+	}
+	return (t.dirty() || !c.read.IsZero()) && now.Sub(c.attempted) >= progressEvery
+}
+
+// dueAt is when a commit that is not due now will be (zero: none waits).
+// Without storage there is nothing to save later.
+func (c *checkpointer) dueAt(t *seriesTable) time.Time {
+	if c.client == nil || (!t.dirty() && c.read.IsZero()) {
+		return time.Time{}
+	}
+	return c.attempted.Add(progressEvery)
+}
+
+// commit saves the position read with the series changed up to it.
+// Delivered data must be checkpointed even when Shutdown has begun, or the
+// next start would send it again: call it with a context not cancelled by
+// Shutdown.
+func (c *checkpointer) commit(ctx context.Context, t *seriesTable) {
+	if !c.read.IsZero() {
+		c.record.Cursor, c.record.RealtimeUsec = c.read.Cursor, c.read.Time.UnixMicro()
+		c.read = kernlog.Position{}
+	}
+	c.attempted = time.Now()
+	if c.client == nil {
+		t.saved()
+		return
+	}
+	if c.record.Cursor == "" && !t.dirty() {
+		return
+	}
+	c.logger.Debug("Saving checkpoint", zap.Time("entry_time", time.UnixMicro(c.record.RealtimeUsec)), zap.Int("changed_series", len(t.dirtySlots)))
+	err := saveCheckpoint(ctx, c.client, &c.record, t)
+	c.failing = err != nil
+	c.status.Record(causeCheckpoint, err, "Saving checkpoint failed; a restart may read these entries again")
+}
+
+// close closes the storage client.
+func (c *checkpointer) close(ctx context.Context) error {
+	if c.client == nil {
+		return nil
+	}
+	return c.client.Close(ctx)
+}
+
+func storageClient(ctx context.Context, host component.Host, id, self component.ID) (storage.Client, error) {
+	ext, ok := host.GetExtensions()[id]
+	if !ok {
+		return nil, fmt.Errorf("storage %q: no such extension; add it under `extensions:` and `service.extensions`", id)
+	}
+	se, ok := ext.(storage.Extension)
+	if !ok {
+		return nil, fmt.Errorf("storage %q is not a storage extension (use e.g. file_storage)", id)
+	}
+	c, err := se.GetClient(ctx, component.KindReceiver, self, "")
+	if err != nil {
+		return nil, fmt.Errorf("storage %q: %w", id, err)
+	}
+	return c, nil
+}
 
 // Storage keys. The checkpoint is spread over keys so that a write touches
 // only what changed: the cursor record on every commit, one slot key per
@@ -21,15 +166,16 @@ const (
 	expiredKey    = "oomkill.expired"
 )
 
-// checkpoint is saved only after the next consumers accepted everything up
-// to Cursor, together with the series changed up to it: restoring both is
-// what makes a restart count every kill exactly once.
-type checkpoint struct {
+// checkpointRecord is saved only after the next consumers accepted
+// everything up to Cursor, together with the series changed up to it:
+// restoring both is what makes a restart count every kill exactly once.
+type checkpointRecord struct {
 	Version int `json:"version"`
-	// Cursor is the journal cursor of the last entry fully delivered.
+	// Cursor is the kernel log position (kernlog.Position.Cursor; the
+	// journal's cursor) of the last line fully delivered.
 	Cursor string `json:"cursor,omitempty"`
-	// RealtimeUsec is that entry's time, to resume near it if the cursor
-	// is gone.
+	// RealtimeUsec is that line's stored time, to resume near it if the
+	// line is gone.
 	RealtimeUsec int64 `json:"realtime_usec,omitempty"`
 	// StartTimeUnixNano is the first start of this receiver with this
 	// storage (the start time of series restored from a version 1 file).
@@ -55,7 +201,7 @@ func slotKey(slot int) string { return seriesKeyPfx + strconv.Itoa(slot) }
 
 // loadCheckpoint reads the checkpoint and its series into t. nil, nil:
 // there is none.
-func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*checkpoint, error) {
+func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*checkpointRecord, error) {
 	b, err := c.Get(ctx, checkpointKey)
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint: %w", err)
@@ -63,7 +209,7 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 	if b == nil {
 		return nil, nil
 	}
-	var cp checkpoint
+	var cp checkpointRecord
 	if err := json.Unmarshal(b, &cp); err != nil {
 		return nil, fmt.Errorf("checkpoint is not valid JSON: %w", err)
 	}
@@ -73,7 +219,7 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 		// the first commit.
 		start := time.Unix(0, cp.StartTimeUnixNano)
 		for _, r := range cp.Series {
-			t.restore(&series{seriesKey: r.seriesKey, count: r.Count, start: start, lastCounted: time.Now(), slot: t.slots.take()}, true)
+			t.restore(&counterSeries{seriesKey: r.seriesKey, count: r.Count, start: start, lastCounted: time.Now(), slot: t.slots.take()}, true)
 		}
 		cp.Series = nil
 		t.expiredDirty = true
@@ -103,7 +249,7 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 		if err := json.Unmarshal(op.Value, &r); err != nil {
 			return nil, fmt.Errorf("checkpoint series slot %d is not valid JSON: %w", i, err)
 		}
-		t.restore(&series{
+		t.restore(&counterSeries{
 			seriesKey: r.seriesKey, count: r.Count, slot: i,
 			start: time.Unix(0, r.StartUnixNano), lastCounted: time.Unix(0, r.LastCountedUnixNs),
 		}, false)
@@ -115,7 +261,7 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 // saveCheckpoint writes the cursor record and what changed in t since the
 // last successful save, in one batch; t forgets the changes only once the
 // batch succeeded.
-func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpoint, t *seriesTable) error {
+func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpointRecord, t *seriesTable) error {
 	cp.Version = checkpointVersion
 	cp.Slots = t.slots.next
 	b, err := json.Marshal(cp)
@@ -144,9 +290,8 @@ func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpoint, t *se
 	if err := c.Batch(ctx, ops...); err != nil {
 		return err
 	}
-	clear(t.dirtySlots)
-	t.expiredDirty = false
+	t.saved()
 	return nil
 }
 
-func (cp *checkpoint) startTime() time.Time { return time.Unix(0, cp.StartTimeUnixNano) }
+func (cp *checkpointRecord) startTime() time.Time { return time.Unix(0, cp.StartTimeUnixNano) }

@@ -2,5 +2,25 @@
 // systemd journal and emits one log record and one counter increment per
 // killed process, carrying k8s.pod.uid and container.id.
 //
+// The receiver's loop (receiver.go) runs the same stages in every round,
+// each a unit of its own, with nothing below using anything above it:
+//
+//	receiver.go    lifecycle and the loop: read, observe, account, deliver, checkpoint, sleep
+//	follower.go    reads the kernel log through a kernlog.Source, drops forged lines, feeds the parser
+//	source.go      opens the configured kernel log (the journal)
+//	outcome.go     what became of each victim's container (internal/cgroupstate)
+//	delivery.go    hands records and counters to the next consumers, retrying; the refresh
+//	checkpoint.go  the kernel log position and the series totals, in the storage extension
+//	killlog.go     the receiver's own log lines about kills, bounded
+//	emit.go        kills and series as pdata (memory.go: the report's memory context)
+//	groupkill.go   oom.group.id and oom.group.size of memory.oom.group kills
+//	series.go      the bounded counter series
+//	kill.go        the kill record and its oom.kill.id
+//	telemetry.go   the receiver's own counters, exported from 0
+//
+// internal/kernlog is the seam between where kernel lines come from and
+// what is done with them; internal/journal implements it (the only cgo),
+// internal/oomparse parses the lines (pure Go, no I/O).
+//
 //go:generate go tool -modfile=../../internal/tools/go.mod mdatagen metadata.yaml
 package oomkillreceiver

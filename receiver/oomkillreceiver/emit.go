@@ -9,26 +9,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
-	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/oomparse"
 )
 
 // EventName is the log record event name of a kill.
 const EventName = "oom_kill"
-
-// killRecord is a kill as read from the journal, ready to emit.
-type killRecord struct {
-	// ID is oom.kill.id (killid.go).
-	ID string
-	oomparse.Kill
-	// Host is the journal entry's _HOSTNAME.
-	Host string
-	// Outcome is oom.container.outcome (outcome.go).
-	Outcome string
-	// GroupID and GroupSize are oom.group.id and oom.group.size of a
-	// memory.oom.group kill (groupkill.go).
-	GroupID   string
-	GroupSize int
-}
 
 // emitter turns kills and totals into pdata. A fresh payload is built for
 // every delivery attempt: a consumer may modify what it was given.
@@ -120,21 +104,9 @@ func fillLogRecord(lr plog.LogRecord, k killRecord, observed time.Time) {
 	}
 }
 
-func putOpt(a pcommon.Map, key string, v oomparse.OptInt) {
-	if v.Valid {
-		a.PutInt(key, v.Value)
-	}
-}
-
-func putStrIf(a pcommon.Map, key, v string) {
-	if v != "" {
-		a.PutStr(key, v)
-	}
-}
-
 // metrics builds the cumulative counter for the given series (grouped by
 // resource, as sortSeries leaves them), each with its own start time.
-func (e *emitter) metrics(series []*series, now time.Time) pmetric.Metrics {
+func (e *emitter) metrics(series []*counterSeries, now time.Time) pmetric.Metrics {
 	ts := pcommon.NewTimestampFromTime(now)
 	for i, s := range series {
 		constraint, ok := metadata.MapAttributeOomConstraint[s.Constraint]
@@ -159,7 +131,7 @@ func (e *emitter) metrics(series []*series, now time.Time) pmetric.Metrics {
 // overflow points into what the OpenTelemetry convention says: only
 // otel.metric.overflow=true. The generated builder knows neither; it emits
 // data points in the order they were recorded, one resource per group.
-func setSeriesDetails(md pmetric.Metrics, series []*series) {
+func setSeriesDetails(md pmetric.Metrics, series []*counterSeries) {
 	next := 0
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {

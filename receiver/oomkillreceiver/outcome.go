@@ -7,14 +7,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/cgroupstate"
-	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
-)
-
-// Values of oom.container.outcome.
-var (
-	outcomeSurvived = metadata.AttributeOomContainerOutcomeSurvived.String()
-	outcomeExited   = metadata.AttributeOomContainerOutcomeExited.String()
-	outcomeUnknown  = metadata.AttributeOomContainerOutcomeUnknown.String()
 )
 
 // outcomeObserver decides, for each kill, whether its container lived on:

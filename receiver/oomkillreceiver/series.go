@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,12 @@ type seriesKey struct {
 	Executable string `json:"process.executable.name,omitempty"`
 	Outcome    string `json:"oom.container.outcome,omitempty"`
 	Overflow   bool   `json:"otel.metric.overflow,omitempty"`
+}
+
+// expirySweepInterval: often enough that a series leaves soon after its
+// retention, rarely enough to cost nothing.
+func expirySweepInterval(retention time.Duration) time.Duration {
+	return max(min(retention/4, time.Minute), 10*time.Millisecond)
 }
 
 // overflowKey is the series of kills that found no room under max_series.
@@ -78,8 +85,8 @@ func compareBool(a, b bool) int {
 	}
 }
 
-// series is one cumulative counter and what its lifecycle needs.
-type series struct {
+// counterSeries is one cumulative counter series and what its lifecycle needs.
+type counterSeries struct {
 	seriesKey
 	count int64
 	// start is the counter's start time: when this collector (with this
@@ -112,28 +119,31 @@ const (
 // continues its count instead of looking like a counter reset.
 type seriesTable struct {
 	cfg  SeriesConfig
-	live map[seriesKey]*series
+	live map[seriesKey]*counterSeries
 	// perResource counts the live series of each resource (container
 	// overflow included, global overflow not).
 	perResource map[resourceKey]int
 	expired     expiredTotals
 	slots       slotAllocator
 
+	// size is len(live), readable from any goroutine (the series gauge).
+	size atomic.Int64
+
 	// changed: counted since the last delivery.
-	changed map[*series]struct{}
+	changed map[*counterSeries]struct{}
 	// dirtySlots: slot -> series to write (nil: delete) at the next checkpoint.
-	dirtySlots   map[int]*series
+	dirtySlots   map[int]*counterSeries
 	expiredDirty bool
 }
 
 func newSeriesTable(cfg SeriesConfig) *seriesTable {
 	return &seriesTable{
 		cfg:         cfg,
-		live:        map[seriesKey]*series{},
+		live:        map[seriesKey]*counterSeries{},
 		perResource: map[resourceKey]int{},
 		expired:     newExpiredTotals(cfg.MaxExpiredSeries),
-		changed:     map[*series]struct{}{},
-		dirtySlots:  map[int]*series{},
+		changed:     map[*counterSeries]struct{}{},
+		dirtySlots:  map[int]*counterSeries{},
 	}
 }
 
@@ -180,8 +190,8 @@ func (t *seriesTable) route(k seriesKey) (seriesKey, overflowKind) {
 	return k, noOverflow
 }
 
-func (t *seriesTable) create(k seriesKey, now time.Time) *series {
-	s := &series{seriesKey: k, start: now, slot: t.slots.take()}
+func (t *seriesTable) create(k seriesKey, now time.Time) *counterSeries {
+	s := &counterSeries{seriesKey: k, start: now, slot: t.slots.take()}
 	if tomb, ok := t.expired.take(k.hash()); ok {
 		s.count, s.start = tomb.count, time.Unix(0, tomb.startUnixNano)
 		t.expiredDirty = true
@@ -190,15 +200,29 @@ func (t *seriesTable) create(k seriesKey, now time.Time) *series {
 	return s
 }
 
-func (t *seriesTable) add(s *series) {
+// dirty reports whether the table changed since the last checkpoint.
+func (t *seriesTable) dirty() bool { return len(t.dirtySlots) > 0 || t.expiredDirty }
+
+// saved forgets the changes: the checkpoint holds them.
+func (t *seriesTable) saved() {
+	clear(t.dirtySlots)
+	t.expiredDirty = false
+}
+
+// liveCount is the number of live series; safe from any goroutine.
+func (t *seriesTable) liveCount() int64 { return t.size.Load() }
+
+func (t *seriesTable) add(s *counterSeries) {
 	t.live[s.seriesKey] = s
+	t.size.Store(int64(len(t.live)))
 	if s.seriesKey != overflowKey {
 		t.perResource[s.resourceKey]++
 	}
 }
 
-func (t *seriesTable) remove(s *series) {
+func (t *seriesTable) remove(s *counterSeries) {
 	delete(t.live, s.seriesKey)
+	t.size.Store(int64(len(t.live)))
 	delete(t.changed, s)
 	if s.seriesKey != overflowKey {
 		if t.perResource[s.resourceKey]--; t.perResource[s.resourceKey] <= 0 {
@@ -212,7 +236,7 @@ func (t *seriesTable) remove(s *series) {
 // restore puts a series read from the checkpoint back (dirty: write it at
 // the next commit). A series beyond the caps (lowered since) is folded into
 // the global overflow, so the totals still add up.
-func (t *seriesTable) restore(s *series, dirty bool) {
+func (t *seriesTable) restore(s *counterSeries, dirty bool) {
 	fits := t.named() < t.cfg.MaxSeries && t.perResource[s.resourceKey] < t.cfg.MaxSeriesPerContainer
 	if s.seriesKey == overflowKey || fits {
 		if have := t.live[s.seriesKey]; have != nil {
@@ -229,13 +253,13 @@ func (t *seriesTable) restore(s *series, dirty bool) {
 	}
 	o := t.live[overflowKey]
 	if o == nil {
-		o = &series{seriesKey: overflowKey, start: s.start, lastCounted: s.lastCounted, slot: t.slots.take()}
+		o = &counterSeries{seriesKey: overflowKey, start: s.start, lastCounted: s.lastCounted, slot: t.slots.take()}
 		t.add(o)
 	}
 	t.fold(s, o)
 }
 
-func (t *seriesTable) fold(from, into *series) {
+func (t *seriesTable) fold(from, into *counterSeries) {
 	into.count += from.count
 	into.lastCounted = maxTime(into.lastCounted, from.lastCounted)
 	t.slots.free(from.slot)
@@ -272,8 +296,8 @@ func (t *seriesTable) expire(now time.Time, alive func(resourceKey) bool) int {
 
 // takeChanged returns the series counted since the last call, in a stable
 // order: what a delivery carries.
-func (t *seriesTable) takeChanged(now time.Time) []*series {
-	out := make([]*series, 0, len(t.changed))
+func (t *seriesTable) takeChanged(now time.Time) []*counterSeries {
+	out := make([]*counterSeries, 0, len(t.changed))
 	for s := range t.changed {
 		out = append(out, s)
 		s.emitted = now
@@ -285,8 +309,8 @@ func (t *seriesTable) takeChanged(now time.Time) []*series {
 
 // due returns the series not emitted within the last interval: what a
 // refresh carries so idle series do not expire in exporters.
-func (t *seriesTable) due(now time.Time, interval time.Duration) []*series {
-	var out []*series
+func (t *seriesTable) due(now time.Time, interval time.Duration) []*counterSeries {
+	var out []*counterSeries
 	for _, s := range t.live {
 		if now.Sub(s.emitted) >= interval {
 			out = append(out, s)
@@ -298,8 +322,8 @@ func (t *seriesTable) due(now time.Time, interval time.Duration) []*series {
 }
 
 // sortSeries orders series grouped by resource, in a stable order.
-func sortSeries(s []*series) {
-	slices.SortFunc(s, func(a, b *series) int { return compareKeys(a.seriesKey, b.seriesKey) })
+func sortSeries(s []*counterSeries) {
+	slices.SortFunc(s, func(a, b *counterSeries) int { return compareKeys(a.seriesKey, b.seriesKey) })
 }
 
 // expiredTotal is what is remembered of an expired series.

@@ -130,7 +130,7 @@ func TestSlotsAreReused(t *testing.T) {
 func TestRestoreFoldsSeriesBeyondLoweredCaps(t *testing.T) {
 	tab := newSeriesTable(SeriesConfig{MaxSeries: 2, MaxSeriesPerContainer: 10, Retention: time.Hour, MaxExpiredSeries: 10})
 	for i := 0; i < 5; i++ {
-		tab.restore(&series{seriesKey: key(fmt.Sprintf("c%d", i), "x"), count: 10, slot: tab.slots.take()}, false)
+		tab.restore(&counterSeries{seriesKey: key(fmt.Sprintf("c%d", i), "x"), count: 10, slot: tab.slots.take()}, false)
 	}
 	assert.Equal(t, 2, tab.named())
 	assert.Equal(t, int64(30), tab.live[overflowKey].count)

@@ -205,7 +205,9 @@ func TestOOMKillToAlert(t *testing.T) {
 			assert.Equal(t, "OOMKilling", ev.Reason)
 			assert.Equal(t, "otelcol-oomkill.io/k8sevents", ev.ReportingController)
 			assert.Equal(t, "otelcol-oomkill-"+node, ev.ReportingInstance)
-			assert.Contains(t, ev.Message, fmt.Sprintf("killed process %q (pid %d) in container %q: the container's memory limit (256Mi) was hit", v.name, v.pid, v.container))
+			// The limit named is the one the kernel hit (the cgroup's 64Mi), not
+			// the pod spec's 256Mi the processor joined.
+			assert.Contains(t, ev.Message, fmt.Sprintf("killed process %q (pid %d) in container %q: the container's memory limit (64Mi) was hit", v.name, v.pid, v.container))
 			if v.killMain {
 				assert.Contains(t, ev.Message, "The container exited: Kubernetes restarts it and reports OOMKilled.")
 			} else {

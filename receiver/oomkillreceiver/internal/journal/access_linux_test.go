@@ -32,8 +32,8 @@ const (
 // childRequest is what the child checks; childResult what it saw.
 type childRequest struct {
 	Dirs  []string // checkDirs, as for the default directories
-	Dir   string   // or Source.Directory
-	Files []string // or Source.Files
+	Dir   string   // or Location.Directory
+	Files []string // or Location.Files
 }
 
 type childResult struct {
@@ -57,7 +57,7 @@ func TestAccessChild(t *testing.T) {
 	if len(req.Dirs) > 0 {
 		res.Found, err = checkDirs(req.Dirs)
 	} else {
-		res.Found, err = CheckReadable(Source{Directory: req.Dir, Files: req.Files})
+		res.Found, err = CheckReadable(Location{Directory: req.Dir, Files: req.Files})
 	}
 	if err != nil {
 		res.Err = err.Error()
@@ -65,7 +65,7 @@ func TestAccessChild(t *testing.T) {
 	if req.Dir != "" {
 		// What libsystemd itself makes of it: without the check, an
 		// unreadable journal reads as an empty one.
-		r, err := Open(Source{Directory: req.Dir})
+		r, err := Open(Location{Directory: req.Dir}, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,9 +9,9 @@ import (
 )
 
 func TestUnsupported(t *testing.T) {
-	_, err := CheckReadable(Source{})
+	_, err := CheckReadable(Location{})
 	require.ErrorIs(t, err, ErrUnsupported)
-	r, err := Open(Source{Directory: t.TempDir()})
+	r, err := Open(Location{Directory: t.TempDir()}, Options{})
 	require.ErrorIs(t, err, ErrUnsupported)
 	require.Nil(t, r)
 	require.ErrorContains(t, err, "runs only on Linux, built with cgo (CGO_ENABLED=1)")

@@ -3,10 +3,12 @@
 package metadata
 
 import (
+	"context"
 	"errors"
 	"sync"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/embedded"
 	"go.opentelemetry.io/otel/trace"
 
 	"go.opentelemetry.io/collector/component"
@@ -34,7 +36,7 @@ type TelemetryBuilder struct {
 	OomkillReceiverOutcomeUnobservable metric.Int64Counter
 	OomkillReceiverOverflowKills       metric.Int64Counter
 	OomkillReceiverReadErrors          metric.Int64Counter
-	OomkillReceiverSeries              metric.Int64UpDownCounter
+	OomkillReceiverSeries              metric.Int64ObservableGauge
 	OomkillReceiverSeriesExpired       metric.Int64Counter
 	OomkillReceiverUnattributedKills   metric.Int64Counter
 	OomkillReceiverUnrecognizedLines   metric.Int64Counter
@@ -49,6 +51,31 @@ type telemetryBuilderOptionFunc func(mb *TelemetryBuilder)
 
 func (tbof telemetryBuilderOptionFunc) apply(mb *TelemetryBuilder) {
 	tbof(mb)
+}
+
+// RegisterOomkillReceiverSeriesCallback sets callback for observable OomkillReceiverSeries metric.
+func (builder *TelemetryBuilder) RegisterOomkillReceiverSeriesCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.OomkillReceiverSeries, obs: o})
+		return nil
+	}, builder.OomkillReceiverSeries)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+type observerInt64 struct {
+	embedded.Int64Observer
+	inst metric.Int64Observable
+	obs  metric.Observer
+}
+
+func (oi *observerInt64) Observe(value int64, opts ...metric.ObserveOption) {
+	oi.obs.ObserveInt64(oi.inst, value, opts...)
 }
 
 // Shutdown unregister all registered callbacks for async instruments.
@@ -117,7 +144,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{error}"),
 	)
 	errs = errors.Join(errs, err)
-	builder.OomkillReceiverSeries, err = builder.meter.Int64UpDownCounter(
+	builder.OomkillReceiverSeries, err = builder.meter.Int64ObservableGauge(
 		"otelcol_oomkill_receiver_series",
 		metric.WithDescription("Live counter series (exported and checkpointed), overflow series included. [Development]"),
 		metric.WithUnit("{series}"),

@@ -154,10 +154,8 @@ func AssertEqualOomkillReceiverSeries(t *testing.T, tt *componenttest.Telemetry,
 		Name:        "otelcol_oomkill_receiver_series",
 		Description: "Live counter series (exported and checkpointed), overflow series included. [Development]",
 		Unit:        "{series}",
-		Data: metricdata.Sum[int64]{
-			Temporality: metricdata.CumulativeTemporality,
-			IsMonotonic: false,
-			DataPoints:  dps,
+		Data: metricdata.Gauge[int64]{
+			DataPoints: dps,
 		},
 	}
 	got, err := tt.GetMetric("otelcol_oomkill_receiver_series")

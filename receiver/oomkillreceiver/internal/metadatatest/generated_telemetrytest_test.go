@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
@@ -19,6 +20,10 @@ func TestSetupTelemetry(t *testing.T) {
 	tb, err := metadata.NewTelemetryBuilder(testTel.NewTelemetrySettings())
 	require.NoError(t, err)
 	defer tb.Shutdown()
+	require.NoError(t, tb.RegisterOomkillReceiverSeriesCallback(func(_ context.Context, observer metric.Int64Observer) error {
+		observer.Observe(1)
+		return nil
+	}))
 	tb.OomkillReceiverCheckpointGaps.Add(context.Background(), 1)
 	tb.OomkillReceiverDeliveryRetries.Add(context.Background(), 1)
 	tb.OomkillReceiverEntriesRead.Add(context.Background(), 1)
@@ -27,7 +32,6 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.OomkillReceiverOutcomeUnobservable.Add(context.Background(), 1)
 	tb.OomkillReceiverOverflowKills.Add(context.Background(), 1)
 	tb.OomkillReceiverReadErrors.Add(context.Background(), 1)
-	tb.OomkillReceiverSeries.Add(context.Background(), 1)
 	tb.OomkillReceiverSeriesExpired.Add(context.Background(), 1)
 	tb.OomkillReceiverUnattributedKills.Add(context.Background(), 1)
 	tb.OomkillReceiverUnrecognizedLines.Add(context.Background(), 1)

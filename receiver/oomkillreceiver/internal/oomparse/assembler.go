@@ -110,15 +110,15 @@ type GroupRef struct {
 	Member int
 }
 
-// Outcome says what the assembler made of one message.
-type Outcome int
+// LineKind says what the assembler made of one message.
+type LineKind int
 
 const (
-	OutcomeIgnored      Outcome = iota // not part of an OOM report
-	OutcomeReport                      // a report line that is not a kill
-	OutcomeKill                        // a killed process: Feed returned a Kill
-	OutcomeDuplicate                   // a victim already counted in this report
-	OutcomeUnrecognized                // looks OOM-related but was not understood
+	LineIgnored      LineKind = iota // not part of an OOM report
+	LineReport                       // a report line that is not a kill
+	LineKill                         // a killed process: Feed returned a Kill
+	LineDuplicate                    // a victim already counted in this report
+	LineUnrecognized                 // looks OOM-related but was not understood
 )
 
 // Stats are cumulative counts since the assembler was made.
@@ -311,8 +311,8 @@ func (a *Assembler) OpenGroup() (GroupRef, bool) {
 func (a *Assembler) Stats() Stats { return a.stats }
 
 // Feed reads one message. When it ends a killed process's report it returns
-// the Kill and OutcomeKill.
-func (a *Assembler) Feed(m Message) (Kill, Outcome) {
+// the Kill and LineKill.
+func (a *Assembler) Feed(m Message) (Kill, LineKind) {
 	a.stats.Messages++
 	if m.BootID != a.bootID {
 		// Nothing carries across boots.
@@ -323,40 +323,40 @@ func (a *Assembler) Feed(m Message) (Kill, Outcome) {
 	if len(t) > a.opts.MaxLineBytes {
 		if looksOOM(t[:a.opts.MaxLineBytes]) {
 			a.stats.Unrecognized++
-			return Kill{}, OutcomeUnrecognized
+			return Kill{}, LineUnrecognized
 		}
-		return Kill{}, OutcomeIgnored
+		return Kill{}, LineIgnored
 	}
 	a.expire(m.Time)
 	if a.block != blockNone && a.blockLine(t, m.Time) {
 		a.prevBare, a.bare = a.bare, 0
-		return Kill{}, OutcomeReport
+		return Kill{}, LineReport
 	}
 	if !mayBeReportLine(t) && t != memInfoHead {
 		a.sinceReportLine++
-		return Kill{}, OutcomeIgnored
+		return Kill{}, LineIgnored
 	}
 	a.prevBare, a.bare = a.bare, 0
 	a.prevBareTime = a.bareTime
 	k, out := a.classify(t, m)
 	switch out {
-	case OutcomeIgnored:
+	case LineIgnored:
 		a.bare = a.prevBare
 		a.sinceReportLine++
-	case OutcomeUnrecognized:
+	case LineUnrecognized:
 		a.stats.Unrecognized++
-	case OutcomeKill:
+	case LineKill:
 		a.stats.Kills++
 		if !k.Attributed {
 			a.stats.Unattributed++
 		}
-	case OutcomeDuplicate:
+	case LineDuplicate:
 		a.stats.Duplicates++
 	}
 	return k, out
 }
 
-func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
+func (a *Assembler) classify(t string, m Message) (Kill, LineKind) {
 	// Lines anchored at their start by the kernel come first. The others
 	// begin with a process name and are tried in turn: a name may quote
 	// another line's marker, so a failed parse falls through to the next.
@@ -368,25 +368,25 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 			r.constraint = constraintFromKernel(s.constraint)
 			r.nodemask, r.cpuset, r.memsAllowed = s.nodemask, s.cpuset, s.memsAllowed
 			r.oomMemcg, r.globalOOM = s.oomMemcg, s.globalOOM
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	case strings.HasPrefix(t, "Task in "):
 		if ti, ok := parseTaskIn(t); ok {
 			r := a.reportAt(stageContext, m.Time)
 			r.taskInMemcg, r.oomMemcg = ti.taskMemcg, ti.oomMemcg
 			r.constraint = ConstraintMemcg
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	case strings.HasPrefix(t, "Memory limit reached of cgroup "):
 		r := a.reportAt(stageContext, m.Time)
 		r.oomMemcg = t[len("Memory limit reached of cgroup "):]
 		r.constraint = ConstraintMemcg
-		return Kill{}, OutcomeReport
+		return Kill{}, LineReport
 	case strings.HasPrefix(t, "memory: usage "), strings.HasPrefix(t, "memory+swap: usage "):
 		if r := a.memReport(); r != nil && r.mem.counterLine(t) {
 			a.block = blockMemcg
 			a.touch(r.stage, m.Time)
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	case strings.HasPrefix(t, statsHead):
 		if r := a.memReport(); r != nil {
@@ -395,26 +395,26 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 					a.block = blockStats
 				}
 				a.touch(r.stage, m.Time)
-				return Kill{}, OutcomeReport
+				return Kill{}, LineReport
 			}
 		}
 	case t == memInfoHead:
 		if r := a.memReport(); r != nil {
 			a.block = blockMemInfo
 			a.touch(r.stage, m.Time)
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	case strings.HasPrefix(t, "Tasks in "):
 		if g, ok := parseGroup(t); ok {
 			a.group(g, m.Time)
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	case strings.HasPrefix(t, "["):
 		if out, ok := a.tableLine(t, m.Time); ok {
 			return Kill{}, out
 		}
 	case isEcho(t):
-		return Kill{}, OutcomeReport
+		return Kill{}, LineReport
 	case isNotAKill(t):
 		// Among group members, "OOM victim <pid> … is already exiting"
 		// stands for the first victim's repeat.
@@ -423,7 +423,7 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 				r.groupVictimRepeat = true
 			}
 		}
-		return Kill{}, OutcomeReport
+		return Kill{}, LineReport
 	}
 	if strings.Contains(t, victimMarker) {
 		if v, ok := parseVictim(t); ok {
@@ -438,7 +438,7 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 			r := a.reportAt(stageInvoker, m.Time)
 			r.invoker = Invoker{Valid: true, Comm: inv.comm, GFPMask: inv.gfpMask, Order: inv.order, OOMScoreAdj: inv.oomScoreAdj}
 			r.nodemask = inv.nodemask
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	}
 	if strings.HasSuffix(t, " or sacrifice child") {
@@ -448,7 +448,7 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 			if r.constraint == "" {
 				r.constraint = constraintFromPrefix(sel.prefix)
 			}
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	}
 	// The pre-5.0 cpuset line only means something right after an invoker.
@@ -456,18 +456,18 @@ func (a *Assembler) classify(t string, m Message) (Kill, Outcome) {
 		if c, ok := parseCpuset(t); ok {
 			r := a.reportAt(stageCpuset, m.Time)
 			r.cpuset, r.memsAllowed = c.cpuset, c.memsAllowed
-			return Kill{}, OutcomeReport
+			return Kill{}, LineReport
 		}
 	}
 	if looksOOM(t) {
-		return Kill{}, OutcomeUnrecognized
+		return Kill{}, LineUnrecognized
 	}
-	return Kill{}, OutcomeIgnored
+	return Kill{}, LineIgnored
 }
 
 // victim turns a victim line into a Kill, joined with the current report
 // only where the report provably explains it.
-func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome) {
+func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, LineKind) {
 	k := Kill{
 		Time: m.Time, BootID: m.BootID, Line: line,
 		PID: v.pid, Comm: v.comm, UID: v.uid,
@@ -479,7 +479,7 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 	if r == nil {
 		a.bare, a.bareTime = v.pid, m.Time
 		k.Cgroup = kubecgroup.Parse("")
-		return k, OutcomeKill
+		return k, LineKill
 	}
 	if r.groupMemcg != "" && !r.groupClosed {
 		if _, seen := r.victims[v.pid]; seen {
@@ -487,7 +487,7 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 				r.groupVictimRepeat = true
 			}
 			a.touch(stageGroup, m.Time)
-			return Kill{}, OutcomeDuplicate
+			return Kill{}, LineDuplicate
 		}
 		if a.member(r, v.pid) {
 			// memory.oom.group: every member dies with the group.
@@ -500,7 +500,7 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 			a.touch(stageGroup, m.Time)
 			k.Attributed = true
 			k.Cgroup = kubecgroup.Parse(k.TaskMemcg)
-			return k, OutcomeKill
+			return k, LineKill
 		}
 		// Not one of the group: its burst is over, and this is the victim
 		// of a later OOM whose report the kernel rate-limited.
@@ -508,7 +508,7 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 	}
 	if _, seen := r.victims[v.pid]; seen {
 		a.touch(stageVictim, m.Time)
-		return Kill{}, OutcomeDuplicate
+		return Kill{}, LineDuplicate
 	}
 	switch {
 	case r.hasSummary && !r.primaryDone && r.summary.pid == v.pid:
@@ -538,7 +538,7 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 		a.touch(stageVictim, m.Time)
 		a.bare, a.bareTime = v.pid, m.Time
 		k.Cgroup = kubecgroup.Parse("")
-		return k, OutcomeKill
+		return k, LineKill
 	}
 	r.primaryDone, r.primaryPID, r.primaryTime = true, v.pid, m.Time
 	a.block = blockNone
@@ -546,7 +546,7 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, Outcome)
 	a.touch(stageVictim, m.Time)
 	k.Attributed = k.TaskMemcg != ""
 	k.Cgroup = kubecgroup.Parse(k.TaskMemcg)
-	return k, OutcomeKill
+	return k, LineKill
 }
 
 // member says whether a victim line after "Tasks in <g> are going to be
@@ -611,7 +611,7 @@ func (a *Assembler) group(g string, t time.Time) {
 
 // tableLine records the task table's header and rows ("[  pid  ]   uid
 // tgid …", "[   4242]     0  4242 …") in the report being printed.
-func (a *Assembler) tableLine(t string, tm time.Time) (Outcome, bool) {
+func (a *Assembler) tableLine(t string, tm time.Time) (LineKind, bool) {
 	if strings.HasPrefix(t, "[  pid  ]") || strings.HasPrefix(t, "[ pid ]") {
 		r := a.reportAt(stageTable, tm)
 		r.tableSeen = true
@@ -621,7 +621,7 @@ func (a *Assembler) tableLine(t string, tm time.Time) (Outcome, bool) {
 		}
 		clear(a.tableBuf)
 		r.table = a.tableBuf
-		return OutcomeReport, true
+		return LineReport, true
 	}
 	r := a.cur
 	if r == nil || r.stage != stageTable || !r.tableSeen {
@@ -646,7 +646,7 @@ func (a *Assembler) tableLine(t string, tm time.Time) (Outcome, bool) {
 		r.table[tgid] = struct{}{}
 	}
 	a.touch(stageTable, tm)
-	return OutcomeReport, true
+	return LineReport, true
 }
 
 // join copies the report's context into k.

@@ -53,7 +53,7 @@ func BenchmarkAssembler(b *testing.B) {
 	for b.Loop() {
 		a := NewAssembler(Options{})
 		for _, m := range stream {
-			if _, out := a.Feed(m); out == OutcomeKill {
+			if _, out := a.Feed(m); out == LineKill {
 				kills++
 			}
 		}

@@ -59,7 +59,7 @@ func feedAll(msgs []Message) ([]Kill, Stats) {
 	a := NewAssembler(Options{})
 	var kills []Kill
 	for _, m := range msgs {
-		if k, out := a.Feed(m); out == OutcomeKill {
+		if k, out := a.Feed(m); out == LineKill {
 			kills = append(kills, k)
 		}
 	}

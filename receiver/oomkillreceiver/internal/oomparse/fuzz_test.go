@@ -46,12 +46,12 @@ func FuzzAssembler(f *testing.F) {
 					t.Fatalf("line %q: Feed gave %v %+v, after Skips %v %+v", text, out, k, sout, sk)
 				}
 			} else {
-				if out != OutcomeIgnored {
+				if out != LineIgnored {
 					t.Fatalf("Relevant said no to %q, Feed gave %v", text, out)
 				}
 				skipping.Skip()
 			}
-			if out != OutcomeKill {
+			if out != LineKill {
 				continue
 			}
 			kills++

@@ -175,7 +175,7 @@ func TestTableRowsOutsideReports(t *testing.T) {
 	a := NewAssembler(Options{})
 	for _, l := range []string{"[    123]     0   123      565      395 sh", "[mem 0x20000000-0xfffbffff] available for PCI devices", "[drm] Initialized"} {
 		_, out := a.Feed(Message{Text: l, BootID: "b"})
-		assert.Equal(t, OutcomeIgnored, out, l)
+		assert.Equal(t, LineIgnored, out, l)
 	}
 }
 
@@ -188,7 +188,7 @@ func TestGroupRef(t *testing.T) {
 	var open []bool
 	for _, m := range msgs(groupLines(memcg, 102, []int{100, 101, 102}, true)) {
 		k, out := a.Feed(m)
-		if out == OutcomeKill {
+		if out == LineKill {
 			kills = append(kills, k)
 		}
 		_, ok := a.OpenGroup()

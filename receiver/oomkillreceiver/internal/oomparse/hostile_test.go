@@ -123,7 +123,7 @@ func TestReportExpiry(t *testing.T) {
 			a.Feed(Message{Text: "unrelated", Time: m[1].Time, BootID: "b"})
 		}
 		k, out := a.Feed(m[2])
-		require.Equal(t, OutcomeKill, out)
+		require.Equal(t, LineKill, out)
 		assert.False(t, k.Attributed)
 	})
 	t.Run("within", func(t *testing.T) {
@@ -151,9 +151,9 @@ func TestConsecutiveReports(t *testing.T) {
 func TestHugeLines(t *testing.T) {
 	a := NewAssembler(Options{})
 	_, out := a.Feed(Message{Text: strings.Repeat("x", 1<<20)})
-	assert.Equal(t, OutcomeIgnored, out)
+	assert.Equal(t, LineIgnored, out)
 	_, out = a.Feed(Message{Text: "Killed process 1 (x) " + strings.Repeat("x", 1<<20)})
-	assert.Equal(t, OutcomeUnrecognized, out)
+	assert.Equal(t, LineUnrecognized, out)
 	assert.Equal(t, uint64(1), a.Stats().Unrecognized)
 }
 
@@ -182,6 +182,6 @@ func TestIrrelevantLinesIgnoreBoot(t *testing.T) {
 	a.Feed(Message{Text: "eth0: link up", Time: m[1].Time, BootID: "b"})
 	m[2].BootID = "rebooted"
 	k, out := a.Feed(m[2])
-	require.Equal(t, OutcomeKill, out)
+	require.Equal(t, LineKill, out)
 	assert.False(t, k.Attributed)
 }

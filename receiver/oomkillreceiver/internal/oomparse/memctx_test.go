@@ -433,7 +433,7 @@ func TestTaskTableBounded(t *testing.T) {
 	a := NewAssembler(Options{MaxTaskPIDs: 100})
 	var kills []Kill
 	for _, m := range msgs(lines) {
-		if k, out := a.Feed(m); out == OutcomeKill {
+		if k, out := a.Feed(m); out == LineKill {
 			kills = append(kills, k)
 		}
 	}
@@ -472,7 +472,7 @@ func BenchmarkTaskTable5000(b *testing.B) {
 		a := NewAssembler(Options{})
 		kills := 0
 		for _, m := range stream {
-			if _, out := a.Feed(m); out == OutcomeKill {
+			if _, out := a.Feed(m); out == LineKill {
 				kills++
 			}
 		}
