@@ -96,7 +96,7 @@ func (p *Procfs) Status(pid int64, comm string) (Status, error) {
 	}
 	// /proc/<tid> exists for threads too, so a victim the kernel named by
 	// a thread's id is found as well.
-	b, err := os.ReadFile(filepath.Join(p.root, strconv.FormatInt(pid, 10), "stat")) //nolint:gosec // G304: a numeric path under the configured procfs root
+	b, err := os.ReadFile(filepath.Join(p.root, strconv.FormatInt(pid, 10), "stat"))
 	if err != nil {
 		// ESRCH: the task went away between open and read.
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {

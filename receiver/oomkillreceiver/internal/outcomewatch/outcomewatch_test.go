@@ -190,8 +190,10 @@ func TestDeadline(t *testing.T) {
 // memory.oom.group: the kernel kills every member; one member gone says
 // nothing about the rest. Only an empty cgroup decides early.
 func TestGroupKillNeverSurvivesEarly(t *testing.T) {
-	cg := &fakeCgroups{state: map[string]cgroupstate.State{ctrA: cgroupstate.Populated, ctrB: cgroupstate.Populated},
-		group: map[string]bool{ctrB: true}}
+	cg := &fakeCgroups{
+		state: map[string]cgroupstate.State{ctrA: cgroupstate.Populated, ctrB: cgroupstate.Populated},
+		group: map[string]bool{ctrB: true},
+	}
 	procs := fakeProcs{1: hostproc.Gone, 2: hostproc.Gone, 3: hostproc.Gone}
 	w := newTest(cg, procs)
 	a := w.Add(Kill{PID: 1, Cgroup: ctrA, Group: true, Time: t0}, t0) // from the report
@@ -243,8 +245,10 @@ func TestNewVictimRestartsSettle(t *testing.T) {
 // inotify exists only while a watched cgroup is pending; a change wakes a
 // look at once, before the cgroup is due.
 func TestNotifierOnlyWhilePending(t *testing.T) {
-	cg := &fakeCgroups{state: map[string]cgroupstate.State{ctrA: cgroupstate.Populated},
-		events: map[string]string{ctrA: "/sys/fs/cgroup" + ctrA + "/cgroup.events"}}
+	cg := &fakeCgroups{
+		state:  map[string]cgroupstate.State{ctrA: cgroupstate.Populated},
+		events: map[string]string{ctrA: "/sys/fs/cgroup" + ctrA + "/cgroup.events"},
+	}
 	w := newTest(cg, nil)
 	var n *fakeNotifier
 	wake := make(chan struct{}, 1)
