@@ -135,6 +135,8 @@ type Watcher struct {
 	pending  int
 	decided  []Result
 	notifyOK bool
+	// woken: a watched file changed (Woken) since the last Poll.
+	woken bool
 }
 
 // cgroupWatch is one cgroup's pending kills.
@@ -236,7 +238,8 @@ func (w *Watcher) watch(c *cgroupWatch) {
 // woken (a watched file changed), and returns the kills decided since the
 // last Poll.
 func (w *Watcher) Poll(now time.Time) []Result {
-	woken := false
+	woken := w.woken
+	w.woken = false
 	select {
 	case <-w.wake:
 		woken = true
@@ -272,8 +275,13 @@ func (w *Watcher) Next() time.Time {
 	return next
 }
 
-// Wake receives when a watched cgroup changed (nil: nothing watched).
+// Wake receives when a watched cgroup changed (nil: nothing watched). A
+// caller that takes the value from it tells Woken.
 func (w *Watcher) Wake() <-chan struct{} { return w.wake }
+
+// Woken says a value was taken from Wake: the next Poll looks at every
+// cgroup.
+func (w *Watcher) Woken() { w.woken = true }
 
 // Len is how many kills are pending.
 func (w *Watcher) Len() int { return w.pending }
