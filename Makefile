@@ -14,8 +14,9 @@ PKGS      := ./...
 ## is built first; the k8smeta tests run a real kube-apiserver and etcd, built once from the Go
 ## module proxy and cached; chart checks the Helm chart; e2e-image builds the container image
 ## (cached) and runs it as the DaemonSet does; e2e-node runs the DaemonSet on a real single-node
-## cluster, installed with kubectl and with helm.
-test: deps-test build k8s-binaries chart lint vet cross rules unit kernel-lab fuzz e2e-image e2e-node
+## cluster, installed with kubectl and with helm. Around the suites, cgroup-leftovers checks that no
+## test left a cgroup behind.
+test: deps-test cgroup-snapshot build k8s-binaries chart lint vet cross rules unit kernel-lab fuzz e2e-image e2e-node cgroup-leftovers
 
 ## deps-run, deps-test: what make run / make test need from the machine (scripts/install-deps.sh).
 .PHONY: deps-run deps-test
@@ -23,6 +24,17 @@ deps-run:
 	@scripts/install-deps.sh run
 deps-test:
 	@scripts/install-deps.sh test
+
+## cgroup-snapshot, cgroup-leftovers: around the suites, the check that no test left a cgroup behind
+## (tests make kubelet-shaped cgroups only below a prefix of their own, never in the kubelet's tree).
+.PHONY: cgroup-snapshot cgroup-leftovers
+CGROUPS_BEFORE  = $(OCB_OUT)/cgroups-before.txt
+cgroup-snapshot:
+	@mkdir -p $(OCB_OUT)
+	test/cgroup-leftovers.sh snapshot $(CGROUPS_BEFORE)
+
+cgroup-leftovers:
+	test/cgroup-leftovers.sh check $(CGROUPS_BEFORE)
 
 # kube-apiserver + etcd for tests: ≈16 min the first time on 2 cores, then cached under
 # $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/k8s/, where test/harness/kubeapitest finds them

@@ -22,6 +22,7 @@ import (
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadatatest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 const (
@@ -139,19 +140,7 @@ func report(pid int, at time.Time, boot string) []journaltest.Entry {
 
 // logRecords flattens every log record the sink received.
 func logRecords(sink *consumertest.LogsSink) []plog.LogRecord {
-	var out []plog.LogRecord
-	for _, ld := range sink.AllLogs() {
-		for i := 0; i < ld.ResourceLogs().Len(); i++ {
-			sls := ld.ResourceLogs().At(i).ScopeLogs()
-			for j := 0; j < sls.Len(); j++ {
-				lrs := sls.At(j).LogRecords()
-				for k := 0; k < lrs.Len(); k++ {
-					out = append(out, lrs.At(k))
-				}
-			}
-		}
-	}
-	return out
+	return testutil.LogRecords(sink.AllLogs())
 }
 
 // lastTotal sums container.oom_kill.count over the newest value of every

@@ -3,7 +3,6 @@
 package bench
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/bench/busyjournal"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // boundedCase is one journal of the bounded-state benchmark.
@@ -30,10 +30,7 @@ type boundedCase struct {
 // containers, against the same-size journal with 500 kills, in one run.
 // Run it with `make bench-bounded`.
 func TestBoundedState(t *testing.T) {
-	bin := repo("bin/otelcol-oomkill")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%s: run make build first", bin)
-	}
+	bin := testutil.CollectorBinary(t)
 	cases := []boundedCase{
 		{name: "200k kernel entries, 500 kills in 500 containers", kernelEntries: 200_000, kills: 500, containers: 500, maxSeries: 1000},
 		{name: "200k kernel entries, 20,000 kills in 20,000 containers", kernelEntries: 200_000, kills: 20_000, containers: 20_000, maxSeries: 1000},
@@ -68,31 +65,31 @@ func TestBoundedState(t *testing.T) {
 			t.Fatal(err)
 		}
 		state := t.TempDir()
-		exp, self := freePort(t), freePort(t)
+		exp, self := testutil.FreePort(t), testutil.FreePort(t)
 		refresh := c.refreshEvery
 		if refresh == 0 {
 			refresh = time.Minute
 		}
-		p := startProc(t, "otelcol-oomkill", []string{
+		p := testutil.StartProcess(t, "otelcol-oomkill", bin, []string{"--config", "configs/oomkill-bounded.yaml"}, testutil.ProcessOptions{Env: []string{
 			"STATE_DIR=" + state, "JOURNAL_DIR=" + dir, fmt.Sprintf("EXPORTER_PORT=%d", exp), fmt.Sprintf("METRICS_PORT=%d", self),
 			fmt.Sprintf("MAX_SERIES=%d", c.maxSeries), "REFRESH=" + refresh.String(),
-		}, bin, "--config", repo("test/bench/configs/oomkill-bounded.yaml"))
-		in := &instance{proc: p, kills: counter{url: fmt.Sprintf("http://127.0.0.1:%d/metrics", exp), metric: "container_oom_kill_count_total"}}
+		}})
+		in := &instance{Process: p, kills: counter{url: fmt.Sprintf("http://127.0.0.1:%d/metrics", exp), metric: "container_oom_kill_count_total"}}
 		n, at := waitKills(t, in, wrote.Kills, stallTimeout)
-		wall, cpu, peak := at.Sub(p.started), treeCPU(p.pid()), treeStatus(p.pid(), "VmHWM:")
+		wall, cpu, peak := at.Sub(p.Started), treeCPU(p.Pid()), treeStatus(p.Pid(), "VmHWM:")
 		series := countSeries(t, in.kills.url)
 		idleWait := 15 * time.Second
 		time.Sleep(idleWait) // the receiver reopens the journal on reaching its end
-		idle := treeStatus(p.pid(), "VmRSS:")
+		idle := treeStatus(p.Pid(), "VmRSS:")
 		steady := ""
 		if c.steadyFor > 0 {
-			before := treeCPU(p.pid())
+			before := treeCPU(p.Pid())
 			time.Sleep(c.steadyFor)
-			per := (treeCPU(p.pid()) - before) / (c.steadyFor / c.refreshEvery)
+			per := (treeCPU(p.Pid()) - before) / (c.steadyFor / c.refreshEvery)
 			steady = fmt.Sprintf("; steady state: %v CPU per %v refresh of %d series (%.2f%% of a core), RSS %s",
-				per.Round(time.Millisecond), c.refreshEvery, series, 100*float64(per)/float64(c.refreshEvery), mib(treeStatus(p.pid(), "VmRSS:")))
+				per.Round(time.Millisecond), c.refreshEvery, series, 100*float64(per)/float64(c.refreshEvery), mib(treeStatus(p.Pid(), "VmRSS:")))
 		}
-		p.stop()
+		p.Stop()
 		if i == 0 {
 			base = wall
 		}
@@ -114,7 +111,7 @@ func TestBoundedState(t *testing.T) {
 		return
 	}
 	dir := filepath.Join(t.TempDir(), "journal")
-	reports, err := busyjournal.LoadReports(repo("testdata/kernel/captured"))
+	reports, err := busyjournal.LoadReports(testutil.RepoPath(t, "testdata/kernel/captured"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,18 +149,9 @@ func kib(b int64) string { return fmt.Sprintf("%.0f KiB", float64(b)/1024) }
 // Prometheus exporter serves.
 func countSeries(t *testing.T, url string) int {
 	t.Helper()
-	resp, err := httpClient.Get(url)
+	kills, err := testutil.Scrape(url, "container_oom_kill_count_total")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	n := 0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "container_oom_kill_count_total{") {
-			n++
-		}
-	}
-	return n
+	return len(kills)
 }

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // Real kills for the follow latency with the shipped outcome settings:
@@ -33,7 +33,7 @@ import (
 var (
 	realKills     = envInt("BENCH_REAL_KILLS", 20)
 	realKillPause = 300 * time.Millisecond
-	cgroupRoot    = "/sys/fs/cgroup"
+	cgroupRoot    = testutil.CgroupV1Root
 	hierarchies   = []string{"memory", "pids", "unified"}
 )
 
@@ -58,7 +58,7 @@ type realKillRow struct {
 func TestRealKillFollow(t *testing.T) {
 	report := &results{}
 	defer report.write(t)
-	report.addRealKills(t, repo("bin/otelcol-oomkill"))
+	report.addRealKills(t, testutil.CollectorBinary(t))
 }
 
 // addRealKills measures the cases with the collector as shipped and with
@@ -71,7 +71,7 @@ func (r *results) addRealKills(t *testing.T, bin string) {
 	if _, err := os.Stat(filepath.Join(cgroupRoot, "memory", "memory.oom_control")); err != nil {
 		t.Skipf("the real-kill follow needs the memory controller on cgroup v1 at %s/memory (this machine: %v); cgroup v2 kills are measured in the kernel lab", cgroupRoot, err)
 	}
-	ensureJournald(t)
+	testutil.Journald(t)
 	r.addf("\n## Follow latency of real kills\n\nThe kernel OOM-kills a process in a kubelet-shaped cgroup of this machine (memory, pids and unified hierarchies, as runc makes them), a real systemd-journald records it, the collector follows the journal with the shipped outcome settings. From journald's receipt of the victim line to the kill at the exporter with its outcome, polled every %v; %d kills per case, one at a time.\n\n", pollEvery, realKills)
 	r.addf("| case | outcome | victims' processes | p50 | p99 | max | kills seen |\n|---|---|---|---|---|---|---|\n")
 	for _, procRoot := range []string{"/proc", ""} {
@@ -87,14 +87,13 @@ func (r *results) addRealKills(t *testing.T, bin string) {
 }
 
 func measureRealKills(t *testing.T, bin, procRoot string) []realKillRow {
-	exp := freePort(t)
-	in := startProc(t, "otelcol-oomkill-live", []string{"STATE_DIR=" + t.TempDir(), fmt.Sprintf("EXPORTER_PORT=%d", exp), "PROC_ROOT=" + procRoot},
-		bin, "--config", repo("test/bench/configs/oomkill-live.yaml"))
-	defer in.stop()
+	exp := testutil.FreePort(t)
+	in := testutil.StartProcess(t, "otelcol-oomkill-live", bin, []string{"--config", testutil.RepoPath(t, "test/bench/configs/oomkill-live.yaml")},
+		testutil.ProcessOptions{Env: []string{"STATE_DIR=" + t.TempDir(), fmt.Sprintf("EXPORTER_PORT=%d", exp), "PROC_ROOT=" + procRoot}})
+	defer in.Stop()
 	time.Sleep(3 * time.Second) // started and at the journal's end
 
-	top := "/otelcol-oomkill-bench-" + randomHex(t, 6)
-	t.Cleanup(func() { removeTree(t, top) })
+	top := testutil.NewCgroups(t, hierarchies...)
 	cases := []killCase{
 		workerCase(t, top, "a worker under a living master", false),
 		workerCase(t, top, "a worker under a master that forks a new one at once", true),
@@ -108,7 +107,7 @@ func measureRealKills(t *testing.T, bin, procRoot string) []realKillRow {
 			pid, id := c.kill(t)
 			ctr := counter{
 				url: fmt.Sprintf("http://127.0.0.1:%d/metrics", exp), metric: "container_oom_kill_count_total",
-				labels: []string{fmt.Sprintf("container_id=%q", id), fmt.Sprintf("oom_container_outcome=%q", c.outcome)},
+				labels: map[string]string{"container_id": id, "oom_container_outcome": c.outcome},
 			}
 			want := float64(i + 1) // the master's container: every kill so far
 			if c.stop == nil {
@@ -123,7 +122,7 @@ func measureRealKills(t *testing.T, bin, procRoot string) []realKillRow {
 				time.Sleep(pollEvery)
 			}
 			if _, ok := seenAt[pid]; !ok {
-				t.Errorf("%s: kill of pid %d in %s not seen as %s within 10 s; collector log:\n%s", c.name, pid, id, c.outcome, in.logTail())
+				t.Errorf("%s: kill of pid %d in %s not seen as %s within 10 s; collector log:\n%s", c.name, pid, id, c.outcome, in.LogTail(4000))
 			}
 			time.Sleep(realKillPause)
 		}
@@ -148,7 +147,7 @@ func measureRealKills(t *testing.T, bin, procRoot string) []realKillRow {
 // workerCase: a master in the container forks a worker that outgrows the
 // limit, once per kill, and lives on; with respawn it also forks an idle
 // worker right after each kill, as php-fpm does.
-func workerCase(t *testing.T, top, name string, respawn bool) killCase {
+func workerCase(t *testing.T, top *testutil.Cgroups, name string, respawn bool) killCase {
 	path := kubeletCgroup(t, top)
 	script := joinScript(path) + `idle=; while read -r _; do ` + hogScript() + ` & wait $!; echo "status=$?"; `
 	if respawn {
@@ -193,7 +192,7 @@ func workerCase(t *testing.T, top, name string, respawn bool) killCase {
 
 // onlyCase: the container's only process outgrows the limit; every kill
 // is a container of its own, as a restarted container is.
-func onlyCase(top string) killCase {
+func onlyCase(top *testutil.Cgroups) killCase {
 	return killCase{
 		name: "a container's only process", outcome: "exited",
 		kill: func(t *testing.T) (int, string) {
@@ -218,20 +217,12 @@ func errorsAs(err error, ee **exec.ExitError) bool {
 	return ok
 }
 
-// kubeletCgroup makes <top>/kubepods/burstable/pod<uid>/<64-hex id> with a
-// 64 MiB limit in every hierarchy.
-func kubeletCgroup(t *testing.T, top string) string {
+// kubeletCgroup makes <prefix>/kubepods/burstable/pod<uid>/<64-hex id>
+// with a 64 MiB limit in every hierarchy.
+func kubeletCgroup(t *testing.T, top *testutil.Cgroups) string {
 	uid := randomHex(t, 16)
-	path := fmt.Sprintf("%s/kubepods/burstable/pod%s-%s-%s-%s-%s/%s", top, uid[:8], uid[8:12], uid[12:16], uid[16:20], uid[20:32], randomHex(t, 32))
-	for _, h := range hierarchies {
-		if err := os.MkdirAll(filepath.Join(cgroupRoot, h, path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(cgroupRoot, "memory", path, "memory.limit_in_bytes"), []byte(strconv.Itoa(64<<20)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	rel := fmt.Sprintf("/kubepods/burstable/pod%s-%s-%s-%s-%s/%s", uid[:8], uid[8:12], uid[12:16], uid[16:20], uid[20:32], randomHex(t, 32))
+	return top.Make(t, top.Path(rel), 64<<20).Path
 }
 
 func joinScript(path string) string {
@@ -244,24 +235,6 @@ func joinScript(path string) string {
 
 func hogScript() string {
 	return `python3 -c 'import os; print(os.getpid(), flush=True); b = bytearray(200 << 20)'`
-}
-
-// removeTree removes top and every cgroup below it, innermost first.
-func removeTree(t *testing.T, top string) {
-	for _, h := range hierarchies {
-		var dirs []string
-		_ = filepath.WalkDir(filepath.Join(cgroupRoot, h, top), func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			if err := os.Remove(dirs[i]); err != nil {
-				t.Errorf("cgroup left behind: %v", err)
-			}
-		}
-	}
 }
 
 func randomHex(t *testing.T, n int) string {
@@ -302,38 +275,3 @@ func victimReceipts(t *testing.T) map[int]time.Time {
 }
 
 var victimPID = regexp.MustCompile(`Killed process ([0-9]+) \(`)
-
-// ensureJournald starts a real systemd-journald unless one runs (that one
-// is left alone); the one it started is stopped when the test ends.
-func ensureJournald(t *testing.T) {
-	if journaltest.JournaldRunning() {
-		return
-	}
-	_, statErr := os.Stat("/run/log/journal")
-	ours := os.IsNotExist(statErr)
-	if err := os.MkdirAll("/run/systemd/journal", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("/lib/systemd/systemd-journald")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if ours {
-			_ = os.RemoveAll("/run/log/journal")
-		}
-	})
-	marker := fmt.Sprintf("otelcol-oomkill bench marker %d", time.Now().UnixNano())
-	if err := os.WriteFile("/dev/kmsg", []byte(marker+"\n"), 0); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		out, _ := exec.Command("journalctl", "--no-pager", "-n", "20").CombinedOutput()
-		if strings.Contains(string(out), marker) {
-			return
-		}
-	}
-	t.Fatal("journald did not record the marker")
-}

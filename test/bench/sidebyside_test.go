@@ -33,6 +33,7 @@ import (
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/bench/busyjournal"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // Knobs, overridable from the environment (BENCH_ENTRIES=200000 for a quick run).
@@ -57,8 +58,6 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func repo(rel string) string { return filepath.Join("..", "..", rel) }
-
 func TestSideBySide(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the side-by-side benchmark runs as root (journal files, NPD's journal access)")
@@ -70,7 +69,7 @@ func TestSideBySide(t *testing.T) {
 	// The API server first: the journal's captured pods get the UIDs of pods
 	// that exist there, so k8smeta has names for them.
 	cluster := kubeapitest.Start(t)
-	captured, err := busyjournal.LoadReports(repo("testdata/kernel/captured"))
+	captured, err := busyjournal.LoadReports(testutil.RepoPath(t, "testdata/kernel/captured"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,18 +141,18 @@ func TestSideBySide(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	cpu0 := make([]time.Duration, len(running))
 	for i, in := range running {
-		cpu0[i] = treeCPU(in.pid())
+		cpu0[i] = treeCPU(in.Pid())
 	}
 	time.Sleep(idleFor)
 	for i, in := range running {
-		used := treeCPU(in.pid()) - cpu0[i]
-		report.addf("| %s | %.2f %% | %s | %s |\n", idleTools[i].name, 100*used.Seconds()/idleFor.Seconds(), mib(treeStatus(in.pid(), "VmRSS:")), mib(treeStatus(in.pid(), "RssAnon:")))
+		used := treeCPU(in.Pid()) - cpu0[i]
+		report.addf("| %s | %.2f %% | %s | %s |\n", idleTools[i].name, 100*used.Seconds()/idleFor.Seconds(), mib(treeStatus(in.Pid(), "VmRSS:")), mib(treeStatus(in.Pid(), "RssAnon:")))
 	}
 	if pods, err := (counter{url: running[0].selfURL, metric: "otelcol_k8smeta_cached_pods"}).read(); err != nil || int(pods) != podsOnNode {
 		t.Errorf("k8smeta caches %v pods (%v), want %d", pods, err, podsOnNode)
 	}
 	for _, in := range running {
-		in.stop()
+		in.Stop()
 	}
 }
 
@@ -161,10 +160,7 @@ func TestSideBySide(t *testing.T) {
 type bins struct{ ours, npd, journald string }
 
 func binaries(t *testing.T) bins {
-	b := bins{ours: repo("bin/otelcol-oomkill")}
-	if _, err := os.Stat(b.ours); err != nil {
-		t.Fatalf("%v: run make build first", err)
-	}
+	b := bins{ours: testutil.CollectorBinary(t)}
 	b.npd = buildScript(t, "npd/build.sh")
 	b.journald = buildScript(t, "journaldcol/build.sh")
 	for _, p := range []string{busyjournal.RemoteBinary, "/usr/bin/journalctl"} {
@@ -196,24 +192,24 @@ type tool struct {
 
 // instance is a running tool and where it publishes its kill count.
 type instance struct {
-	*proc
+	*testutil.Process
 	kills   counter
 	selfURL string
 }
 
 func oursTool(bin, kubeconfig string) tool {
-	cfg, name := repo("test/bench/configs/oomkill.yaml"), "otelcol-oomkill"
+	cfg, name := "configs/oomkill.yaml", "otelcol-oomkill"
 	if kubeconfig != "" {
-		cfg, name = repo("test/bench/configs/oomkill-k8smeta.yaml"), "otelcol-oomkill (+k8smeta, 110 pods)"
+		cfg, name = "configs/oomkill-k8smeta.yaml", "otelcol-oomkill (+k8smeta, 110 pods)"
 	}
 	return tool{name: name, start: func(t *testing.T, dir string) *instance {
-		exp, self := freePort(t), freePort(t)
+		exp, self := testutil.FreePort(t), testutil.FreePort(t)
 		env := []string{"STATE_DIR=" + t.TempDir(), "JOURNAL_DIR=" + dir, fmt.Sprintf("EXPORTER_PORT=%d", exp), fmt.Sprintf("METRICS_PORT=%d", self)}
 		if kubeconfig != "" {
 			env = append(env, "KUBECONFIG="+kubeconfig)
 		}
 		return &instance{
-			proc:    startProc(t, "otelcol-oomkill", env, bin, "--config", cfg),
+			Process: testutil.StartProcess(t, "otelcol-oomkill", bin, []string{"--config", cfg}, testutil.ProcessOptions{Env: env}),
 			kills:   counter{url: fmt.Sprintf("http://127.0.0.1:%d/metrics", exp), metric: "container_oom_kill_count_total"},
 			selfURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", self),
 		}
@@ -230,18 +226,21 @@ func npdTool(bin string) tool {
 		if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(string(tmpl), "{{JOURNAL_DIR}}", dir)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		port := freePort(t)
-		p := startProc(t, "node-problem-detector", nil, bin, "--enable-k8s-exporter=false", "--prometheus-address=127.0.0.1",
-			fmt.Sprintf("--prometheus-port=%d", port), "--port=0", "--config.system-log-monitor="+cfg, "--hostname-override="+nodeName)
-		return &instance{proc: p, kills: counter{url: fmt.Sprintf("http://127.0.0.1:%d/metrics", port), metric: "problem_counter", labels: []string{`reason="OOMKilling"`}}}
+		port := testutil.FreePort(t)
+		p := testutil.StartProcess(t, "node-problem-detector", bin, []string{
+			"--enable-k8s-exporter=false", "--prometheus-address=127.0.0.1",
+			fmt.Sprintf("--prometheus-port=%d", port), "--port=0", "--config.system-log-monitor=" + cfg, "--hostname-override=" + nodeName,
+		}, testutil.ProcessOptions{})
+		return &instance{Process: p, kills: counter{url: fmt.Sprintf("http://127.0.0.1:%d/metrics", port), metric: "problem_counter", labels: map[string]string{"reason": "OOMKilling"}}}
 	}}
 }
 
 func journaldTool(bin string) tool {
 	return tool{name: "journald receiver + filter (contrib v0.160.0)", start: func(t *testing.T, dir string) *instance {
-		port := freePort(t)
-		p := startProc(t, "otelcol-journald", []string{"JOURNAL_DIR=" + dir, fmt.Sprintf("METRICS_PORT=%d", port)}, bin, "--config", "journaldcol/config.yaml")
-		return &instance{proc: p, kills: counter{url: fmt.Sprintf("http://127.0.0.1:%d/metrics", port), metric: "otelcol_exporter_sent_log_records", labels: []string{`exporter="debug"`}}}
+		port := testutil.FreePort(t)
+		p := testutil.StartProcess(t, "otelcol-journald", bin, []string{"--config", "journaldcol/config.yaml"},
+			testutil.ProcessOptions{Env: []string{"JOURNAL_DIR=" + dir, fmt.Sprintf("METRICS_PORT=%d", port)}})
+		return &instance{Process: p, kills: counter{url: fmt.Sprintf("http://127.0.0.1:%d/metrics", port), metric: "otelcol_exporter_sent_log_records", labels: map[string]string{"exporter": "debug"}}}
 	}}
 }
 
@@ -268,7 +267,7 @@ func waitKills(t *testing.T, in *instance, want int, stall time.Duration) (int, 
 			}
 		}
 		if time.Since(lastChange) > stall {
-			t.Logf("%s: stuck at %d of %d kills (err %v); log tail:\n%s", in.name, last, want, err, in.logTail())
+			t.Logf("%s: stuck at %d of %d kills (err %v); log tail:\n%s", in.Name, last, want, err, in.LogTail(4000))
 			return max(last, 0), at
 		}
 		time.Sleep(pollEvery)
@@ -277,9 +276,9 @@ func waitKills(t *testing.T, in *instance, want int, stall time.Duration) (int, 
 
 func measureCatchUp(t *testing.T, tl tool, dir string, want int) catchUp {
 	in := tl.start(t, dir)
-	defer in.stop()
+	defer in.Stop()
 	n, at := waitKills(t, in, want, stallTimeout)
-	return catchUp{wall: at.Sub(in.started), cpu: treeCPU(in.pid()), peakRSS: treeStatus(in.pid(), "VmHWM:"), kills: n}
+	return catchUp{wall: at.Sub(in.Started), cpu: treeCPU(in.Pid()), peakRSS: treeStatus(in.Pid(), "VmHWM:"), kills: n}
 }
 
 // victimLine counts kills in journalctl's output the way the reports were
@@ -342,7 +341,7 @@ func measureFollow(t *testing.T, tl tool, reports []busyjournal.Report) ([]time.
 	}
 	time.Sleep(500 * time.Millisecond) // the file exists before the tool starts
 	in := tl.start(t, dir)
-	defer in.stop()
+	defer in.Stop()
 	if n, _ := waitKills(t, in, 0, stallTimeout); n != 0 {
 		t.Fatalf("%s: %d kills before any was written", tl.name, n)
 	}

@@ -22,19 +22,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // Every configuration the chart renders is one the built collector
 // accepts (`otelcol-oomkill validate`: every component, every setting).
 func TestRenderedConfigsValidate(t *testing.T) {
-	bin := repoPath(t, "bin/otelcol-oomkill")
-	if _, err := os.Stat(bin); err != nil {
-		msg := bin + " is missing: run `make build` (make test does)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	bin := testutil.CollectorBinary(t)
 	for name, args := range variants {
 		t.Run(name, func(t *testing.T) {
 			text, _ := collectorConfig(t, render(t, args...))

@@ -17,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 const (
@@ -24,18 +26,11 @@ const (
 	namespace = "otelcol-oomkill"
 )
 
-func repoPath(t *testing.T, rel string) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "..", rel))
-	require.NoError(t, err)
-	return p
-}
-
 // tool runs one of the repository's cached-build scripts and returns the
 // last line it prints: a binary or a directory.
 func tool(t *testing.T, script string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(repoPath(t, script), args...)
+	cmd := exec.Command(testutil.RepoPath(t, script), args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -57,7 +52,7 @@ type object = map[string]any
 // -n otelcol-oomkill` would, with extra arguments (--set ...).
 func template(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(helm(t), append([]string{"template", release, repoPath(t, "charts/otelcol-oomkill"), "--namespace", namespace}, args...)...)
+	cmd := exec.Command(helm(t), append([]string{"template", release, testutil.RepoPath(t, "charts/otelcol-oomkill"), "--namespace", namespace}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -115,7 +110,7 @@ func collectorConfig(t *testing.T, objs map[string]object) (string, map[string]a
 }
 
 func TestLint(t *testing.T) {
-	out, err := exec.Command(helm(t), "lint", "--strict", repoPath(t, "charts/otelcol-oomkill")).CombinedOutput()
+	out, err := exec.Command(helm(t), "lint", "--strict", testutil.RepoPath(t, "charts/otelcol-oomkill")).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	t.Logf("%s", out)
 }
@@ -160,7 +155,7 @@ func normalized(t *testing.T, o object) object {
 // chart that renders its own release namespace), so the chart renders it
 // only with namespace.create=true, and then equal too.
 func TestDefaultsEqualKustomizeExample(t *testing.T) {
-	out, err := exec.Command(kubectl(t), "kustomize", repoPath(t, "examples/kubernetes")).Output()
+	out, err := exec.Command(kubectl(t), "kustomize", testutil.RepoPath(t, "examples/kubernetes")).Output()
 	require.NoError(t, err, "kubectl kustomize examples/kubernetes")
 	example := objects(t, string(out))
 	chart := render(t)
@@ -193,15 +188,15 @@ func keys(m map[string]object) []string {
 // promtool in `make rules`): files/alerts.yaml is a byte-for-byte copy, and
 // the rendered PrometheusRule equals examples/kubernetes/prometheusrule.yaml.
 func TestPrometheusRuleIsTheShippedRules(t *testing.T) {
-	shipped, err := os.ReadFile(repoPath(t, "examples/prometheus/alerts.yaml"))
+	shipped, err := os.ReadFile(testutil.RepoPath(t, "examples/prometheus/alerts.yaml"))
 	require.NoError(t, err)
-	copied, err := os.ReadFile(repoPath(t, "charts/otelcol-oomkill/files/alerts.yaml"))
+	copied, err := os.ReadFile(testutil.RepoPath(t, "charts/otelcol-oomkill/files/alerts.yaml"))
 	require.NoError(t, err)
 	require.Equal(t, string(shipped), string(copied),
 		"charts/otelcol-oomkill/files/alerts.yaml must be examples/prometheus/alerts.yaml: cp examples/prometheus/alerts.yaml charts/otelcol-oomkill/files/")
 
 	chart := render(t, "--set", "monitoring.prometheusRule.enabled=true", "--set", "monitoring.prometheusRule.labels.release=prometheus")
-	b, err := os.ReadFile(repoPath(t, "examples/kubernetes/prometheusrule.yaml"))
+	b, err := os.ReadFile(testutil.RepoPath(t, "examples/kubernetes/prometheusrule.yaml"))
 	require.NoError(t, err)
 	var example object
 	require.NoError(t, yaml.Unmarshal(b, &example))

@@ -3,13 +3,9 @@
 package collector
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,30 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
-
-// collectorBinary is the distribution built by `make build`.
-func collectorBinary(t *testing.T) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "..", "bin", "otelcol-oomkill"))
-	require.NoError(t, err)
-	if _, err := os.Stat(p); err != nil {
-		msg := p + " is missing: run `make build` (make test does)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 const boot = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
@@ -58,34 +32,17 @@ func report(pid int, at time.Time) []journaltest.Entry {
 // scrapeKills sums container_oom_kill_count_total on the Prometheus
 // exporter; ok is false while the endpoint does not answer.
 func scrapeKills(url string) (total float64, series int, ok bool) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, 0, false
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "container_oom_kill_count_total{") {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err == nil {
-			total += v
-			series++
-		}
-	}
-	return total, series, resp.StatusCode == http.StatusOK
+	kills, err := testutil.Scrape(url, "container_oom_kill_count_total")
+	return testutil.Sum(kills), len(kills), err == nil
 }
 
 // A journal holding N kills, with the collector SIGKILLed and restarted at
 // random points while more kills land, gives exactly N.
 func TestSIGKILLRestartsCountExactly(t *testing.T) {
-	bin := collectorBinary(t)
+	bin := testutil.CollectorBinary(t)
 	const kills = 40
 	dir, state := t.TempDir(), t.TempDir()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
 extensions:
@@ -128,22 +85,14 @@ service:
 	}()
 
 	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
-	startCollector := func() *exec.Cmd {
-		cmd := exec.Command(bin, "--config", cfgPath)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		require.NoError(t, cmd.Start())
-		return cmd
-	}
 	for i := 0; i < 5; i++ {
-		cmd := startCollector()
+		c := testutil.StartProcess(t, fmt.Sprintf("otelcol-oomkill-%d", i), bin, []string{"--config", cfgPath}, testutil.ProcessOptions{})
 		time.Sleep(time.Duration(300+rand.IntN(900)) * time.Millisecond)
-		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-		_ = cmd.Wait()
+		c.SignalAndWait(t, syscall.SIGKILL)
 	}
 	wg.Wait()
 
-	cmd := startCollector()
-	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	testutil.StartCollector(t, cfgPath, testutil.ProcessOptions{})
 	var got float64
 	require.Eventually(t, func() bool {
 		got, _, _ = scrapeKills(url)

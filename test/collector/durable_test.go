@@ -1,18 +1,13 @@
 package collector
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // durableConfig is examples/otlp/otelcol-otlp.yaml as shipped, except for
@@ -38,7 +34,7 @@ func durableConfig(t *testing.T, journalDir, stateDir string, telemetryPort int)
 	t.Helper()
 	src := os.Getenv("DURABLE_CONFIG")
 	if src == "" {
-		src = filepath.Join("..", "..", "examples", "otlp", "otelcol-otlp.yaml")
+		src = testutil.RepoPath(t, "examples/otlp/otelcol-otlp.yaml")
 	}
 	b, err := os.ReadFile(src)
 	require.NoError(t, err)
@@ -71,88 +67,14 @@ func durableConfig(t *testing.T, journalDir, stateDir string, telemetryPort int)
 	return path
 }
 
-// collectorProc is a running collector whose log goes to a file.
-type collectorProc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-
-	mu     sync.Mutex
-	lines  []string
-	killed bool // killWithin sent the SIGKILL
-}
-
-// logged reports whether the collector logged a line containing s.
-func (p *collectorProc) logged(s string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.ContainsFunc(p.lines, func(l string) bool { return strings.Contains(l, s) })
-}
-
-// startReady starts the collector and waits until it logged that every
-// component started (so a SIGKILL lands while it reads and delivers, not
-// while it loads).
-func startReady(t *testing.T, bin, cfg string, env []string, log io.Writer) *collectorProc {
+// startReady starts the collector, its output appended to log, and waits
+// until it logged that every component started (so a SIGKILL lands while
+// it reads and delivers, not while it loads).
+func startReady(t *testing.T, cfg string, env []string, log string) *testutil.Process {
 	t.Helper()
-	cmd := exec.Command(bin, "--config", cfg)
-	cmd.Env = append(os.Environ(), env...)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	cmd.Stdout = log
-	require.NoError(t, cmd.Start())
-	p := &collectorProc{cmd: cmd, done: make(chan struct{})}
-	ready := make(chan struct{})
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		signalled := false
-		for sc.Scan() {
-			fmt.Fprintln(log, sc.Text())
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			p.mu.Unlock()
-			if !signalled && strings.Contains(sc.Text(), "Everything is ready") {
-				close(ready)
-				signalled = true
-			}
-		}
-		if !signalled {
-			close(ready)
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("collector did not start within 60s")
-	}
-	return p
-}
-
-// signal sends sig (unless killWithin did already) and waits for the exit.
-func (p *collectorProc) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	p.mu.Lock()
-	sent := p.killed
-	p.mu.Unlock()
-	if !sent {
-		require.NoError(t, p.cmd.Process.Signal(sig))
-	}
-	<-p.done
-	_ = p.cmd.Wait()
-}
-
-// killWithin SIGKILLs the collector at a random moment in the next d,
-// while the caller goes on (e.g. appends to the journal).
-func (p *collectorProc) killWithin(d time.Duration) {
-	p.mu.Lock()
-	p.killed = true
-	p.mu.Unlock()
-	delay := time.Duration(rand.Int64N(int64(d)))
-	go func() {
-		time.Sleep(delay)
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	}()
+	c := testutil.StartCollector(t, cfg, testutil.ProcessOptions{Env: env, LogFile: log})
+	c.WaitReady(t, 60*time.Second)
+	return c
 }
 
 // durableKill is a kill as the test wrote it to the journal.
@@ -182,15 +104,15 @@ func writeKill(t *testing.T, journal string, pid int) durableKill {
 // and while it is down, and the OTLP backend down across restarts. Copies
 // sent again carry the same oom.kill.id, and the counter is exact.
 func TestDurableDeliveryUnderSIGKILL(t *testing.T) {
-	bin := collectorBinary(t)
+	testutil.CollectorBinary(t)
 	journaltest.Require(t, journaltest.RemoteBinary, "systemd-journal-remote")
 	journalDir, stateDir := t.TempDir(), t.TempDir()
 	journal := filepath.Join(journalDir, "system.journal")
-	sink := newOTLPSink(t)
-	cfg := durableConfig(t, journalDir, stateDir, freePort(t))
-	env := []string{"K8S_NODE_NAME=node-a", "OTLP_ENDPOINT=" + sink.addr}
+	sink := testutil.StartOTLPSink(t)
+	cfg := durableConfig(t, journalDir, stateDir, testutil.FreePort(t))
+	env := []string{"K8S_NODE_NAME=node-a", "OTLP_ENDPOINT=" + sink.Addr()}
 	logPath := filepath.Join(t.TempDir(), "collector.log")
-	log, err := os.Create(logPath)
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600) // shared with the collectors
 	require.NoError(t, err)
 	defer log.Close()
 	t.Cleanup(func() {
@@ -215,20 +137,20 @@ func TestDurableDeliveryUnderSIGKILL(t *testing.T) {
 	sinkUp := true
 	for round := 0; round < rounds; round++ {
 		if upAt[round] && !sinkUp {
-			sink.up(t)
+			sink.Up(t)
 			sinkUp = true
 		}
-		c := startReady(t, bin, cfg, env, log)
+		c := startReady(t, cfg, env, logPath)
 		n := 2 + rand.IntN(4)
 		for i := 0; i < n; i++ {
 			if downAt[round] && i == n/2 && sinkUp {
-				sink.down()
+				sink.Down()
 				sinkUp = false
 			}
 			pid++
 			if i == n-1 && round%3 == 1 {
 				// Every third round the SIGKILL races the last append.
-				c.killWithin(30 * time.Millisecond)
+				c.KillWithin(30 * time.Millisecond)
 				kills = append(kills, writeKill(t, journal, pid))
 				break
 			}
@@ -239,15 +161,15 @@ func TestDurableDeliveryUnderSIGKILL(t *testing.T) {
 		// it delivers and checkpoints them: SIGKILL anywhere from before
 		// that ends to well after the export.
 		time.Sleep(time.Duration(rand.IntN(4000)) * time.Millisecond)
-		c.signal(t, syscall.SIGKILL)
+		c.SignalAndWait(t, syscall.SIGKILL)
 		// Where the SIGKILL fell, for the last kill written (for the log).
 		last := kills[len(kills)-1]
 		switch {
 		case sinkHas(sink, last.id):
 			at["after its export"]++
-		case c.logged(fmt.Sprintf(`"pid": %d,`, last.pid)) && !sinkUp:
+		case c.Logged(fmt.Sprintf(`"pid": %d,`, last.pid)) && !sinkUp:
 			at["after reading it, backend down"]++
-		case c.logged(fmt.Sprintf(`"pid": %d,`, last.pid)):
+		case c.Logged(fmt.Sprintf(`"pid": %d,`, last.pid)):
 			at["after reading it, before its export"]++
 		default:
 			at["before it was counted (unread, or held back for its outcome)"]++
@@ -264,17 +186,17 @@ func TestDurableDeliveryUnderSIGKILL(t *testing.T) {
 		kills = append(kills, writeKill(t, journal, pid))
 	}
 	if !sinkUp {
-		sink.up(t)
+		sink.Up(t)
 	}
 
-	c := startReady(t, bin, cfg, env, log)
+	c := startReady(t, cfg, env, logPath)
 	want := map[string]int{}
 	for _, k := range kills {
 		want[k.id] = k.pid
 	}
 	missing := func() []int {
 		got := map[string]bool{}
-		for _, lr := range sink.logRecords() {
+		for _, lr := range sink.LogRecords() {
 			id, _ := lr.Attributes().Get("oom.kill.id")
 			got[id.Str()] = true
 		}
@@ -288,17 +210,17 @@ func TestDurableDeliveryUnderSIGKILL(t *testing.T) {
 		return out
 	}
 	deadline := time.Now().Add(90 * time.Second)
-	for time.Now().Before(deadline) && (len(missing()) > 0 || sink.killTotal() != int64(len(kills))) {
+	for time.Now().Before(deadline) && (len(missing()) > 0 || killTotal(sink) != int64(len(kills))) {
 		time.Sleep(200 * time.Millisecond)
 	}
-	c.signal(t, syscall.SIGTERM) // drains the queue; the counter must not overshoot either
+	c.SignalAndWait(t, syscall.SIGTERM) // drains the queue; the counter must not overshoot either
 
 	lost := missing()
 	require.Empty(t, lost, "%d of %d kills' log records never reached the sink (pids %v)", len(lost), len(kills), lost)
-	assert.Equal(t, int64(len(kills)), sink.killTotal(), "container.oom_kill.count summed over its series")
+	assert.Equal(t, int64(len(kills)), killTotal(sink), "container.oom_kill.count summed over its series")
 
 	// Every record is one of the kills written, and copies are identical.
-	records := sink.logRecords()
+	records := sink.LogRecords()
 	first := map[string]string{}
 	for _, lr := range records {
 		id, _ := lr.Attributes().Get("oom.kill.id")
@@ -321,8 +243,11 @@ func TestDurableDeliveryUnderSIGKILL(t *testing.T) {
 		len(kills), len(records), dups, 100*float64(dups)/float64(len(kills)))
 }
 
-func sinkHas(s *otlpSink, id string) bool {
-	for _, lr := range s.logRecords() {
+// killTotal is container.oom_kill.count at the sink, summed over its series.
+func killTotal(s *testutil.OTLPSink) int64 { return s.SumTotal("container.oom_kill.count") }
+
+func sinkHas(s *testutil.OTLPSink, id string) bool {
+	for _, lr := range s.LogRecords() {
 		if v, _ := lr.Attributes().Get("oom.kill.id"); v.Str() == id {
 			return true
 		}

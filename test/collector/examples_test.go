@@ -13,12 +13,13 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // Every collector configuration shipped in examples/ is accepted by the
 // built distribution's `validate` (all components, all settings).
 func TestExampleConfigsValidate(t *testing.T) {
-	bin := collectorBinary(t)
+	bin := testutil.CollectorBinary(t)
 	checked := 0
 	for c := range shippedConfigs(t) {
 		cmd := exec.Command(bin, "validate", "--config", c)
@@ -35,9 +36,9 @@ func TestExampleConfigsValidate(t *testing.T) {
 // parsed YAML), the DaemonSet's taken out of its ConfigMap.
 func shippedConfigs(t *testing.T) map[string]map[string]any {
 	t.Helper()
-	configs, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "*.yaml"))
+	configs, err := filepath.Glob(testutil.RepoPath(t, "examples/*/*.yaml"))
 	require.NoError(t, err)
-	cm, err := os.ReadFile(filepath.Join("..", "..", "examples", "kubernetes", "02-configmap.yaml"))
+	cm, err := os.ReadFile(testutil.RepoPath(t, "examples/kubernetes/02-configmap.yaml"))
 	require.NoError(t, err)
 	var configMap struct {
 		Data map[string]string `json:"data"`
@@ -115,8 +116,8 @@ func TestShippedPipelinesAreDurable(t *testing.T) {
 // file of its own, keeps its state in a temporary directory and listens on
 // free ports.
 func TestLocalConfigStartsWithoutWarnings(t *testing.T) {
-	bin := collectorBinary(t)
-	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "local", "config.yaml"))
+	testutil.CollectorBinary(t)
+	b, err := os.ReadFile(testutil.RepoPath(t, "examples/local/config.yaml"))
 	require.NoError(t, err)
 	var cfg map[string]any
 	require.NoError(t, yaml.Unmarshal(b, &cfg))
@@ -136,25 +137,15 @@ func TestLocalConfigStartsWithoutWarnings(t *testing.T) {
 	}
 	set(dir, "receivers", "oomkill", "journal", "directory")
 	set(t.TempDir(), "extensions", "file_storage", "directory")
-	promPort := freePort(t)
+	promPort := testutil.FreePort(t)
 	set(fmt.Sprintf("127.0.0.1:%d", promPort), "exporters", "prometheus", "endpoint")
 	readers := cfg["service"].(map[string]any)["telemetry"].(map[string]any)["metrics"].(map[string]any)["readers"].([]any)
-	readers[0].(map[string]any)["pull"].(map[string]any)["exporter"].(map[string]any)["prometheus"].(map[string]any)["port"] = freePort(t)
+	readers[0].(map[string]any)["pull"].(map[string]any)["exporter"].(map[string]any)["prometheus"].(map[string]any)["port"] = testutil.FreePort(t)
 	out, err := yaml.Marshal(cfg)
 	require.NoError(t, err)
-	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, out, 0o600))
-
-	logPath := filepath.Join(t.TempDir(), "collector.log")
-	logf, err := os.Create(logPath)
-	require.NoError(t, err)
-	cmd := exec.Command(bin, "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	log := func() string { b, _ := os.ReadFile(logPath); return string(b) }
-	require.Eventually(t, func() bool { return strings.Contains(log(), "Everything is ready") }, 30*time.Second, 100*time.Millisecond,
-		"collector did not start:\n%s", log())
+	c := testutil.StartCollector(t, testutil.WriteConfig(t, string(out)), testutil.ProcessOptions{})
+	log := c.Log
+	c.WaitReady(t, 30*time.Second)
 	journaltest.Write(t, filepath.Join(dir, "system.journal"), report(20001, time.Now()))
 	require.Eventually(t, func() bool {
 		total, _, _ := scrapeKills(fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort))

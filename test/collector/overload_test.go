@@ -1,13 +1,9 @@
 package collector
 
 import (
-	"bufio"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,28 +13,18 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
-// scrapeSelf sums a metric of the collector's own telemetry endpoint.
+// scrapeSelf sums a metric of the collector's own telemetry endpoint (-1
+// while it does not answer).
 func scrapeSelf(t *testing.T, port int, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	samples, err := testutil.Scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", port), name)
 	if err != nil {
 		return -1
 	}
-	defer resp.Body.Close()
-	var total float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, name); ok && (strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, " ")) {
-			if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
-				total += v
-			}
-		}
-	}
-	return total
+	return testutil.Sum(samples)
 }
 
 // While the memory limiter refuses data, the receiver drops nothing and
@@ -49,12 +35,12 @@ func scrapeSelf(t *testing.T, port int, name string) float64 {
 // memory_limiter's limit (1 MiB, below any Go heap) and the receiver's
 // retry backoff (50-200 ms, to see retries quickly) differ.
 func TestMemoryLimiterRefusalPausesReading(t *testing.T) {
-	bin := collectorBinary(t)
+	testutil.CollectorBinary(t)
 	journaltest.Require(t, journaltest.RemoteBinary, "systemd-journal-remote")
 	journalDir, stateDir := t.TempDir(), t.TempDir()
 	journal := filepath.Join(journalDir, "system.journal")
-	sink := newOTLPSink(t)
-	selfPort := freePort(t)
+	sink := testutil.StartOTLPSink(t)
+	selfPort := testutil.FreePort(t)
 	shipped := durableConfig(t, journalDir, stateDir, selfPort)
 	b, err := os.ReadFile(shipped)
 	require.NoError(t, err)
@@ -66,11 +52,8 @@ func TestMemoryLimiterRefusalPausesReading(t *testing.T) {
 	require.NoError(t, err)
 	refusing := filepath.Join(t.TempDir(), "refusing.yaml")
 	require.NoError(t, os.WriteFile(refusing, out, 0o600))
-	env := []string{"K8S_NODE_NAME=node-a", "OTLP_ENDPOINT=" + sink.addr}
+	env := []string{"K8S_NODE_NAME=node-a", "OTLP_ENDPOINT=" + sink.Addr()}
 	logPath := filepath.Join(t.TempDir(), "collector.log")
-	log, err := os.Create(logPath)
-	require.NoError(t, err)
-	defer log.Close()
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
@@ -80,8 +63,8 @@ func TestMemoryLimiterRefusalPausesReading(t *testing.T) {
 
 	// The limiter checks memory every check_interval: write the first kills
 	// once it refuses.
-	c := startReady(t, bin, refusing, env, log)
-	require.Eventually(t, func() bool { return c.logged("Refusing data") }, 60*time.Second, 50*time.Millisecond, "memory_limiter refuses")
+	c := startReady(t, refusing, env, logPath)
+	require.Eventually(t, func() bool { return c.Logged("Refusing data") }, 60*time.Second, 50*time.Millisecond, "memory_limiter refuses")
 	var kills []durableKill
 	for pid := 30001; pid <= 30003; pid++ {
 		kills = append(kills, writeKill(t, journal, pid))
@@ -97,26 +80,26 @@ func TestMemoryLimiterRefusalPausesReading(t *testing.T) {
 	r0 := retries()
 	require.Eventually(t, func() bool { return retries() >= r0+5 }, 60*time.Second, 50*time.Millisecond)
 	assert.Equal(t, read, scrapeSelf(t, selfPort, "otelcol_oomkill_receiver_entries_read"), "no entry read while the delivery is refused")
-	assert.Empty(t, sink.logRecords(), "refused data reached the exporter")
+	assert.Empty(t, sink.LogRecords(), "refused data reached the exporter")
 	t.Logf("while refused: %v delivery retries, entries read stayed at %v after 3 more kills were appended", retries(), read)
-	c.signal(t, syscall.SIGTERM)
+	c.SignalAndWait(t, syscall.SIGTERM)
 
-	c = startReady(t, bin, shipped, env, log)
+	c = startReady(t, shipped, env, logPath)
 	ids := func() map[string]int {
 		got := map[string]int{}
-		for _, lr := range sink.logRecords() {
+		for _, lr := range sink.LogRecords() {
 			id, _ := lr.Attributes().Get("oom.kill.id")
 			got[id.Str()]++
 		}
 		return got
 	}
-	require.Eventually(t, func() bool { return len(ids()) == len(kills) && sink.killTotal() == int64(len(kills)) },
+	require.Eventually(t, func() bool { return len(ids()) == len(kills) && killTotal(sink) == int64(len(kills)) },
 		60*time.Second, 100*time.Millisecond, "every kill arrives once memory is available")
-	c.signal(t, syscall.SIGTERM)
+	c.SignalAndWait(t, syscall.SIGTERM)
 	for _, k := range kills {
 		assert.Equal(t, 1, ids()[k.id], "pid %d", k.pid)
 	}
-	assert.Equal(t, int64(len(kills)), sink.killTotal())
+	assert.Equal(t, int64(len(kills)), killTotal(sink))
 }
 
 // A full persistent queue (backend down, queue_size 1) is not a drop
@@ -125,13 +108,13 @@ func TestMemoryLimiterRefusalPausesReading(t *testing.T) {
 // sending_queue::queue_size differs from the shipped OTLP pipeline (and
 // the receiver's backoff, as above).
 func TestFullQueuePausesReading(t *testing.T) {
-	bin := collectorBinary(t)
+	testutil.CollectorBinary(t)
 	journaltest.Require(t, journaltest.RemoteBinary, "systemd-journal-remote")
 	journalDir, stateDir := t.TempDir(), t.TempDir()
 	journal := filepath.Join(journalDir, "system.journal")
-	sink := newOTLPSink(t)
-	sink.down()
-	selfPort := freePort(t)
+	sink := testutil.StartOTLPSink(t)
+	sink.Down()
+	selfPort := testutil.FreePort(t)
 	b, err := os.ReadFile(durableConfig(t, journalDir, stateDir, selfPort))
 	require.NoError(t, err)
 	var cfg map[string]any
@@ -143,9 +126,6 @@ func TestFullQueuePausesReading(t *testing.T) {
 	small := filepath.Join(t.TempDir(), "small-queue.yaml")
 	require.NoError(t, os.WriteFile(small, out, 0o600))
 	logPath := filepath.Join(t.TempDir(), "collector.log")
-	log, err := os.Create(logPath)
-	require.NoError(t, err)
-	defer log.Close()
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
@@ -153,7 +133,7 @@ func TestFullQueuePausesReading(t *testing.T) {
 		}
 	})
 
-	c := startReady(t, bin, small, []string{"K8S_NODE_NAME=node-a", "OTLP_ENDPOINT=" + sink.addr}, log)
+	c := startReady(t, small, []string{"K8S_NODE_NAME=node-a", "OTLP_ENDPOINT=" + sink.Addr()}, logPath)
 	retries := func() float64 { return scrapeSelf(t, selfPort, "otelcol_oomkill_receiver_delivery_retries") }
 	entriesRead := func() float64 { return scrapeSelf(t, selfPort, "otelcol_oomkill_receiver_entries_read") }
 	// The first kill fills the queue (its request stays in it while the
@@ -162,7 +142,7 @@ func TestFullQueuePausesReading(t *testing.T) {
 	require.Eventually(t, func() bool { return entriesRead() >= 3 }, 60*time.Second, 50*time.Millisecond, "first kill read")
 	kills = append(kills, writeKill(t, journal, 40002))
 	require.Eventually(t, func() bool { return retries() >= 3 }, 60*time.Second, 50*time.Millisecond, "a full queue makes the receiver retry")
-	require.True(t, c.logged("sending queue is full"), "the receiver was refused by the full queue")
+	require.True(t, c.Logged("sending queue is full"), "the receiver was refused by the full queue")
 	read := entriesRead()
 	kills = append(kills, writeKill(t, journal, 40003), writeKill(t, journal, 40004))
 	r0 := retries()
@@ -170,18 +150,18 @@ func TestFullQueuePausesReading(t *testing.T) {
 	assert.Equal(t, read, entriesRead(), "no entry read while the queue is full")
 	full := retries()
 
-	sink.up(t)
+	sink.Up(t)
 	ids := func() map[string]int {
 		got := map[string]int{}
-		for _, lr := range sink.logRecords() {
+		for _, lr := range sink.LogRecords() {
 			id, _ := lr.Attributes().Get("oom.kill.id")
 			got[id.Str()]++
 		}
 		return got
 	}
-	require.Eventually(t, func() bool { return len(ids()) == len(kills) && sink.killTotal() == int64(len(kills)) },
+	require.Eventually(t, func() bool { return len(ids()) == len(kills) && killTotal(sink) == int64(len(kills)) },
 		90*time.Second, 100*time.Millisecond, "every kill arrives once the backend is back")
-	c.signal(t, syscall.SIGTERM)
+	c.SignalAndWait(t, syscall.SIGTERM)
 	for _, k := range kills {
 		assert.Equal(t, 1, ids()[k.id], "pid %d", k.pid)
 	}

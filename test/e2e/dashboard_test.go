@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/promtest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // panel is a panel of examples/grafana/otelcol-oomkill.json, as Grafana
@@ -31,7 +32,7 @@ type panel struct {
 // and its variables' queries by name.
 func dashboardPanels(t *testing.T) ([]panel, map[string]string) {
 	t.Helper()
-	raw, err := os.ReadFile(repoPath(t, "examples/grafana/otelcol-oomkill.json"))
+	raw, err := os.ReadFile(testutil.RepoPath(t, "examples/grafana/otelcol-oomkill.json"))
 	require.NoError(t, err)
 	var d struct {
 		Panels     []panel `json:"panels"`

@@ -9,35 +9,27 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/plog"
-	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
-	"google.golang.org/grpc"
-	_ "google.golang.org/grpc/encoding/gzip" // the OTLP exporter compresses by default
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/promtest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 const (
@@ -68,24 +60,7 @@ func requireRealKernel(t *testing.T) {
 	if len(missing) == 0 {
 		return
 	}
-	msg := "end-to-end test needs " + strings.Join(missing, ", ")
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-func repoPath(t *testing.T, rel string) string {
-	p, err := filepath.Abs(filepath.Join("..", "..", rel))
-	require.NoError(t, err)
-	return p
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	testutil.SkipOrFail(t, "end-to-end test needs "+strings.Join(missing, ", "))
 }
 
 // victim is one container the test OOM-kills.
@@ -104,35 +79,34 @@ type victim struct {
 
 func TestOOMKillToAlert(t *testing.T) {
 	requireRealKernel(t)
-	collector := repoPath(t, "bin/otelcol-oomkill")
-	_, err := os.Stat(collector)
-	require.NoError(t, err, "run make build first")
+	testutil.CollectorBinary(t)
+	cgroups := testutil.NewCgroups(t, "memory")
 
 	cluster := kubeapitest.Start(t)
 	ctx := context.Background()
-	_, err = cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
+	_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
 	require.NoError(t, err)
 
 	victims := []*victim{
 		{
 			pod: "checkout-7f9c6d5b8-x2x9q", container: "php-fpm", name: "php-fpm: pool",
-			cgroup: func(uid, id string) string { return "/kubepods/burstable/pod" + uid + "/" + id },
+			cgroup: func(uid, id string) string { return cgroups.Path("/kubepods/burstable/pod" + uid + "/" + id) },
 		},
 		{
 			pod: "tasks-0", container: "celery", name: "celery worker",
 			cgroup: func(uid, id string) string {
-				return "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice/crio-" + id + ".scope"
+				return cgroups.Path("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice/crio-" + id + ".scope")
 			},
 		},
 		{
 			pod: "report-29012345-abcde", container: "report", name: "java", killMain: true, before: restarted,
 			cgroup: func(uid, id string) string {
-				return "/kubepods.slice/kubepods-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice/cri-containerd-" + id + ".scope"
+				return cgroups.Path("/kubepods.slice/kubepods-pod" + strings.ReplaceAll(uid, "-", "_") + ".slice/cri-containerd-" + id + ".scope")
 			},
 		},
 		{
 			pod: "batch-5c8d7-qwert", container: "worker", name: "python3", before: deleted, gone: true,
-			cgroup: func(uid, id string) string { return "/kubepods/besteffort/pod" + uid + "/" + id },
+			cgroup: func(uid, id string) string { return cgroups.Path("/kubepods/besteffort/pod" + uid + "/" + id) },
 		},
 	}
 	for i, v := range victims {
@@ -140,24 +114,24 @@ func TestOOMKillToAlert(t *testing.T) {
 		v.uid = createRunningPod(t, cluster, v)
 	}
 
-	ensureJournald(t)
+	testutil.Journald(t)
 
-	otlp := startOTLPServer(t)
-	promExporter, selfTelemetry := freePort(t), freePort(t)
-	startCollector(t, collector, cluster.Kubeconfig, promExporter, selfTelemetry, otlp.addr)
+	otlp := testutil.StartOTLPSink(t)
+	promExporter, selfTelemetry := testutil.FreePort(t), testutil.FreePort(t)
+	startCollector(t, cluster.Kubeconfig, promExporter, selfTelemetry, otlp.Addr())
 	prom := startPrometheus(t, promExporter, selfTelemetry)
 
 	for _, v := range victims {
 		if v.before != nil {
 			v.before(t, cluster, v)
 		}
-		v.pid = oomKill(t, v)
+		v.pid = oomKill(t, cgroups, v)
 		t.Logf("kernel killed %q (pid %d) in %s", v.name, v.pid, v.cgroup(v.uid, v.id))
 	}
 
 	t.Run("log records over OTLP", func(t *testing.T) {
 		for _, v := range victims {
-			lr, res := otlp.waitFor(t, v.pid)
+			lr, res := waitFor(t, otlp, v.pid)
 			a := lr.Attributes().AsRaw()
 			r := res.Resource().Attributes().AsRaw()
 			assert.Equal(t, "oom_kill", lr.EventName())
@@ -328,123 +302,22 @@ func deleted(t *testing.T, cluster *kubeapitest.Cluster, v *victim) {
 // memory cgroup (64 MiB limit, 200 MiB allocated) and returns its pid. For
 // a child, a bash parent in the same cgroup survives (checked); otherwise
 // the process is the cgroup's only one.
-func oomKill(t *testing.T, v *victim) int {
+func oomKill(t *testing.T, cgroups *testutil.Cgroups, v *victim) int {
 	t.Helper()
-	dir := memcgRoot + v.cgroup(v.uid, v.id)
-	var made []string
-	for d := dir; d != memcgRoot; d = filepath.Dir(d) {
-		if _, err := os.Stat(d); os.IsNotExist(err) {
-			made = append(made, d)
-		}
-	}
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	t.Cleanup(func() {
-		for _, d := range made { // innermost first
-			_ = os.Remove(d)
-		}
-	})
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.Itoa(64<<20)), 0o644))
-	python := "/usr/bin/python3"
-	if _, err := os.Stat(python); err != nil {
-		python, err = exec.LookPath("python3")
-		require.NoError(t, err)
-	}
-	alloc := fmt.Sprintf(`%s -c 'import os; open("/proc/self/comm","w").write(%q); print(os.getpid(), flush=True); b = bytearray(200 << 20)'`, python, v.name)
-	var script string
+	cg := cgroups.Make(t, v.cgroup(v.uid, v.id), 64<<20)
 	if v.killMain {
-		script = fmt.Sprintf("echo $$ > %s/cgroup.procs; exec %s", dir, alloc)
-	} else {
-		// The parent lives on, as php-fpm's master would, past the
-		// receiver's look at the cgroup (oom.container.outcome=survived).
-		script = fmt.Sprintf("echo $$ > %s/cgroup.procs; %s & wait $!; echo status=$?; kill -0 $$ && echo parent=alive; exec sleep 300", dir, alloc)
-		return killChild(t, script)
+		return cg.KillOnly(t, v.name)
 	}
-	out, err := exec.Command("bash", "-c", script).Output()
-	lines := strings.Fields(string(out))
-	require.NotEmpty(t, lines, "victim printed nothing: %v", err)
-	pid, perr := strconv.Atoi(lines[0])
-	require.NoError(t, perr)
-	var ee *exec.ExitError
-	require.ErrorAs(t, err, &ee)
-	require.Equal(t, syscall.SIGKILL, ee.Sys().(syscall.WaitStatus).Signal(), "main process killed by SIGKILL")
+	// The parent lives on, as php-fpm's master would, past the receiver's
+	// look at the cgroup (oom.container.outcome=survived).
+	pid, _ := cg.KillWorker(t, v.name)
 	return pid
 }
 
-// killChild runs script, whose child is OOM-killed while the parent stays
-// (until the test ends), and returns the child's pid.
-func killChild(t *testing.T, script string) int {
-	t.Helper()
-	cmd := exec.Command("bash", "-c", script)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var lines []string
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if sc.Text() == "parent=alive" {
-			break
-		}
-	}
-	require.NotEmpty(t, lines, "victim printed nothing")
-	pid, err := strconv.Atoi(lines[0])
-	require.NoError(t, err)
-	require.Contains(t, lines, "status=137", "child killed by SIGKILL")
-	require.Contains(t, lines, "parent=alive", "parent survived")
-	return pid
-}
-
-// ensureJournald starts a real systemd-journald unless one runs (that one
-// is left alone) and waits until the journal holds a fresh kernel line. The
-// journald it started is stopped, and its journal removed, when the test ends.
-func ensureJournald(t *testing.T) {
-	t.Helper()
-	if journaltest.JournaldRunning() {
-		t.Log("using the systemd-journald already running")
-		return
-	}
-	_, statErr := os.Stat("/run/log/journal")
-	ours := os.IsNotExist(statErr)
-	require.NoError(t, os.MkdirAll("/run/systemd/journal", 0o755))
-	cmd := exec.Command("/lib/systemd/systemd-journald")
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := exec.Command("journalctl", "-D", "/run/log/journal", "-k", "--no-pager", "-o", "short-monotonic", "--since", "-5min").CombinedOutput()
-			var lines []string
-			for _, l := range strings.Split(string(out), "\n") {
-				if strings.Contains(l, "invoked oom-killer") || strings.Contains(l, "oom-kill:") || strings.Contains(l, "Killed process") {
-					lines = append(lines, l)
-				}
-			}
-			t.Logf("OOM lines in the journal:\n%s", strings.Join(lines, "\n"))
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if ours {
-			_ = os.RemoveAll("/run/log/journal")
-		}
-	})
-	// journald replays the kernel ring buffer at start; wait for a marker
-	// after it so the collector's start_at: end is past old kills.
-	marker := fmt.Sprintf("otelcol-oomkill e2e marker %d", time.Now().UnixNano())
-	require.NoError(t, os.WriteFile("/dev/kmsg", []byte(marker+"\n"), 0)) // one record per line
-	var out []byte
-	ok := assert.Eventually(t, func() bool {
-		out, _ = exec.Command("journalctl", "-D", "/run/log/journal", "--no-pager", "-n", "20").CombinedOutput()
-		return strings.Contains(string(out), marker)
-	}, 20*time.Second, 100*time.Millisecond, "journald did not record the marker")
-	if !ok {
-		t.Fatalf("journal tail:\n%s", out)
-	}
-}
-
-func startCollector(t *testing.T, bin, kubeconfig string, promPort, selfPort int, otlpAddr string) {
+func startCollector(t *testing.T, kubeconfig string, promPort, selfPort int, otlpAddr string) {
 	t.Helper()
 	state := t.TempDir()
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	cfg := testutil.WriteConfig(t, fmt.Sprintf(`
 extensions:
   file_storage:
     directory: %s
@@ -493,65 +366,18 @@ service:
       receivers: [oomkill]
       processors: [k8smeta]
       exporters: [prometheus]
-`, state, node, node, promPort, otlpAddr, node, selfPort)), 0o600))
-	cmd := exec.Command(bin, "--config", cfg)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	logf, err := os.Create(filepath.Join(t.TempDir(), "collector.log"))
-	require.NoError(t, err)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("collector log:\n%s", b)
-		}
-	})
+`, state, node, node, promPort, otlpAddr, node, selfPort))
+	c := testutil.StartCollector(t, cfg, testutil.ProcessOptions{Env: []string{"KUBECONFIG=" + kubeconfig}})
 	// Receivers start last, after k8smeta's first pod list: kills before
 	// then are before start_at: end.
-	require.Eventually(t, func() bool {
-		b, _ := os.ReadFile(logf.Name())
-		return strings.Contains(string(b), "Everything is ready")
-	}, 60*time.Second, 100*time.Millisecond, "collector did not start")
-}
-
-// otlpServer is a real OTLP/gRPC logs endpoint.
-type otlpServer struct {
-	plogotlp.UnimplementedGRPCServer
-	addr string
-	mu   sync.Mutex
-	logs []plog.Logs
-}
-
-func startOTLPServer(t *testing.T) *otlpServer {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s := &otlpServer{addr: l.Addr().String()}
-	srv := grpc.NewServer()
-	plogotlp.RegisterGRPCServer(srv, s)
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(srv.Stop)
-	return s
-}
-
-func (s *otlpServer) Export(_ context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
-	ld := plog.NewLogs()
-	req.Logs().CopyTo(ld)
-	s.mu.Lock()
-	s.logs = append(s.logs, ld)
-	s.mu.Unlock()
-	return plogotlp.NewExportResponse(), nil
+	c.WaitReady(t, 60*time.Second)
 }
 
 // waitFor returns the log record of the kill of pid and its resource.
-func (s *otlpServer) waitFor(t *testing.T, pid int) (lr plog.LogRecord, res plog.ResourceLogs) {
+func waitFor(t *testing.T, sink *testutil.OTLPSink, pid int) (lr plog.LogRecord, res plog.ResourceLogs) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, ld := range s.logs {
+		for _, ld := range sink.Logs() {
 			for i := 0; i < ld.ResourceLogs().Len(); i++ {
 				rl := ld.ResourceLogs().At(i)
 				for j := 0; j < rl.ScopeLogs().Len(); j++ {
@@ -586,5 +412,5 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:%d", "127.0.0.1:%d"]
         labels: {cluster: %s}
-`, repoPath(t, "examples/prometheus/alerts.yaml"), target, self, cluster))
+`, testutil.RepoPath(t, "examples/prometheus/alerts.yaml"), target, self, cluster))
 }

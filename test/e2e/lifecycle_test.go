@@ -4,16 +4,14 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // TestSeriesExpireAndReturnInPrometheus: the built collector on real
@@ -23,9 +21,7 @@ import (
 // again, so the counter never looks reset.
 func TestSeriesExpireAndReturnInPrometheus(t *testing.T) {
 	requireRealKernel(t)
-	bin := repoPath(t, "bin/otelcol-oomkill")
-	_, err := os.Stat(bin)
-	require.NoError(t, err, "run make build first")
+	testutil.CollectorBinary(t)
 
 	const boot = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 	pod, ctr := "7c1d0e2f-1111-4a2b-9c3d-00000000aaaa", "ab"+fmt.Sprintf("%062x", time.Now().UnixNano())
@@ -35,9 +31,8 @@ func TestSeriesExpireAndReturnInPrometheus(t *testing.T) {
 	}
 	dir, state := t.TempDir(), t.TempDir()
 
-	exporter, self := freePort(t), freePort(t)
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	exporter, self := testutil.FreePort(t), testutil.FreePort(t)
+	cfg := testutil.WriteConfig(t, fmt.Sprintf(`
 extensions:
   file_storage:
     directory: %s
@@ -71,21 +66,8 @@ service:
     metrics:
       receivers: [oomkill]
       exporters: [prometheus]
-`, state, dir, exporter, self)), 0o600))
-	cmd := exec.Command(bin, "--config", cfg)
-	logf, err := os.Create(filepath.Join(t.TempDir(), "collector.log"))
-	require.NoError(t, err)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("collector log:\n%s", b)
-		}
-	})
+`, state, dir, exporter, self))
+	testutil.StartCollector(t, cfg, testutil.ProcessOptions{})
 	prom := startPrometheus(t, exporter, self)
 	series := fmt.Sprintf(`container_oom_kill_count_total{container_id=%q}`, ctr)
 	present := fmt.Sprintf(`count(%s)`, series)

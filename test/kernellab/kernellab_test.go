@@ -6,62 +6,35 @@
 package kernellab
 
 import (
-	"bufio"
 	"context"
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kernellab"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 //go:embed scenarios.sh
 var scenarios string
 
-const repoRoot = "../.."
-
 // requireLab fails in CI and skips elsewhere when the lab cannot run here.
 func requireLab(t *testing.T) {
 	t.Helper()
 	if err := kernellab.Check(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
+		testutil.SkipOrFail(t, err.Error())
 	}
-}
-
-func collectorBinary(t *testing.T) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join(repoRoot, "bin", "otelcol-oomkill"))
-	require.NoError(t, err)
-	if _, err := os.Stat(p); err != nil {
-		msg := p + " is missing: run `make build` (make test does)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
 }
 
 // container is one line of the guest's $OUT/results.
@@ -100,7 +73,7 @@ func parseResults(t *testing.T, b []byte) []container {
 // TestKernelLab boots each kernel once and runs every scenario there.
 func TestKernelLab(t *testing.T) {
 	requireLab(t)
-	bin := collectorBinary(t)
+	testutil.CollectorBinary(t)
 	for _, k := range kernellab.Kernels() {
 		t.Run(k.Release(), func(t *testing.T) {
 			// About 1-2 min on a busy 2-core machine; far more means a hang.
@@ -130,7 +103,7 @@ func TestKernelLab(t *testing.T) {
 			if os.Getenv("KERNELLAB_UPDATE") != "" {
 				writeFixtures(t, k, entries, ctrs, res.Outputs["results"])
 			}
-			checkCollector(t, bin, res.JournalExport, want)
+			checkCollector(t, res.JournalExport, want)
 		})
 	}
 }
@@ -197,14 +170,6 @@ func expect(t *testing.T, entries []kernellab.Entry, ctrs []container) expectati
 	return ex
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // logRecord is what the test keeps of an oom_kill log record.
 type logRecord struct {
 	pod, ctr   string
@@ -213,102 +178,51 @@ type logRecord struct {
 	attributed bool
 }
 
-// otlpSink receives the collector's OTLP/HTTP logs.
-type otlpSink struct {
-	mu   sync.Mutex
-	recs []logRecord
-}
-
-func (s *otlpSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil || r.URL.Path != "/v1/logs" {
-		http.Error(w, "bad request", http.StatusBadRequest)
-		return
-	}
-	req := plogotlp.NewExportRequest()
-	if err := req.UnmarshalProto(body); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	s.mu.Lock()
-	rls := req.Logs().ResourceLogs()
-	for i := 0; i < rls.Len(); i++ {
-		res := rls.At(i).Resource().Attributes()
-		pod, _ := res.Get("k8s.pod.uid")
-		ctr, _ := res.Get("container.id")
-		sls := rls.At(i).ScopeLogs()
-		for j := 0; j < sls.Len(); j++ {
-			lrs := sls.At(j).LogRecords()
-			for k := 0; k < lrs.Len(); k++ {
-				a := lrs.At(k).Attributes()
-				pid, _ := a.Get("process.pid")
-				g, _ := a.Get("oom.group_kill")
-				at, _ := a.Get("oom.attributed")
-				s.recs = append(s.recs, logRecord{pod: pod.Str(), ctr: ctr.Str(), pid: pid.Int(), group: g.Bool(), attributed: at.Bool()})
+// records are the oom_kill log records the sink received.
+func records(sink *testutil.OTLPSink) []logRecord {
+	var out []logRecord
+	for _, ld := range sink.Logs() {
+		rls := ld.ResourceLogs()
+		for i := 0; i < rls.Len(); i++ {
+			res := rls.At(i).Resource().Attributes()
+			pod, _ := res.Get("k8s.pod.uid")
+			ctr, _ := res.Get("container.id")
+			sls := rls.At(i).ScopeLogs()
+			for j := 0; j < sls.Len(); j++ {
+				lrs := sls.At(j).LogRecords()
+				for k := 0; k < lrs.Len(); k++ {
+					a := lrs.At(k).Attributes()
+					pid, _ := a.Get("process.pid")
+					g, _ := a.Get("oom.group_kill")
+					at, _ := a.Get("oom.attributed")
+					out = append(out, logRecord{pod: pod.Str(), ctr: ctr.Str(), pid: pid.Int(), group: g.Bool(), attributed: at.Bool()})
+				}
 			}
 		}
 	}
-	s.mu.Unlock()
-	out, _ := plogotlp.NewExportResponse().MarshalProto()
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
+	return out
 }
-
-func (s *otlpSink) records() []logRecord {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]logRecord(nil), s.recs...)
-}
-
-var (
-	seriesLine = regexp.MustCompile(`^container_oom_kill_count_total\{(.*)\} (\S+)$`)
-	labelRE    = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
-)
 
 // scrape sums container_oom_kill_count_total per pod/container.
 func scrape(url string) (map[string]float64, bool) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return nil, false
-	}
-	defer resp.Body.Close()
+	kills, err := testutil.Scrape(url, "container_oom_kill_count_total")
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		m := seriesLine.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
-		}
-		labels := map[string]string{}
-		for _, l := range labelRE.FindAllStringSubmatch(m[1], -1) {
-			labels[l[1]] = l[2]
-		}
-		v, err := strconv.ParseFloat(m[2], 64)
-		if err == nil {
-			out[key(labels["k8s_pod_uid"], labels["container_id"])] += v
-		}
+	for _, s := range kills {
+		out[key(s.Label("k8s_pod_uid"), s.Label("container_id"))] += s.Value
 	}
-	return out, resp.StatusCode == http.StatusOK
+	return out, err == nil
 }
 
 // checkCollector turns the guest's journal into real journal files and has
 // the built collector read them from the beginning.
-func checkCollector(t *testing.T, bin string, export []byte, want expectation) {
+func checkCollector(t *testing.T, export []byte, want expectation) {
 	t.Helper()
 	dir := t.TempDir()
 	journaltest.WriteExport(t, filepath.Join(dir, "guest.journal"), export)
 
-	sink := &otlpSink{}
-	srv := &http.Server{Handler: sink, ReadHeaderTimeout: 10 * time.Second}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-
-	promPort := freePort(t)
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	sink := testutil.StartOTLPSink(t)
+	promPort := testutil.FreePort(t)
+	cfg := testutil.WriteConfig(t, fmt.Sprintf(`
 receivers:
   oomkill:
     journal:
@@ -319,9 +233,10 @@ exporters:
     endpoint: 127.0.0.1:%d
     resource_constant_labels:
       included: ["*"]
-  otlp_http:
-    endpoint: http://%s
-    compression: none
+  otlp_grpc:
+    endpoint: %s
+    tls:
+      insecure: true
     retry_on_failure:
       enabled: false
 service:
@@ -334,24 +249,9 @@ service:
       exporters: [prometheus]
     logs:
       receivers: [oomkill]
-      exporters: [otlp_http]
-`, dir, promPort, l.Addr())), 0o600))
-	cmd := exec.Command(bin, "--config", cfg)
-	var stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	require.NoError(t, cmd.Start())
-	var waitErr error
-	exited := make(chan struct{})
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
+      exporters: [otlp_grpc]
+`, dir, promPort, sink.Addr()))
+	c := testutil.StartCollector(t, cfg, testutil.ProcessOptions{})
 
 	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort)
 	deadline := time.Now().Add(90 * time.Second)
@@ -361,16 +261,16 @@ service:
 		for _, v := range got {
 			sum += v
 		}
-		if int(sum) >= want.total && len(sink.records()) >= want.total {
+		if int(sum) >= want.total && len(records(sink)) >= want.total {
 			break
 		}
 		select {
-		case <-exited:
-			t.Fatalf("the collector exited: %v\n%s", waitErr, stderr.String())
+		case <-c.Exited():
+			t.Fatalf("the collector exited: %v\n%s", c.Err(), c.Log())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 90 s the collector counted %v kills and sent %d log records, want %d\n%s", sum, len(sink.records()), want.total, tail(stderr.String()))
+			t.Fatalf("after 90 s the collector counted %v kills and sent %d log records, want %d\n%s", sum, len(records(sink)), want.total, c.LogTail(4000))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -387,7 +287,7 @@ service:
 	}
 	assert.Equal(t, wantSeries, got, "container_oom_kill_count_total per pod/container")
 
-	recs := sink.records()
+	recs := records(sink)
 	require.Len(t, recs, want.total, "oom_kill log records")
 	perCtr, flagged := map[string]int{}, map[string]int{}
 	pids := map[int64]int{}
@@ -421,21 +321,14 @@ func progress(console []byte) string {
 	return strings.Join(steps, ", ")
 }
 
-func tail(s string) string {
-	if len(s) > 4000 {
-		return s[len(s)-4000:]
-	}
-	return s
-}
-
 // Fixtures: testdata/journal/kernellab/<release>/<scenario>.export holds
 // the kernel's entries between the scenario's markers, byte for byte;
 // testdata/kernel/kernellab/<release>/<scenario>.txt the same messages, one
 // per line, after "# " lines saying what happened.
 func writeFixtures(t *testing.T, k kernellab.Kernel, entries []kernellab.Entry, ctrs []container, results []byte) {
 	t.Helper()
-	jdir := filepath.Join(repoRoot, "testdata", "journal", "kernellab", k.Release())
-	kdir := filepath.Join(repoRoot, "testdata", "kernel", "kernellab", k.Release())
+	jdir := testutil.RepoPath(t, "testdata/journal/kernellab/"+k.Release())
+	kdir := testutil.RepoPath(t, "testdata/kernel/kernellab/"+k.Release())
 	for _, d := range []string{jdir, kdir} {
 		require.NoError(t, os.RemoveAll(d))
 		require.NoError(t, os.MkdirAll(d, 0o755))
@@ -530,7 +423,7 @@ wait $col || true
 func collectorInGuest(t *testing.T, startAt string) []kernellab.File {
 	t.Helper()
 	// The journal reader dlopens libsystemd (go-systemd's sdjournal).
-	files, err := kernellab.HostBinary(collectorBinary(t), "/usr/bin/otelcol-oomkill", "libsystemd.so.0")
+	files, err := kernellab.HostBinary(testutil.CollectorBinary(t), "/usr/bin/otelcol-oomkill", "libsystemd.so.0")
 	require.NoError(t, err)
 	return append(files, kernellab.File{Path: "/etc/otelcol-oomkill.yaml", Data: []byte(`
 receivers:

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubeapitest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 func TestKubernetesManifestsDryRun(t *testing.T) {
@@ -34,7 +35,7 @@ func TestKubernetesManifestsDryRun(t *testing.T) {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cluster.Client.Discovery()))
 	ctx := context.Background()
 
-	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "kubernetes", "*.yaml"))
+	files, err := filepath.Glob(testutil.RepoPath(t, "examples/kubernetes/*.yaml"))
 	require.NoError(t, err)
 	applied := 0
 	for _, f := range files {
@@ -75,7 +76,7 @@ func TestKubernetesManifestsDryRun(t *testing.T) {
 // tests with promtool.
 func TestPrometheusRuleMatchesAlerts(t *testing.T) {
 	read := func(p string) map[string]any {
-		b, err := os.ReadFile(filepath.Join("..", "..", p))
+		b, err := os.ReadFile(testutil.RepoPath(t, p))
 		require.NoError(t, err)
 		var m map[string]any
 		require.NoError(t, yaml.Unmarshal(b, &m))

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubenode"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // helmReplacesKustomize swaps the collector installed by `kubectl apply -k`
@@ -38,7 +39,7 @@ func helmReplacesKustomize(t *testing.T, n *kubenode.Node, example string, gid i
 	}, 2*time.Minute, time.Second, "the kustomize collector's pods are gone; %s", describe(n, collectorNS))
 
 	helm := helmBinary(t)
-	cmd := exec.Command(helm, "install", "otelcol-oomkill", repoPath(t, "charts/otelcol-oomkill"),
+	cmd := exec.Command(helm, "install", "otelcol-oomkill", testutil.RepoPath(t, "charts/otelcol-oomkill"),
 		"--kubeconfig", n.Kubeconfig, "--namespace", collectorNS, "--create-namespace",
 		"--set", fmt.Sprintf("journal.groupIDs={%d,4}", gid), "--wait", "--timeout", "4m")
 	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
@@ -58,7 +59,7 @@ func helmReplacesKustomize(t *testing.T, n *kubenode.Node, example string, gid i
 // builds it when missing).
 func helmBinary(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command(repoPath(t, "test/helmbin/build.sh"))
+	cmd := exec.Command(testutil.RepoPath(t, "test/helmbin/build.sh"))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -7,26 +7,19 @@
 package node
 
 import (
-	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 const (
@@ -34,12 +27,6 @@ const (
 	collectorUID = 10001 // the Dockerfile's USER and the DaemonSet's runAsUser/runAsGroup
 	imageName    = "docker.io/library/otelcol-oomkill:0.1.0"
 )
-
-func repoPath(t *testing.T, rel string) string {
-	p, err := filepath.Abs(filepath.Join("..", "..", rel))
-	require.NoError(t, err)
-	return p
-}
 
 // requireMachine checks for what the tests need; CI has it all, so there a
 // gap fails instead of skipping.
@@ -60,18 +47,14 @@ func requireMachine(t *testing.T, paths ...string) {
 	if len(missing) == 0 {
 		return
 	}
-	msg := "needs " + strings.Join(missing, ", ") + " (Debian: buildah podman debootstrap systemd python3; .ci/run installs them)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testutil.SkipOrFail(t, "needs "+strings.Join(missing, ", ")+" (Debian: buildah podman debootstrap systemd python3; .ci/run installs them)")
 }
 
 // buildImage runs test/image/build.sh (cached; seconds when nothing
 // changed) and returns the OCI archive's path.
 func buildImage(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command(repoPath(t, "test/image/build.sh"))
+	cmd := exec.Command(testutil.RepoPath(t, "test/image/build.sh"))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	require.NoError(t, err, "test/image/build.sh")
@@ -97,106 +80,24 @@ func podman(args ...string) *exec.Cmd {
 	return exec.Command("podman", append(global, args...)...)
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// hostJournal is the node's volatile journal, written by a real
-// systemd-journald from /dev/kmsg.
-type hostJournal struct {
-	gid int // the group that may read it
-}
-
-// ensureJournald uses the systemd-journald that runs, or starts one laid out
-// as systemd-tmpfiles lays out a node's journal (/run/log/journal 2755 and
-// its machine-id directory 2750, root:systemd-journal, so the files are
-// 0640 root:systemd-journal). One it started is stopped, and its journal
-// removed, when the test ends.
-func ensureJournald(t *testing.T) hostJournal {
-	t.Helper()
-	mid, err := os.ReadFile("/etc/machine-id")
-	require.NoError(t, err, "the host's /etc/machine-id")
-	midDir := filepath.Join("/run/log/journal", strings.TrimSpace(string(mid)))
-	if journaltest.JournaldRunning() {
-		var st syscall.Stat_t
-		require.NoError(t, syscall.Stat(midDir, &st), "a systemd-journald runs; its journal")
-		t.Logf("using the systemd-journald already running (%s group %d)", midDir, st.Gid)
-		return hostJournal{gid: int(st.Gid)}
-	}
-	g, err := user.LookupGroup("systemd-journal")
-	require.NoError(t, err, "the systemd-journal group (Debian package systemd)")
-	gid, _ := strconv.Atoi(g.Gid)
-	_, statErr := os.Stat("/run/log/journal")
-	ours := os.IsNotExist(statErr)
-	for _, d := range []struct {
-		path string
-		mode os.FileMode
-	}{{"/run/log/journal", 0o755}, {midDir, 0o750}} {
-		require.NoError(t, os.MkdirAll(d.path, 0o700))
-		require.NoError(t, os.Chown(d.path, 0, gid))
-		require.NoError(t, os.Chmod(d.path, d.mode|os.ModeSetgid))
-	}
-	require.NoError(t, os.MkdirAll("/run/systemd/journal", 0o755))
-	cmd := exec.Command("/lib/systemd/systemd-journald")
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if ours {
-			_ = os.RemoveAll("/run/log/journal")
-		}
-	})
-	marker := "otelcol-oomkill image test marker " + randHex(8)
-	require.NoError(t, os.WriteFile("/dev/kmsg", []byte(marker+"\n"), 0))
-	require.Eventually(t, func() bool {
-		out, _ := exec.Command("journalctl", "-D", "/run/log/journal", "--no-pager", "-n", "20").CombinedOutput()
-		return strings.Contains(string(out), marker)
-	}, 20*time.Second, 100*time.Millisecond, "journald did not record the marker")
-	var st syscall.Stat_t
-	require.NoError(t, syscall.Stat(filepath.Join(midDir, "system.journal"), &st))
-	require.Equal(t, uint32(gid), st.Gid, "journald's file inherits the directory's group, as on a node")
-	require.Equal(t, uint32(0o640), st.Mode&0o7777, "journald's file mode")
-	return hostJournal{gid: gid}
-}
-
 // victim is a container-shaped memory cgroup, named as a kubelet with the
-// cgroupfs driver names it, under a prefix of this test's own.
+// cgroupfs driver names it, under the test's own prefix.
 type victim struct {
-	dir, podUID, containerID string
+	cgroup              *testutil.Cgroup
+	podUID, containerID string
 }
 
-func newVictim(t *testing.T, prefix string) *victim {
+func newVictim(t *testing.T, cgroups *testutil.Cgroups) *victim {
 	t.Helper()
-	u := randHex(16)
-	v := &victim{podUID: u[:8] + "-" + u[8:12] + "-" + u[12:16] + "-" + u[16:20] + "-" + u[20:], containerID: randHex(32)}
-	top := filepath.Join(memcgRoot, prefix)
-	v.dir = filepath.Join(top, "kubepods", "burstable", "pod"+v.podUID, v.containerID)
-	require.NoError(t, os.MkdirAll(v.dir, 0o755))
-	t.Cleanup(func() {
-		for d := v.dir; d != memcgRoot; d = filepath.Dir(d) { // innermost first
-			_ = os.Remove(d)
-		}
-	})
-	require.NoError(t, os.WriteFile(filepath.Join(v.dir, "memory.limit_in_bytes"), []byte(strconv.Itoa(32<<20)), 0o644))
+	v := &victim{podUID: testutil.RandomPodUID(), containerID: testutil.RandomHex(32)}
+	v.cgroup = cgroups.Make(t, cgroups.Path("/kubepods/burstable/pod"+v.podUID+"/"+v.containerID), 32<<20)
 	return v
 }
 
 // kill makes the kernel OOM-kill a worker (python3) of a surviving shell.
 func (v *victim) kill(t *testing.T) {
 	t.Helper()
-	script := fmt.Sprintf(`echo $$ > %s/cgroup.procs; python3 -c 'b = bytearray(200 << 20)' & wait $!; echo status=$?`, v.dir)
-	out, err := exec.Command("bash", "-c", script).Output()
-	require.NoError(t, err)
-	require.Contains(t, string(out), "status=137", "the worker was killed by SIGKILL")
+	v.cgroup.KillWorker(t, "python3")
 }
 
 // runArgs are the DaemonSet's securityContext and mounts, in podman's words:
@@ -227,24 +128,6 @@ func runArgs(name, cgroupParent string, groups []int, configDir, checkpointDir s
 		args = append(args, "-v", "/var/log/journal:/var/log/journal:ro")
 	}
 	return append(args, imageName) // the image's own ENTRYPOINT and CMD
-}
-
-// removeCgroupTree removes a cgroup and its children in every hierarchy,
-// innermost first.
-func removeCgroupTree(rel string) {
-	hs, _ := filepath.Glob("/sys/fs/cgroup/*")
-	for _, h := range hs {
-		var dirs []string
-		_ = filepath.WalkDir(filepath.Join(h, rel), func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			_ = os.Remove(dirs[i])
-		}
-	}
 }
 
 func removeContainer(name string) {
@@ -292,21 +175,10 @@ service:
 
 // count is container_oom_kill_count_total for the victim (-1: no series).
 func count(promPort int, v *victim) float64 {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort))
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if strings.HasPrefix(l, "container_oom_kill_count_total{") &&
-			strings.Contains(l, `container_id="`+v.containerID+`"`) && strings.Contains(l, `k8s_pod_uid="`+v.podUID+`"`) {
-			f, err := strconv.ParseFloat(l[strings.LastIndex(l, " ")+1:], 64)
-			if err == nil {
-				return f
-			}
+	kills, _ := testutil.Scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort), "container_oom_kill_count_total")
+	for _, s := range kills {
+		if s.Labeled(map[string]string{"container_id": v.containerID, "k8s_pod_uid": v.podUID}) {
+			return s.Value
 		}
 	}
 	return -1
@@ -326,7 +198,8 @@ func TestImageAsDaemonSet(t *testing.T) {
 	requireMachine(t, "/usr/bin/buildah", "/usr/bin/podman", "/usr/sbin/debootstrap",
 		"/lib/systemd/systemd-journald", "/usr/bin/python3")
 	buildImage(t)
-	j := ensureJournald(t)
+	cgroups := testutil.NewCgroups(t, "memory")
+	j := testutil.Journald(t)
 
 	dir := t.TempDir()
 	configDir := filepath.Join(dir, "config")
@@ -335,15 +208,15 @@ func TestImageAsDaemonSet(t *testing.T) {
 	require.NoError(t, os.Mkdir(configDir, 0o755))
 	require.NoError(t, os.Mkdir(checkpointDir, 0o700))
 	require.NoError(t, os.Chown(checkpointDir, collectorUID, collectorUID)) // the init container's chown
-	promPort, selfPort := freePort(t), freePort(t)
+	promPort, selfPort := testutil.FreePort(t), testutil.FreePort(t)
 	writeConfig(t, configDir, promPort, selfPort)
-	prefix := "otelcol-oomkill-image-" + randHex(4)
-	name := prefix
-	cgroupParent := "/" + prefix + "-podman"
-	t.Cleanup(func() { removeCgroupTree(cgroupParent) })
+	name := "otelcol-oomkill-image-" + testutil.RandomHex(4)
+	// podman makes the container's and conmon's cgroups below this parent,
+	// in every hierarchy; they go with the test's prefix.
+	cgroupParent := cgroups.Path("/podman")
 
 	t.Run("wrong journal group fails at start", func(t *testing.T) {
-		if j.gid == 0 {
+		if j.GID == 0 {
 			t.Skip("the running journald's files are root:root; no group to get wrong")
 		}
 		n := name + "-wrong"
@@ -361,15 +234,15 @@ func TestImageAsDaemonSet(t *testing.T) {
 			t.Fatalf("the collector kept running with a journal it cannot read:\n%s", logs(n))
 		}
 		assert.Contains(t, string(out), "the journal exists but cannot be read")
-		assert.Contains(t, string(out), fmt.Sprintf("add gid %d to the collector's groups", j.gid))
+		assert.Contains(t, string(out), fmt.Sprintf("add gid %d to the collector's groups", j.GID))
 	})
 
-	v := newVictim(t, prefix)
+	v := newVictim(t, cgroups)
 	start := func(t *testing.T) {
 		t.Helper()
 		removeContainer(name)
 		t.Cleanup(func() { removeContainer(name) })
-		args := runArgs(name, cgroupParent, []int{j.gid, 4}, configDir, checkpointDir)
+		args := runArgs(name, cgroupParent, []int{j.GID, 4}, configDir, checkpointDir)
 		args = append([]string{args[0], "-d"}, args[1:]...)
 		out, err := podman(args...).CombinedOutput()
 		require.NoError(t, err, "podman run: %s", out)
@@ -384,7 +257,7 @@ func TestImageAsDaemonSet(t *testing.T) {
 
 	t.Run("counts a kill from the host journal", func(t *testing.T) {
 		start(t)
-		assertRunsAsDaemonSet(t, name, j.gid)
+		assertRunsAsDaemonSet(t, name, j.GID)
 		v.kill(t)
 		require.Eventually(t, func() bool { return count(promPort, v) == 1 }, 30*time.Second, 200*time.Millisecond,
 			"container_oom_kill_count_total for the victim; collector log:\n%s", logs(name))

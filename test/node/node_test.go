@@ -21,6 +21,7 @@ import (
 
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kubenode"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/promtest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 const (
@@ -55,10 +56,10 @@ func TestNodeStory(t *testing.T) {
 		t.Fatalf("kubectl: %v (test/k8sbin/build.sh node builds it)", err)
 	}
 	collectorArchive := buildImage(t)
-	out, err := exec.Command(repoPath(t, "test/image/node-images.sh")).Output()
+	out, err := exec.Command(testutil.RepoPath(t, "test/image/node-images.sh")).Output()
 	require.NoError(t, err, "test/image/node-images.sh")
 	archives := append(strings.Fields(string(out)), collectorArchive)
-	j := ensureJournald(t)
+	j := testutil.Journald(t)
 	// Registered before the node's teardown, so it runs after it.
 	t.Cleanup(func() {
 		if left := kubenode.Leftovers(); len(left) > 0 && !t.Failed() {
@@ -72,13 +73,13 @@ func TestNodeStory(t *testing.T) {
 	// node: its journal group. The image name needs none: the archive holds
 	// docker.io/library/otelcol-oomkill:0.1.0, what otelcol-oomkill:0.1.0 means.
 	example := t.TempDir()
-	require.NoError(t, os.CopyFS(example, os.DirFS(repoPath(t, "examples/kubernetes"))))
+	require.NoError(t, os.CopyFS(example, os.DirFS(testutil.RepoPath(t, "examples/kubernetes"))))
 	ds := filepath.Join(example, "03-daemonset.yaml")
 	b, err := os.ReadFile(ds)
 	require.NoError(t, err)
 	re := regexp.MustCompile(`supplementalGroups: \[999, 4\]`)
 	require.True(t, re.Match(b), "03-daemonset.yaml's supplementalGroups line, which the README tells to edit")
-	require.NoError(t, os.WriteFile(ds, re.ReplaceAll(b, []byte(fmt.Sprintf("supplementalGroups: [%d, 4]", j.gid))), 0o644))
+	require.NoError(t, os.WriteFile(ds, re.ReplaceAll(b, []byte(fmt.Sprintf("supplementalGroups: [%d, 4]", j.GID))), 0o644))
 	out, err = n.Kubectl("apply", "-k", example)
 	require.NoError(t, err, "kubectl apply -k examples/kubernetes:\n%s", out)
 	t.Logf("kubectl apply -k:\n%s", out)
@@ -233,7 +234,7 @@ spec:
 		require.NoError(t, json.Unmarshal(info, &c))
 		assert.Equal(t, collectorUID, c.Spec.Process.User.UID)
 		assert.Equal(t, collectorUID, c.Spec.Process.User.GID)
-		assert.Contains(t, c.Spec.Process.User.AdditionalGids, j.gid)
+		assert.Contains(t, c.Spec.Process.User.AdditionalGids, j.GID)
 		for set, caps := range c.Spec.Process.Capabilities {
 			assert.Empty(t, caps, "capability set %s", set)
 		}
@@ -255,7 +256,7 @@ spec:
 	})
 
 	t.Run("the chart installed with helm counts a kill with names", func(t *testing.T) {
-		helmReplacesKustomize(t, n, example, j.gid, prom, collector.Name)
+		helmReplacesKustomize(t, n, example, j.GID, prom, collector.Name)
 		now := strings.TrimPrefix(getPod(t, n, appNS, app.Name).Status.ContainerStatuses[0].ContainerID, "containerd://")
 		touch(t, n, now, "/tmp/grow-worker")
 		require.Eventually(t, func() bool { return prom.Query(t, outcome(now, "survived")) == 1 }, 2*time.Minute, time.Second,
@@ -365,7 +366,7 @@ scrape_configs:
     file_sd_configs:
       - files: [%q]
         refresh_interval: 1s
-`, repoPath(t, "examples/prometheus/alerts.yaml"), p.targets))
+`, testutil.RepoPath(t, "examples/prometheus/alerts.yaml"), p.targets))
 	return p
 }
 

@@ -6,13 +6,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // The export holds what Write says it wrote: the entries, half of them the
 // kernel's, and every captured report replayed whole, so the number of
 // victim lines is the number of kills.
 func TestWriteCountsWhatItWrites(t *testing.T) {
-	reports, err := LoadReports("../../../testdata/kernel/captured")
+	reports, err := LoadReports(testutil.RepoPath(t, "testdata/kernel/captured"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +45,7 @@ func TestWriteCountsWhatItWrites(t *testing.T) {
 // Through systemd-journal-remote the entries become a journal that
 // journalctl reads back whole: every kernel entry, every victim line.
 func TestWriteFilesMakesARealJournal(t *testing.T) {
-	reports, err := LoadReports("../../../testdata/kernel/captured")
+	reports, err := LoadReports(testutil.RepoPath(t, "testdata/kernel/captured"))
 	if err != nil {
 		t.Fatal(err)
 	}

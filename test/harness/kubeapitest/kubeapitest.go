@@ -16,18 +16,17 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // Version is the Kubernetes release the binaries are built from.
@@ -48,11 +47,7 @@ func BinDir(t testing.TB) string {
 	}
 	for _, b := range []string{"kube-apiserver", "etcd"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			msg := fmt.Sprintf("%s not found in %s: run test/k8sbin/build.sh (≈16 min the first time; make test does)", b, dir)
-			if os.Getenv("CI") != "" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
+			testutil.SkipOrFail(t, fmt.Sprintf("%s not found in %s: run test/k8sbin/build.sh (≈16 min the first time; make test does)", b, dir))
 		}
 	}
 	return dir
@@ -69,8 +64,8 @@ type Cluster struct {
 	dir, bins string
 	port      int
 	token     string
-	etcd      *proc
-	apiserver *proc
+	etcd      *testutil.Process
+	apiserver *testutil.Process
 	apiArgs   []string
 }
 
@@ -80,8 +75,8 @@ type Cluster struct {
 func Start(t testing.TB) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, bins: BinDir(t), dir: t.TempDir(), token: "oomkill-test-token"}
-	etcdPort, peerPort := freePort(t), freePort(t)
-	c.port = freePort(t)
+	etcdPort, peerPort := testutil.FreePort(t), testutil.FreePort(t)
+	c.port = testutil.FreePort(t)
 	c.etcd = c.spawn("etcd", "etcd",
 		"--data-dir", filepath.Join(c.dir, "etcd"),
 		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
@@ -90,7 +85,7 @@ func Start(t testing.TB) *Cluster {
 		"--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", peerPort),
 		"--initial-cluster", fmt.Sprintf("default=http://127.0.0.1:%d", peerPort),
 		"--log-level", "warn")
-	t.Cleanup(func() { stop(c.etcd) })
+	t.Cleanup(func() { c.etcd.Stop() })
 
 	key, pub := c.serviceAccountKeys()
 	tokens := filepath.Join(c.dir, "tokens.csv")
@@ -106,7 +101,7 @@ func Start(t testing.TB) *Cluster {
 		"--endpoint-reconciler-type", "none", "--disable-admission-plugins", "ServiceAccount",
 	}
 	c.startAPIServer()
-	t.Cleanup(func() { stop(c.apiserver) })
+	t.Cleanup(func() { c.apiserver.Stop() })
 
 	c.Kubeconfig = filepath.Join(c.dir, "kubeconfig")
 	must(t, os.WriteFile(c.Kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
@@ -136,12 +131,12 @@ current-context: test
 // port, against the same etcd: watches break and clients must recover.
 func (c *Cluster) RestartAPIServer() {
 	c.t.Helper()
-	stop(c.apiserver)
+	c.apiserver.Stop()
 	c.startAPIServer()
 }
 
 // StopAPIServer stops the API server; StartAPIServer brings it back.
-func (c *Cluster) StopAPIServer() { stop(c.apiserver) }
+func (c *Cluster) StopAPIServer() { c.apiserver.Stop() }
 
 // StartAPIServer starts a stopped API server again.
 func (c *Cluster) StartAPIServer() { c.startAPIServer() }
@@ -165,7 +160,7 @@ func (c *Cluster) waitReady() {
 			}
 		}
 		select {
-		case <-c.apiserver.done:
+		case <-c.apiserver.Exited():
 			c.t.Fatalf("kube-apiserver exited; its log: %s", filepath.Join(c.dir, "kube-apiserver.log"))
 		case <-time.After(200 * time.Millisecond):
 		}
@@ -173,38 +168,11 @@ func (c *Cluster) waitReady() {
 	c.t.Fatalf("kube-apiserver not ready on port %d; its log: %s", c.port, filepath.Join(c.dir, "kube-apiserver.log"))
 }
 
-// proc is a running binary; done closes when it exits.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// spawn starts a binary with its output in a log file under the test dir.
-func (c *Cluster) spawn(name, bin string, args ...string) *proc {
+// spawn starts a binary with its output appended to a log file under the
+// test dir (a restarted API server's too); stopped when the test ends.
+func (c *Cluster) spawn(name, bin string, args ...string) *testutil.Process {
 	c.t.Helper()
-	logf, err := os.OpenFile(filepath.Join(c.dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	must(c.t, err)
-	cmd := exec.Command(filepath.Join(c.bins, bin), args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	must(c.t, cmd.Start())
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
-	return p
-}
-
-// stop ends a process politely, then firmly, and waits for it.
-func stop(p *proc) {
-	if p == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	return testutil.StartProcess(c.t, name, filepath.Join(c.bins, bin), args, testutil.ProcessOptions{LogFile: filepath.Join(c.dir, name+".log")})
 }
 
 func (c *Cluster) serviceAccountKeys() (keyFile, pubFile string) {
@@ -216,13 +184,6 @@ func (c *Cluster) serviceAccountKeys() (keyFile, pubFile string) {
 	must(c.t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600))
 	must(c.t, os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600))
 	return keyFile, pubFile
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func must(t testing.TB, err error) {

@@ -42,6 +42,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 const (
@@ -109,7 +111,7 @@ func BinDir(t testing.TB) string {
 	}
 	for _, b := range []string{"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kubelet"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			skipOrFail(t, fmt.Sprintf("%s not found in %s: run test/k8sbin/build.sh node (make e2e-node does)", b, dir))
+			testutil.SkipOrFail(t, fmt.Sprintf("%s not found in %s: run test/k8sbin/build.sh node (make e2e-node does)", b, dir))
 		}
 	}
 	return dir
@@ -131,16 +133,8 @@ func Require(t testing.TB) {
 		missing = append(missing, "a cgroup v1 memory hierarchy (this harness is written for cgroup v1 hosts)")
 	}
 	if len(missing) > 0 {
-		skipOrFail(t, "the real node needs "+strings.Join(missing, ", ")+" (Debian: containerd runc containernetworking-plugins iptables iproute2; .ci/run installs them)")
+		testutil.SkipOrFail(t, "the real node needs "+strings.Join(missing, ", ")+" (Debian: containerd runc containernetworking-plugins iptables iproute2; .ci/run installs them)")
 	}
-}
-
-func skipOrFail(t testing.TB, msg string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
 }
 
 // Start brings the node up, with images (OCI archives) imported into
@@ -149,7 +143,7 @@ func skipOrFail(t testing.TB, msg string) {
 func Start(t testing.TB, images ...string) *Node {
 	t.Helper()
 	Require(t)
-	n := &Node{t: t, Bins: BinDir(t), token: "oomkill-node-" + randHex(8), Socket: filepath.Join(Base, "containerd.sock")}
+	n := &Node{t: t, Bins: BinDir(t), token: "oomkill-node-" + testutil.RandomHex(8), Socket: filepath.Join(Base, "containerd.sock")}
 	if err := Cleanup(t.Logf); err != nil {
 		t.Fatalf("leftovers of an earlier run: %v", err)
 	}
@@ -329,7 +323,7 @@ func (n *Node) startControlPlane() {
 	writePEM(t, n.path("etc/sa.pub"), "PUBLIC KEY", pub)
 	must(t, os.WriteFile(n.path("etc/tokens.csv"), []byte(n.token+`,oomkill-node-admin,1,"system:masters"`+"\n"), 0o600))
 
-	etcdPort, peerPort := freePort(t), freePort(t)
+	etcdPort, peerPort := testutil.FreePort(t), testutil.FreePort(t)
 	etcd := n.spawn("etcd", filepath.Join(n.Bins, "etcd"),
 		"--data-dir", n.path("etcd"),
 		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
@@ -340,7 +334,7 @@ func (n *Node) startControlPlane() {
 		"--log-level", "warn")
 	_ = etcd
 
-	n.apiPort = freePort(t)
+	n.apiPort = testutil.FreePort(t)
 	// The API server listens on the bridge's address: the host's processes
 	// and the pods (through the kubernetes Service's DNAT) reach it there.
 	api := n.spawn("kube-apiserver", filepath.Join(n.Bins, "kube-apiserver"),
@@ -385,12 +379,12 @@ current-context: node
 
 	n.spawn("kube-controller-manager", filepath.Join(n.Bins, "kube-controller-manager"),
 		"--kubeconfig", n.Kubeconfig, "--leader-elect=false",
-		"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(freePort(t)),
+		"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(testutil.FreePort(t)),
 		"--service-account-private-key-file", n.path("etc/sa.key"), "--root-ca-file", n.path("etc/ca.crt"),
 		"--use-service-account-credentials=false")
 	n.spawn("kube-scheduler", filepath.Join(n.Bins, "kube-scheduler"),
 		"--kubeconfig", n.Kubeconfig, "--leader-elect=false",
-		"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(freePort(t)))
+		"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(testutil.FreePort(t)))
 }
 
 func (n *Node) apiReady() bool {
@@ -442,7 +436,7 @@ evictionHard: {"memory.available": "1Mi", "nodefs.available": "1%%", "imagefs.av
 resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 maxPods: 20
-`, CgroupPrefix, n.Socket, n.Socket, Gateway, freePort(n.t), freePort(n.t), n.path("volume-plugins"), n.path("pod-logs"))
+`, CgroupPrefix, n.Socket, n.Socket, Gateway, testutil.FreePort(n.t), testutil.FreePort(n.t), n.path("volume-plugins"), n.path("pod-logs"))
 	cfgPath := n.path("etc/kubelet.yaml")
 	must(n.t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
 	n.spawn("kubelet", filepath.Join(n.Bins, "kubelet"),
@@ -849,19 +843,6 @@ func newServing(t testing.TB, ca *x509.Certificate, caKey *rsa.PrivateKey) ([]by
 
 func writePEM(t testing.TB, path, typ string, der []byte) {
 	must(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%x", b)
 }
 
 func must(t testing.TB, err error) {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
 // A cgroup v2 tree as files: cgroup.events is what the kernel writes.
@@ -124,22 +126,14 @@ func TestRealCgroupV1(t *testing.T) {
 	}
 	for _, withPids := range []bool{true, false} {
 		t.Run(fmt.Sprintf("pids=%v", withPids), func(t *testing.T) {
-			pod := fmt.Sprintf("/cgroupstate-test-%d/burstable/pod%d", os.Getpid(), time.Now().UnixNano())
-			ctr := pod + "/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 			hierarchies := []string{"memory"}
 			if withPids {
 				hierarchies = append(hierarchies, "pids")
 			}
-			for _, h := range hierarchies {
-				require.NoError(t, os.MkdirAll(filepath.Join(root, h, ctr), 0o755))
-			}
-			t.Cleanup(func() {
-				for _, h := range hierarchies {
-					for p := ctr; p != "/"; p = filepath.Dir(p) {
-						_ = os.Remove(filepath.Join(root, h, p))
-					}
-				}
-			})
+			// Under a prefix of the test's own, removed at the end: never the kubelet's tree.
+			cgroups := testutil.NewCgroups(t, hierarchies...)
+			pod := cgroups.Path("/kubepods/burstable/pod" + testutil.RandomPodUID())
+			ctr := cgroups.Make(t, pod+"/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 0).Path
 			cmd := exec.Command("sleep", "60")
 			require.NoError(t, cmd.Start())
 			for _, h := range hierarchies {
@@ -193,22 +187,13 @@ func TestRealZombieAndNotify(t *testing.T) {
 	}
 	for _, unified := range []bool{false, true} {
 		t.Run(fmt.Sprintf("unified=%v", unified), func(t *testing.T) {
-			top := fmt.Sprintf("/cgroupstate-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-			ctr := top + "/pod/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 			hierarchies := []string{"memory", "pids"}
 			if unified {
 				hierarchies = append(hierarchies, "unified")
 			}
-			for _, h := range hierarchies {
-				require.NoError(t, os.MkdirAll(filepath.Join(root, h, ctr), 0o755))
-			}
-			t.Cleanup(func() {
-				for _, h := range hierarchies {
-					for p := ctr; p != "/"; p = filepath.Dir(p) {
-						_ = os.Remove(filepath.Join(root, h, p))
-					}
-				}
-			})
+			// Under a prefix of the test's own, removed at the end: never the kubelet's tree.
+			cgroups := testutil.NewCgroups(t, hierarchies...)
+			ctr := cgroups.Make(t, cgroups.Path("/kubepods/burstable/pod"+testutil.RandomPodUID()+"/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), 0).Path
 			cmd := exec.Command("sleep", "60")
 			require.NoError(t, cmd.Start())
 			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
