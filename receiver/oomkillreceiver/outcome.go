@@ -77,7 +77,7 @@ func victimProcesses(cfg OutcomeConfig, logger *zap.Logger) outcomewatch.Process
 	}
 	p, err := hostproc.Open(cfg.ProcRoot)
 	if err != nil {
-		logger.Info("OOM victims cannot be looked up: a container that lived on is known only outcome.delay after the kill (an emptied one at once); mount the host's /proc read-only and set outcome.proc_root to it to know in milliseconds",
+		logger.Info("OOM victims cannot be looked up: a container that lived on is known only outcome.delay after the kill (an emptied one at once); mount the host's /proc read-only and set outcome.proc_root to it to know as soon as the victim is gone",
 			zap.String("proc_root", cfg.ProcRoot), zap.Error(err))
 		return nil
 	}
