@@ -12,11 +12,11 @@ PKGS      := ./...
 ## what the tests need (scripts/install-deps.sh: Debian packages with apt-get, as root; elsewhere
 ## it stops and lists them). The collector-level tests (test/collector) run the distribution, so it
 ## is built first; the k8smeta tests run a real kube-apiserver and etcd, built once from the Go
-## module proxy and cached; chart checks the Helm chart; e2e-image builds the container image
-## (cached) and runs it as the DaemonSet does; e2e-node runs the DaemonSet on a real single-node
-## cluster, installed with kubectl and with helm. Around the suites, cgroup-leftovers checks that no
-## test left a cgroup behind.
-test: deps-test cgroup-snapshot build k8s-binaries chart lint vet cross rules unit kernel-lab fuzz e2e-image e2e-node cgroup-leftovers
+## module proxy and cached; chart checks the Helm chart; kmsg-test reads this machine's /dev/kmsg;
+## e2e-image builds the container image (cached) and runs it as the DaemonSet does; e2e-node runs
+## the DaemonSet on a real single-node cluster, installed with kubectl and with helm. Around the
+## suites, cgroup-leftovers checks that no test left a cgroup behind.
+test: deps-test cgroup-snapshot build k8s-binaries chart lint vet cross rules unit kmsg-test kernel-lab fuzz e2e-image e2e-node cgroup-leftovers
 
 ## deps-run, deps-test: what make run / make test need from the machine (scripts/install-deps.sh).
 .PHONY: deps-run deps-test
@@ -63,8 +63,10 @@ chart: helm build k8s-binaries
 # vet still compiles them.
 vet:
 	$(GO) vet $(PKGS)
+	CGO_ENABLED=0 $(GO) vet $(PKGS)
 	$(GO) vet -tags sidebyside ./test/bench/
-	$(GO) vet -tags e2enode,e2ecluster ./test/node/ ./test/harness/kubenode/
+	$(GO) vet -tags e2enode,e2ecluster ./test/node/ ./test/harness/kubenode/ ./test/manifests/
+	$(GO) vet -tags realkernel ./receiver/oomkillreceiver/internal/kmsg/
 
 ## image: the collector image from the Dockerfile, built with buildah and no registry: base images
 ## from Debian packages (debootstrap) and the host's Go, cached with the image store under
@@ -88,12 +90,17 @@ e2e-image:
 ## 1.6 with runc and the CNI bridge plugin): examples/kubernetes applied with kubectl as its README
 ## says, a php-fpm-like Deployment whose worker and then main process the kernel OOM-kills, the
 ## DaemonSet's collector counting both with names, a real Prometheus firing the shipped alert, the
-## collector pod replaced mid-test; then the chart installed with helm install instead, counting a
-## kill with names; then the node's teardown is checked to leave nothing behind.
+## collector pod replaced mid-test; then an init container OOM-killed at every start (CrashLoopBackOff)
+## and a crash-looping pod deleted mid-loop, the collector replaced mid-loop with k8smeta's
+## deleted_pod_grace and the receiver's refresh shortened: each killed container ID in one named series
+## past the grace period, the sums and the Event's count equal to the kernel's kills; then the chart
+## installed with helm install instead, counting a kill with names; then the node's teardown is
+## checked to leave nothing behind.
 ## Root; one run at a time per machine (fixed names, so a crashed run is cleaned up by the next).
 ## First run: kubelet & co. (≈6 min cold on 2 cores after k8s-binaries) and the images, then cached.
 e2e-node: k8s-binaries helm
 	test/k8sbin/build.sh node >/dev/null
+	$(GO) test -tags e2enode -count=1 -run '^TestKmsgOverlay$$' -v ./test/manifests/
 	$(GO) test -tags e2enode,e2ecluster -count=1 -timeout 30m -run '^TestNodeStory$$' -v ./test/node/
 	$(GO) test -tags e2ecluster -count=1 -timeout 10m -v ./test/harness/kubenode/
 
@@ -111,29 +118,53 @@ lint-fix:
 	$(LINT) run --fix ./...
 
 ## cross: the pure-Go packages build on any OS. Only the journal reader needs cgo and Linux; elsewhere
-## (and with CGO_ENABLED=0) a stub makes the receiver fail at start, which the last step runs.
-.PHONY: cross
-cross:
+## (and with CGO_ENABLED=0) a stub makes `source: journal` fail at start, which the tests run. The
+## collector built with CGO_ENABLED=0 (build-nocgo) runs source kmsg: test/kmsg starts it on this
+## machine's /dev/kmsg (reading only) and sees source journal fail with that message.
+.PHONY: cross build-nocgo
+cross: build-nocgo
 	CGO_ENABLED=0 GOOS=darwin $(GO) vet $(PKGS)
-	CGO_ENABLED=0 $(GO) test -count=1 -run '^(TestStartWithoutJournalReader|TestUnsupported)$$' \
+	CGO_ENABLED=0 $(GO) test -count=1 -run '^(TestStartWithoutJournalReader|TestUnsupported|TestKmsgWithoutCgo)$$' \
 	  ./receiver/oomkillreceiver/ ./receiver/oomkillreceiver/internal/journal/
+	$(GO) test -count=1 -run '^TestCollectorWithoutCgo$$' -v ./test/kmsg/
+
+## build-nocgo: bin/otelcol-oomkill-nocgo, the same distribution built with CGO_ENABLED=0 from the
+## sources ocb generated in _build/: one static binary with no library, whose receiver reads
+## /dev/kmsg only (the kernel lab runs it in a guest without journald or libraries).
+build-nocgo: build
+	cd $(OCB_OUT) && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o ../$(DIST_BIN)-nocgo.tmp .
+	mv -f $(DIST_BIN)-nocgo.tmp $(DIST_BIN)-nocgo
+	@echo "built $(DIST_BIN)-nocgo ($$($(DIST_BIN)-nocgo --version))"
 
 ## generate: regenerate each component's internal/metadata and generated tests from its metadata.yaml
 ## (mdatagen, pinned in internal/tools/go.mod; see the //go:generate line in each doc.go).
 generate:
 	$(GO) generate ./receiver/... ./processor/... ./exporter/...
 
-# The kernel lab and the chart tests run on their own (kernel-lab, chart), not twice.
+# The kernel lab, the chart tests and the /dev/kmsg tests run on their own (kernel-lab, chart,
+# kmsg-test), not twice.
 unit:
-	$(GO) test -count=1 $$($(GO) list $(PKGS) | grep -v -e '/test/kernellab$$' -e '/test/chart$$')
+	$(GO) test -count=1 $$($(GO) list $(PKGS) | grep -v -e '/test/kernellab$$' -e '/test/chart$$' -e '/test/kmsg$$')
+
+## kmsg-test: the receiver on this machine's own /dev/kmsg (test/kmsg): real OOM kills in
+## kubelet-shaped cgroups under a prefix of its own counted once with pod and container by the built
+## collector, a forged kill written to /dev/kmsg ignored, SIGKILL restarts while kills land, ring
+## buffer overruns reported with their size, the same kill read from /dev/kmsg and from a real
+## journald's journal, `source: auto` on a machine whose journald stopped; and the device's records
+## compared with what journald stores for them. Root; writes into the kernel log and makes OOM kills:
+## machine-wide, one run at a time.
+.PHONY: kmsg-test
+kmsg-test: build
+	$(GO) test -tags realkernel -count=1 -run '^TestRecordsAsJournaldStoresThem$$' -v ./receiver/oomkillreceiver/internal/kmsg/
+	$(GO) test -count=1 -timeout 20m -v ./test/kmsg/
 
 ## kernel-lab: real cgroup v2 OOM kills on Debian's 6.1 and 6.12 kernels in a qemu guest (TCG),
 ## read back by the built collector (test/kernellab; needs qemu-system-x86). The first run on a
 ## machine downloads the kernel, busybox and systemd packages into
 ## $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/kernellab/ (apt-get download, never installed).
 .PHONY: kernel-lab kernel-lab-fixtures
-kernel-lab: build
-	$(GO) test -count=1 -timeout 30m -v -run '^(TestKernelLab|TestCollectorInGuest|TestContainerOutcomeLiveInGuest)$$' ./test/kernellab/
+kernel-lab: build build-nocgo
+	$(GO) test -count=1 -timeout 30m -v -run '^(TestKernelLab|TestCollectorInGuest|TestContainerOutcomeLiveInGuest|TestCollectorOnKmsgWithoutJournald)$$' ./test/kernellab/
 
 ## kernel-lab-fixtures: the same run, rewriting the captured reports under
 ## testdata/journal/kernellab/<kernel>/ and testdata/kernel/kernellab/<kernel>/.
@@ -153,8 +184,8 @@ fuzz:
 ## on a generated 1M-entry journal (root; about 10 min, plus about 15 min the first time on a machine
 ## to build node-problem-detector and the journald-receiver collector into ~/.cache/otelcol-oomkill/bench).
 ## Results: _build/bench-results.md. A quicker, smaller run: make bench BENCH_ENTRIES=200000 BENCH_RUNS=1
-.PHONY: bench-micro bench-sidebyside bench-bounded
-bench: bench-micro bench-sidebyside
+.PHONY: bench-micro bench-sidebyside bench-bounded bench-kmsg
+bench: bench-micro bench-sidebyside bench-kmsg
 
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./receiver/... ./processor/... ./exporter/...
@@ -163,6 +194,15 @@ bench-sidebyside: build k8s-binaries
 	@mkdir -p $(OCB_OUT)
 	cd test/bench && BENCH_OUT=$(CURDIR)/$(OCB_OUT)/bench-results.md \
 	  $(GO) test -tags sidebyside -count=1 -run '^TestSideBySide$$' -timeout 90m -v .
+
+## bench-kmsg: BENCHMARKS.md's "/dev/kmsg": the same real OOM kills read from /dev/kmsg, from a real
+## journald's journal and by node-problem-detector's kmsg monitor (its default configuration):
+## catch-up and follow latency (root; makes OOM kills and runs its own journald, so none may run;
+## about 3 min). Results: _build/bench-kmsg.md.
+bench-kmsg: build
+	@mkdir -p $(OCB_OUT)
+	cd test/bench && BENCH_OUT=$(CURDIR)/$(OCB_OUT)/bench-kmsg.md \
+	  $(GO) test -tags sidebyside -count=1 -run '^TestKmsgSideBySide$$' -timeout 30m -v .
 
 ## bench-bounded: BENCHMARKS.md's "Bounded state": the built collector's catch-up time, peak and idle
 ## RSS and checkpoint size on journals with 20,000 and 100,000 kills in as many containers, against
@@ -193,7 +233,6 @@ CC           ?= cc
 # make run: the collector config, and the directory its file_storage keeps state in.
 RUN_CONFIG   ?= examples/local/config.yaml
 RUN_STATE    := $(OCB_OUT)/run-state
-JOURNAL_DIRS := /var/log/journal /run/log/journal
 
 .PHONY: ocb check-libsystemd
 
@@ -218,22 +257,13 @@ build: ocb check-libsystemd
 	@echo "built $(DIST_BIN) ($$($(DIST_BIN) --version))"
 
 ## run: installs what the build and a first run need (scripts/install-deps.sh run: Debian packages,
-## as root; elsewhere it stops and lists them), builds, then runs the collector on this machine's
-## journal with examples/local/config.yaml (kills print on the console; Prometheus metrics on
-## http://127.0.0.1:9464/metrics). Another config: make run RUN_CONFIG=my.yaml (then the
-## default-journal check is skipped).
+## as root; elsewhere it stops and lists them), builds, then runs the collector on this machine with
+## examples/local/config.yaml (kills print on the console; Prometheus metrics on
+## http://127.0.0.1:9464/metrics). Its `source: auto` reads the journal while a journald writes it
+## and /dev/kmsg otherwise, and logs which and why: a machine without journald needs nothing more.
+## Reading either as non-root: the collector's start error names what to add (the journal's group;
+## CAP_SYSLOG where kernel.dmesg_restrict=1). Another config: make run RUN_CONFIG=my.yaml
 run: deps-run build
-	@if [ "$(RUN_CONFIG)" = "examples/local/config.yaml" ] && \
-	   ! find $(JOURNAL_DIRS) -maxdepth 2 -name '*.journal' 2>/dev/null | grep -q .; then \
-	  echo "make run: there is no journal to read: no *.journal files under $(JOURNAL_DIRS)." >&2; \
-	  echo "  The oomkill receiver reads kernel messages from the systemd journal. Either:" >&2; \
-	  echo "  - start journald: systemctl start systemd-journald, or, without systemd as PID 1, as root:" >&2; \
-	  echo "      mkdir -p /run/systemd/journal && /lib/systemd/systemd-journald &" >&2; \
-	  echo "    (it replays the kernel ring buffer and writes /run/log/journal/<machine-id>/system.journal), or" >&2; \
-	  echo "  - copy $(RUN_CONFIG), set receivers.oomkill.journal.directory to a directory holding journal" >&2; \
-	  echo "    files, and run: make run RUN_CONFIG=<your copy>" >&2; \
-	  exit 1; \
-	fi
 	@mkdir -p $(RUN_STATE)
 	exec $(DIST_BIN) --config $(RUN_CONFIG)
 

@@ -13,9 +13,9 @@ usage() { echo "usage: $0 run|test" >&2; exit 2; }
 run_pkgs=(
 	build-essential:cc build-essential:make   # cgo: the journal reader links libsystemd
 	libsystemd-dev:/usr/include/systemd/sd-journal.h
-	systemd:journalctl                        # journald (make run reads its journal) and journalctl
 )
 test_pkgs=(
+	systemd:journalctl systemd:/lib/systemd/systemd-journald      # a real journald; journalctl
 	systemd-journal-remote:/lib/systemd/systemd-journal-remote   # real journal files from fixtures
 	prometheus:/usr/bin/prometheus prometheus:promtool           # a real Prometheus; rule tests
 	python3:python3 curl:curl jq:jq openssl:openssl              # OOM victims, make demo, test keys

@@ -90,7 +90,7 @@ func (c *checkpointer) position() kernlog.Position {
 	if c.record.Cursor == "" {
 		return kernlog.Position{}
 	}
-	return kernlog.Position{Cursor: c.record.Cursor, Time: time.UnixMicro(c.record.RealtimeUsec)}
+	return kernlog.Position{Cursor: c.record.Cursor, Time: time.UnixMicro(c.record.RealtimeUsec), BootID: c.record.KernelBootID, KernelUsec: c.record.KernelUsec}
 }
 
 // advance notes that lines were read up to p.
@@ -128,6 +128,7 @@ func (c *checkpointer) dueAt(t *seriesTable) time.Time {
 func (c *checkpointer) commit(ctx context.Context, t *seriesTable, held *outcomeObserver) {
 	if !c.read.IsZero() {
 		c.record.Cursor, c.record.RealtimeUsec = c.read.Cursor, c.read.Time.UnixMicro()
+		c.record.KernelBootID, c.record.KernelUsec = c.read.BootID, c.read.KernelUsec
 		c.read = kernlog.Position{}
 	}
 	c.attempted = time.Now()
@@ -198,12 +199,18 @@ const (
 // restoring both is what makes a restart count every kill exactly once.
 type checkpointRecord struct {
 	Version int `json:"version"`
-	// Cursor is the kernel log position (kernlog.Position.Cursor; the
-	// journal's cursor) of the last line fully delivered.
+	// Cursor is the kernel log position (kernlog.Position.Cursor: the
+	// journal's cursor, or /dev/kmsg's boot and sequence number) of the
+	// last line fully delivered.
 	Cursor string `json:"cursor,omitempty"`
 	// RealtimeUsec is that line's stored time, to resume near it if the
 	// line is gone.
 	RealtimeUsec int64 `json:"realtime_usec,omitempty"`
+	// KernelBootID and KernelUsec are that line by the kernel's own
+	// account, the same whichever source read it: where another source
+	// resumes when the source was switched.
+	KernelBootID string `json:"kernel_boot_id,omitempty"`
+	KernelUsec   uint64 `json:"kernel_usec,omitempty"`
 	// StartTimeUnixNano is the first start of this receiver with this
 	// storage (the start time of series restored from a version 1 file).
 	StartTimeUnixNano int64 `json:"start_time_unix_nano"`

@@ -12,6 +12,17 @@ import (
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
 )
 
+// Where kernel lines are read from (Config.Source).
+const (
+	// SourceJournal reads the systemd journal (cgo, libsystemd).
+	SourceJournal = "journal"
+	// SourceKmsg reads the kernel's own log device, /dev/kmsg (pure Go).
+	SourceKmsg = "kmsg"
+	// SourceAuto picks the journal when a journald is seen writing it, the
+	// device otherwise, once at start (internal/sourcechoice).
+	SourceAuto = "auto"
+)
+
 // Where reading starts when there is no checkpoint.
 const (
 	StartAtEnd       = "end"
@@ -20,6 +31,9 @@ const (
 
 // Config is the oomkill receiver's configuration.
 type Config struct {
+	// Source is where kernel lines come from: "journal" (the default, as
+	// before this key existed), "kmsg" or "auto".
+	Source string `mapstructure:"source"`
 	// Journal selects the journal to read; by default the local system
 	// journal (/var/log/journal and /run/log/journal).
 	Journal JournalConfig `mapstructure:"journal"`
@@ -123,6 +137,7 @@ var _ confmap.Validator = (*Config)(nil)
 
 func createDefaultConfig() component.Config {
 	return &Config{
+		Source:                 SourceJournal,
 		StartAt:                StartAtEnd,
 		MetricsRefreshInterval: time.Minute,
 		Series: SeriesConfig{
@@ -144,6 +159,15 @@ func createDefaultConfig() component.Config {
 // to change.
 func (c *Config) Validate() error {
 	var errs []error
+	switch c.Source {
+	case SourceJournal, SourceAuto:
+	case SourceKmsg:
+		if c.Journal.Directory != "" || len(c.Journal.Files) > 0 {
+			errs = append(errs, errors.New("journal: set, but source is kmsg, which reads no journal; remove journal or use source: journal or auto"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("source %q: use %q, %q or %q", c.Source, SourceJournal, SourceKmsg, SourceAuto))
+	}
 	if c.Journal.Directory != "" && len(c.Journal.Files) > 0 {
 		errs = append(errs, errors.New("journal: set either directory or files, not both"))
 	}

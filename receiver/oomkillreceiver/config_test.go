@@ -39,6 +39,12 @@ func TestLoadConfig(t *testing.T) {
 	bounded.Series = SeriesConfig{MaxSeries: 200, MaxSeriesPerContainer: 5, Retention: 24 * time.Hour}
 	bounded.Outcome = OutcomeConfig{CgroupRoot: "/host/sys/fs/cgroup", ProcRoot: "/host/proc", Delay: 500 * time.Millisecond, Settle: 50 * time.Millisecond, MaxAge: 10 * time.Second, MaxPending: 100}
 
+	kmsg := createDefaultConfig().(*Config)
+	kmsg.Source = SourceKmsg
+	auto := createDefaultConfig().(*Config)
+	auto.Source = SourceAuto
+	auto.Journal.Directory = "/host/var/log/journal"
+
 	tests := []struct {
 		id      component.ID
 		want    *Config
@@ -55,6 +61,10 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bad_outcome"), wantErr: "outcome.delay 2m0s: must be between 0 and 1m"},
 		{id: component.NewIDWithName(metadata.Type, "bad_settle"), wantErr: "outcome.settle 3s: must be between 0 and outcome.delay (2s)\noutcome.max_pending 0: must be at least 1"},
 		{id: component.NewIDWithName(metadata.Type, "bounded"), want: bounded},
+		{id: component.NewIDWithName(metadata.Type, "kmsg"), want: kmsg},
+		{id: component.NewIDWithName(metadata.Type, "auto"), want: auto},
+		{id: component.NewIDWithName(metadata.Type, "bad_source"), wantErr: `source "dmesg": use "journal", "kmsg" or "auto"`},
+		{id: component.NewIDWithName(metadata.Type, "kmsg_with_journal"), wantErr: "journal: set, but source is kmsg, which reads no journal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {
@@ -75,6 +85,7 @@ func TestLoadConfig(t *testing.T) {
 
 func TestDefaultConfig(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
+	assert.Equal(t, SourceJournal, cfg.Source, "as before the key existed")
 	assert.Equal(t, StartAtEnd, cfg.StartAt)
 	assert.Empty(t, cfg.Journal.Directory)
 	assert.Nil(t, cfg.StorageID)

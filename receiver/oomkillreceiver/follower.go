@@ -78,7 +78,7 @@ func (f *follower) seek(committed kernlog.Position, startAt string, series int) 
 		return nil
 	}
 	f.tb.OomkillReceiverCheckpointGaps.Add(context.Background(), 1)
-	f.logger.Warn("Checkpoint position is no longer in the kernel log (journal vacuumed or rotated away): resuming at the oldest line after the checkpoint time; kills logged in between and already removed cannot be counted",
+	f.logger.Warn("Checkpoint position is no longer in the kernel log (journal vacuumed or rotated away, or /dev/kmsg of an earlier boot): resuming at the oldest line held after it; kills logged in between and already removed cannot be counted",
 		zap.Time("checkpoint_time", committed.Time), zap.String("cursor", committed.Cursor))
 	return nil
 }

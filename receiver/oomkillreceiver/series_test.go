@@ -68,16 +68,16 @@ func TestSeriesCapsGoToOverflowAndKeepTheSum(t *testing.T) {
 
 func TestSeriesExpireOnlyWhenGoneAndIdle(t *testing.T) {
 	tab := newSeriesTable(testSeriesConfig())
-	t0 := time.Unix(1000, 0)
-	tab.count(key("alive", "a"), t0)
-	tab.count(key("gone", "a"), t0)
-	tab.count(key("gone", "a"), t0)
-	tab.count(key("recent", "a"), t0.Add(50*time.Minute))
+	base := time.Unix(1000, 0)
+	tab.count(key("alive", "a"), base)
+	tab.count(key("gone", "a"), base)
+	tab.count(key("gone", "a"), base)
+	tab.count(key("recent", "a"), base.Add(50*time.Minute))
 	alive := func(k resourceKey) bool { return k.ContainerID == "alive" }
 
-	assert.Equal(t, 0, tab.expire(t0.Add(59*time.Minute), alive), "nothing is past the retention yet")
+	assert.Equal(t, 0, tab.expire(base.Add(59*time.Minute), alive), "nothing is past the retention yet")
 	clear(tab.dirtySlots)
-	assert.Equal(t, 1, tab.expire(t0.Add(61*time.Minute), alive), "only the idle series of a gone container")
+	assert.Equal(t, 1, tab.expire(base.Add(61*time.Minute), alive), "only the idle series of a gone container")
 	assert.NotContains(t, tab.live, key("gone", "a"))
 	assert.Contains(t, tab.live, key("alive", "a"))
 	assert.Contains(t, tab.live, key("recent", "a"))
@@ -86,10 +86,10 @@ func TestSeriesExpireOnlyWhenGoneAndIdle(t *testing.T) {
 
 	// The same identity comes back: its count continues, start time kept,
 	// so a counter never goes down behind an alert rule.
-	tab.count(key("gone", "a"), t0.Add(2*time.Hour))
+	tab.count(key("gone", "a"), base.Add(2*time.Hour))
 	back := tab.live[key("gone", "a")]
 	assert.Equal(t, int64(3), back.count)
-	assert.Equal(t, t0, back.start)
+	assert.Equal(t, base, back.start)
 }
 
 func TestExpiredTotalsAreBounded(t *testing.T) {
@@ -115,9 +115,9 @@ func TestSlotsAreReused(t *testing.T) {
 	cfg.MaxSeries = 100
 	cfg.MaxSeriesPerContainer = 100
 	tab := newSeriesTable(cfg)
-	t0 := time.Unix(1000, 0)
+	base := time.Unix(1000, 0)
 	for round := 0; round < 20; round++ {
-		now := t0.Add(time.Duration(round) * 2 * time.Hour)
+		now := base.Add(time.Duration(round) * 2 * time.Hour)
 		for i := 0; i < 10; i++ {
 			tab.count(key(fmt.Sprintf("r%d-c%d", round, i), "x"), now)
 		}
@@ -139,14 +139,14 @@ func TestRestoreFoldsSeriesBeyondLoweredCaps(t *testing.T) {
 
 func TestDueAndChanged(t *testing.T) {
 	tab := newSeriesTable(testSeriesConfig())
-	t0 := time.Unix(1000, 0)
-	tab.count(key("a", "x"), t0)
-	tab.count(key("b", "x"), t0)
-	assert.Len(t, tab.takeChanged(t0), 2)
-	assert.Empty(t, tab.takeChanged(t0), "a delivery carries only what changed since the last one")
-	tab.count(key("a", "x"), t0.Add(40*time.Second))
-	assert.Len(t, tab.takeChanged(t0.Add(40*time.Second)), 1)
-	due := tab.due(t0.Add(61*time.Second), 30*time.Second)
+	base := time.Unix(1000, 0)
+	tab.count(key("a", "x"), base)
+	tab.count(key("b", "x"), base)
+	assert.Len(t, tab.takeChanged(base), 2)
+	assert.Empty(t, tab.takeChanged(base), "a delivery carries only what changed since the last one")
+	tab.count(key("a", "x"), base.Add(40*time.Second))
+	assert.Len(t, tab.takeChanged(base.Add(40*time.Second)), 1)
+	due := tab.due(base.Add(61*time.Second), 30*time.Second)
 	require.Len(t, due, 1, "b was not emitted for 61 s, a 21 s ago")
 	assert.Equal(t, "b", due[0].ContainerID)
 }

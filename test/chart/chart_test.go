@@ -211,7 +211,8 @@ func TestWrongValuesFail(t *testing.T) {
 		args []string
 		want string // in helm's error
 	}{
-		{"a source that does not exist yet", []string{"--set", "source=kmsg"}, "source"},
+		{"a source that does not exist", []string{"--set", "source=dmesg"}, "source"},
+		{"kmsg.privileged not a boolean", []string{"--set", "source=kmsg", "--set-string", "kmsg.privileged=yes"}, "privileged"},
 		{"a misspelt key", []string{"--set", "exporter.prometheus.enabled=false"}, "exporter"},
 		{"a journal gid that is not a number", []string{"--set", "journal.groupIDs={systemd-journal}"}, "groupIDs"},
 		{"an unknown pull policy", []string{"--set", "image.pullPolicy=Sometimes"}, "pullPolicy"},
@@ -250,6 +251,9 @@ var variants = map[string][]string{
 		"--set", "exporters.debug.enabled=false", "--set", "exporters.k8sevents.enabled=false", "--set", "journal.persistent=false",
 		"--set", "config.processors.k8smeta.extract.labels={app}", "--set", "startAt=beginning",
 	},
+	"kmsg":             {"--set", "source=kmsg"},
+	"kmsg, privileged": {"--set", "source=kmsg", "--set", "kmsg.privileged=true"},
+	"auto":             {"--set", "source=auto"},
 	"scheduling and monitoring": {
 		"--set", "priorityClassName=system-node-critical", "--set", "nodeSelector.kubernetes\\.io/os=linux",
 		"--set", "journal.groupIDs={190}", "--set", "image.repository=registry.example.com/otelcol-oomkill", "--set", "image.tag=0.1.1",
@@ -276,8 +280,29 @@ func TestVariantsRenderWhatTheyAskFor(t *testing.T) {
 			rules := toString(get(objs["ClusterRole/"+release], "rules"))
 			ds := objs["DaemonSet/"+release]
 			podSpec := toString(get(ds, "spec", "template", "spec"))
+			container := get(ds, "spec", "template", "spec", "containers").([]any)[0]
+			caps := toString(get(container, "securityContext", "capabilities"))
 			switch name {
+			case "kmsg", "kmsg, privileged", "auto":
+				require.Equal(t, strings.Split(name, ",")[0], get(cfg, "receivers", "oomkill", "source"))
+				require.Contains(t, podSpec, "hostPath:path:/dev/kmsgtype:CharDevicename:kmsg")
+				require.Contains(t, podSpec, "mountPath:/dev/kmsgname:kmsgreadOnly:true")
+				require.Equal(t, "add:-SYSLOGdrop:-ALL", caps, "CAP_SYSLOG its only capability")
+				require.Equal(t, 0.0, get(ds, "spec", "template", "spec", "securityContext", "runAsUser"))
+				require.Equal(t, true, get(container, "securityContext", "readOnlyRootFilesystem"))
+				require.Equal(t, name == "kmsg, privileged", get(container, "securityContext", "privileged") == true)
+				require.Equal(t, name != "kmsg, privileged", get(container, "securityContext", "allowPrivilegeEscalation") == false)
+				if name == "auto" {
+					require.Contains(t, podSpec, "/var/log/journal")
+					require.Contains(t, podSpec, "hostPath:path:/run/systemd/journaltype:Directoryname:journald-socket", "journald's socket, for auto to see it")
+				} else {
+					require.NotContains(t, podSpec, "journal")
+					require.NotContains(t, podSpec, "machine-id")
+				}
 			case "defaults":
+				require.Equal(t, "journal", get(cfg, "receivers", "oomkill", "source"))
+				require.Equal(t, "drop:-ALL", caps)
+				require.NotContains(t, podSpec, "kmsg")
 				require.Equal(t, "prometheus", exporters("metrics"))
 				require.Equal(t, "debug k8sevents", exporters("logs"))
 				require.Contains(t, rules, "events.k8s.io")

@@ -108,6 +108,41 @@ func TestShippedPipelinesAreDurable(t *testing.T) {
 	require.GreaterOrEqual(t, checked, 7, "local (2), otlp (2), logs, prometheus, DaemonSet (2) pipelines")
 }
 
+// The kmsg overlay's collector config (examples/kubernetes-kmsg) is the
+// DaemonSet's config.yaml with kmsg.yaml merged over it, as the overlay
+// passes both with --config: valid, and reading source kmsg.
+func TestKmsgOverlayConfigValidates(t *testing.T) {
+	bin := testutil.CollectorBinary(t)
+	read := func(p string) map[string]string {
+		b, err := os.ReadFile(testutil.RepoPath(t, p))
+		require.NoError(t, err)
+		var cm struct {
+			Data map[string]string `json:"data"`
+		}
+		require.NoError(t, yaml.Unmarshal(b, &cm))
+		return cm.Data
+	}
+	dir := t.TempDir()
+	base := filepath.Join(dir, "config.yaml")
+	overlay := filepath.Join(dir, "kmsg.yaml")
+	require.NoError(t, os.WriteFile(base, []byte(read("examples/kubernetes/02-configmap.yaml")["config.yaml"]), 0o600))
+	kmsg := read("examples/kubernetes-kmsg/kmsg-config.yaml")["kmsg.yaml"]
+	require.Contains(t, kmsg, "source: kmsg")
+	require.NoError(t, os.WriteFile(overlay, []byte(kmsg), 0o600))
+	cmd := exec.Command(bin, "validate", "--config", base, "--config", overlay)
+	cmd.Env = append(os.Environ(), "K8S_NODE_NAME=node-a")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	// The second file is merged, not ignored: a wrong source there fails.
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte(strings.Replace(kmsg, "source: kmsg", "source: dmesg", 1)), 0o600))
+	cmd = exec.Command(bin, "validate", "--config", base, "--config", bad)
+	cmd.Env = append(os.Environ(), "K8S_NODE_NAME=node-a")
+	out, err = cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), `source "dmesg"`)
+}
+
 // make run's first screen has no warning a newcomer would have to puzzle
 // over (such as the Prometheus exporter's deprecation notice): the
 // collector started with examples/local/config.yaml logs nothing at warn
@@ -135,6 +170,9 @@ func TestLocalConfigStartsWithoutWarnings(t *testing.T) {
 		}
 		m[keys[len(keys)-1]] = value
 	}
+	// The shipped source: auto would read /dev/kmsg on a machine without
+	// journald; the journal file is what this test writes kills into.
+	set("journal", "receivers", "oomkill", "source")
 	set(dir, "receivers", "oomkill", "journal", "directory")
 	set(t.TempDir(), "extensions", "file_storage", "directory")
 	promPort := testutil.FreePort(t)

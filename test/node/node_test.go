@@ -255,6 +255,10 @@ spec:
 		assert.Regexp(t, `Uid:\s+10001\s+10001\s+10001\s+10001`, string(status))
 	})
 
+	t.Run("a crash loop keeps one named series per container ID", func(t *testing.T) {
+		collector = crashLoopStory(t, n, prom, collector)
+	})
+
 	t.Run("the chart installed with helm counts a kill with names", func(t *testing.T) {
 		helmReplacesKustomize(t, n, example, j.GID, prom, collector.Name)
 		now := strings.TrimPrefix(getPod(t, n, appNS, app.Name).Status.ContainerStatuses[0].ContainerID, "containerd://")

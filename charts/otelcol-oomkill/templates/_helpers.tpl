@@ -84,6 +84,7 @@ extensions:
       directory: /var/lib/otelcol-oomkill
 receivers:
   oomkill:
+    source: {{ .Values.source }}
     storage: file_storage
     start_at: {{ .Values.startAt }}
     node_name: ${env:K8S_NODE_NAME}
@@ -97,6 +98,7 @@ processors:
     spike_limit_percentage: 20
   k8smeta:
     node_name: ${env:K8S_NODE_NAME}
+    storage: file_storage
 exporters:
   {{- if .Values.exporters.prometheus.enabled }}
   prometheus:

@@ -19,11 +19,16 @@ for s in /dev/ttyS1 /dev/ttyS2; do stty -F $s raw -echo; done
 
 klog() { read -r up _ < /proc/uptime; echo "kernellab: [$up] $*" > /dev/ttyS0; }
 
-mkdir -p /run/systemd/journal /var/log
-/lib/systemd/systemd-journald </dev/null >/dev/null 2>&1 &
-i=0
-while [ ! -S /run/systemd/journal/socket ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
-[ -S /run/systemd/journal/socket ] || klog "systemd-journald did not start"
+# /lab/no-journald: a node without journald, whose kernel log is /dev/kmsg only.
+journald=1
+[ -e /lab/no-journald ] && journald=0
+if [ $journald = 1 ]; then
+	mkdir -p /run/systemd/journal /var/log
+	/lib/systemd/systemd-journald </dev/null >/dev/null 2>&1 &
+	i=0
+	while [ ! -S /run/systemd/journal/socket ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+	[ -S /run/systemd/journal/socket ] || klog "systemd-journald did not start"
+fi
 
 klog "script start"
 cd /lab
@@ -31,18 +36,20 @@ sh /lab/script.sh > /out/script.log 2>&1 < /dev/null
 rc=$?
 klog "script exit $rc"
 
-# The journal is complete once journald has read a marker written after
-# everything else.
-m="KERNELLAB sync $$ $(cat /proc/uptime)"
-echo "$m" > /dev/kmsg
-i=0
-until journalctl -q -o cat -k -n 20 2>/dev/null | grep -qxF "$m"; do
-	i=$((i + 1))
-	[ $i -gt 300 ] && { klog "journald did not record the sync marker"; break; }
-	sleep 0.05
-done
-# gzip: the serial port is slow under emulation, export text packs ~10x.
-journalctl -o export 2>/out/journalctl.err | gzip -1 > /dev/ttyS1
+if [ $journald = 1 ]; then
+	# The journal is complete once journald has read a marker written after
+	# everything else.
+	m="KERNELLAB sync $$ $(cat /proc/uptime)"
+	echo "$m" > /dev/kmsg
+	i=0
+	until journalctl -q -o cat -k -n 20 2>/dev/null | grep -qxF "$m"; do
+		i=$((i + 1))
+		[ $i -gt 300 ] && { klog "journald did not record the sync marker"; break; }
+		sleep 0.05
+	done
+	# gzip: the serial port is slow under emulation, export text packs ~10x.
+	journalctl -o export 2>/out/journalctl.err | gzip -1 > /dev/ttyS1
+fi
 
 for f in /out/*; do
 	[ -f "$f" ] || continue

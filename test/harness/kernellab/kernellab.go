@@ -72,7 +72,8 @@ var LibScript []byte
 // Config is one guest run.
 type Config struct {
 	Kernel Kernel
-	// Script is run by sh as root in /lab after journald started. Files
+	// Script is run by sh as root in /lab after journald started (unless
+	// NoJournald). Files
 	// it writes into $OUT (/out, not in subdirectories) come back in
 	// Result.Outputs; its stdout and stderr as Outputs["script.log"].
 	Script string
@@ -85,6 +86,10 @@ type Config struct {
 	Timeout time.Duration
 	// Cmdline is appended to the kernel command line.
 	Cmdline string
+	// NoJournald: the guest runs no journald, as a node whose kernel log
+	// is only /dev/kmsg (Talos, Alpine, minimal images). Result has no
+	// JournalExport then.
+	NoJournald bool
 }
 
 // Result is what came back from the guest.
@@ -321,6 +326,9 @@ func runInitrd(dir, base string, cfg Config) (string, error) {
 		{Path: "/init", Data: initScript, Mode: 0o755},
 		{Path: "/lab/lib.sh", Data: LibScript},
 		{Path: "/lab/script.sh", Data: []byte(cfg.Script), Mode: 0o755},
+	}
+	if cfg.NoJournald {
+		files = append(files, File{Path: "/lab/no-journald", Data: []byte("set by kernellab.Config.NoJournald\n")})
 	}
 	files = append(files, cfg.Files...)
 	p := filepath.Join(dir, "initrd.cpio")

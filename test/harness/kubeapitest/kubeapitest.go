@@ -99,6 +99,9 @@ func Start(t testing.TB) *Cluster {
 		"--service-account-key-file", pub, "--service-account-signing-key-file", key,
 		"--service-cluster-ip-range", "10.0.0.0/24",
 		"--endpoint-reconciler-type", "none", "--disable-admission-plugins", "ServiceAccount",
+		// As kubeadm and managed clusters run it: a privileged container (the
+		// chart's kmsg.privileged) is admitted, not refused by the flag's default.
+		"--allow-privileged=true",
 	}
 	c.startAPIServer()
 	t.Cleanup(func() { c.apiserver.Stop() })

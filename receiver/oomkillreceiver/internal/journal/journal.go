@@ -172,10 +172,15 @@ func (r *Reader) SeekEnd() (kernlog.Position, error) {
 }
 
 // SeekAfter positions right after the entry at p. found is false when that
-// entry no longer exists (the journal was vacuumed or rotated away); the
-// reader is then positioned before the first entry newer than p.Time, if
+// entry no longer exists (the journal was vacuumed or rotated away), or p is
+// not a journal's (another source's, saved before the source was switched);
+// the reader is then positioned before the first entry newer than p.Time, if
 // set, or at the oldest entry.
 func (r *Reader) SeekAfter(p kernlog.Position) (found bool, err error) {
+	if !strings.HasPrefix(p.Cursor, "s=") {
+		// Not a journal cursor: another source's.
+		return r.seekAfterKernel(p)
+	}
 	if err = r.j.SeekCursor(p.Cursor); err != nil {
 		return false, err
 	}
@@ -186,10 +191,53 @@ func (r *Reader) SeekAfter(p kernlog.Position) (found bool, err error) {
 	if n > 0 && r.j.TestCursor(p.Cursor) == nil {
 		return true, nil
 	}
-	if p.Time.IsZero() {
-		return false, r.j.SeekHead()
+	return false, r.seekNotBefore(p.Time)
+}
+
+// handoverMargin: after another source's position, the journal is read
+// from this long before its time, since journald stores a line a little
+// after the kernel printed it; the kernel's timestamps then decide.
+const handoverMargin = time.Minute
+
+// seekAfterKernel positions after the line another source read, by the
+// kernel's own account of it (p.BootID, p.KernelUsec); without that, by
+// p.Time. found: lines of p's boot up to it are in the journal.
+func (r *Reader) seekAfterKernel(p kernlog.Position) (found bool, err error) {
+	if p.BootID == "" || p.Time.IsZero() {
+		return false, r.seekNotBefore(p.Time)
 	}
-	return false, r.j.SeekRealtimeUsec(uint64(p.Time.UnixMicro()) + 1)
+	if err := r.seekNotBefore(p.Time.Add(-handoverMargin)); err != nil {
+		return false, err
+	}
+	for {
+		n, err := r.j.Next()
+		if err != nil || n == 0 {
+			return found, err
+		}
+		boot, _ := r.field("_BOOT_ID")
+		stored, _ := r.realtime()
+		if boot == p.BootID && r.Stamp().MonotonicUsec <= p.KernelUsec {
+			found = true
+			continue
+		}
+		if boot == p.BootID || stored.After(p.Time) {
+			// The first line after p: the next Next reads it again.
+			c, err := r.j.GetCursor()
+			if err != nil {
+				return found, err
+			}
+			return found, r.j.SeekCursor(c)
+		}
+	}
+}
+
+// seekNotBefore positions before the first entry stored after notBefore, or
+// at the oldest entry when notBefore is zero.
+func (r *Reader) seekNotBefore(notBefore time.Time) error {
+	if notBefore.IsZero() {
+		return r.j.SeekHead()
+	}
+	return r.j.SeekRealtimeUsec(uint64(notBefore.UnixMicro()) + 1)
 }
 
 // Next moves to the next kernel entry; false means there is none yet.
@@ -321,7 +369,8 @@ func (r *Reader) Position() (kernlog.Position, error) {
 		return kernlog.Position{}, err
 	}
 	t, _ := r.realtime()
-	return kernlog.Position{Cursor: c, Time: t}, nil
+	boot, _ := r.field("_BOOT_ID")
+	return kernlog.Position{Cursor: c, Time: t, BootID: boot, KernelUsec: r.Stamp().MonotonicUsec}, nil
 }
 
 // field returns a field of the current entry; a missing field is an error

@@ -41,7 +41,9 @@ type Source interface {
 	// SeekAfter positions right after the line at p. found is false when
 	// that line is gone (rotated or vacuumed away, overwritten): the
 	// source then resumes at the oldest line stored after p.Time, or at
-	// the oldest line when p.Time is zero.
+	// the oldest line when p.Time is zero. Given another source's p, it
+	// resumes after the line p.BootID and p.KernelUsec name (found: lines
+	// of that boot up to it are there), or by p.Time without them.
 	SeekAfter(p Position) (found bool, err error)
 	// SeekHead positions before the oldest line.
 	SeekHead() error
@@ -104,6 +106,12 @@ type Position struct {
 	// Time is when the line was stored: where to resume when the line
 	// itself is gone.
 	Time time.Time
+	// BootID and KernelUsec are the line by the kernel's own account (its
+	// Origin.BootID and Stamp.MonotonicUsec), the same in every source: a
+	// source given another's position (the source was switched) resumes
+	// right after them. Empty and 0 when unknown.
+	BootID     string
+	KernelUsec uint64
 }
 
 // IsZero reports whether p names no line.

@@ -98,7 +98,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	var err, errs error
 	builder.OomkillReceiverCheckpointGaps, err = builder.meter.Int64Counter(
 		"otelcol_oomkill_receiver_checkpoint_gaps",
-		metric.WithDescription("Times the saved journal cursor was gone (journal vacuumed) and reading resumed at the oldest entry after the saved time. [Development]"),
+		metric.WithDescription("Times kernel log lines were lost before they were read - the saved journal cursor was gone (journal vacuumed) and reading resumed at the oldest entry after the saved time, or the kernel's ring buffer overwrote /dev/kmsg records not yet read (the log says how many). [Development]"),
 		metric.WithUnit("{gap}"),
 	)
 	errs = errors.Join(errs, err)
@@ -110,13 +110,13 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.OomkillReceiverEntriesRead, err = builder.meter.Int64Counter(
 		"otelcol_oomkill_receiver_entries_read",
-		metric.WithDescription("Kernel journal entries read. [Development]"),
+		metric.WithDescription("Kernel log lines read (journal entries or /dev/kmsg records). [Development]"),
 		metric.WithUnit("{entry}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.OomkillReceiverForeignLines, err = builder.meter.Int64Counter(
 		"otelcol_oomkill_receiver_foreign_lines",
-		metric.WithDescription("OOM-like lines a process wrote to /dev/kmsg (kernel transport, but a SYSLOG_IDENTIFIER other than kernel); ignored, so they cannot forge a kill. [Development]"),
+		metric.WithDescription("OOM-like lines a process wrote to /dev/kmsg (in the journal a SYSLOG_IDENTIFIER other than kernel, in /dev/kmsg a syslog facility other than 0); ignored, so they cannot forge a kill. [Development]"),
 		metric.WithUnit("{line}"),
 	)
 	errs = errors.Join(errs, err)

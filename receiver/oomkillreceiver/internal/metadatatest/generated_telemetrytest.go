@@ -24,7 +24,7 @@ func NewSettings(tt *componenttest.Telemetry) receiver.Settings {
 func AssertEqualOomkillReceiverCheckpointGaps(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_oomkill_receiver_checkpoint_gaps",
-		Description: "Times the saved journal cursor was gone (journal vacuumed) and reading resumed at the oldest entry after the saved time. [Development]",
+		Description: "Times kernel log lines were lost before they were read - the saved journal cursor was gone (journal vacuumed) and reading resumed at the oldest entry after the saved time, or the kernel's ring buffer overwrote /dev/kmsg records not yet read (the log says how many). [Development]",
 		Unit:        "{gap}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
@@ -56,7 +56,7 @@ func AssertEqualOomkillReceiverDeliveryRetries(t *testing.T, tt *componenttest.T
 func AssertEqualOomkillReceiverEntriesRead(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_oomkill_receiver_entries_read",
-		Description: "Kernel journal entries read. [Development]",
+		Description: "Kernel log lines read (journal entries or /dev/kmsg records). [Development]",
 		Unit:        "{entry}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
@@ -72,7 +72,7 @@ func AssertEqualOomkillReceiverEntriesRead(t *testing.T, tt *componenttest.Telem
 func AssertEqualOomkillReceiverForeignLines(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_oomkill_receiver_foreign_lines",
-		Description: "OOM-like lines a process wrote to /dev/kmsg (kernel transport, but a SYSLOG_IDENTIFIER other than kernel); ignored, so they cannot forge a kill. [Development]",
+		Description: "OOM-like lines a process wrote to /dev/kmsg (in the journal a SYSLOG_IDENTIFIER other than kernel, in /dev/kmsg a syslog facility other than 0); ignored, so they cannot forge a kill. [Development]",
 		Unit:        "{line}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
