@@ -164,23 +164,23 @@ func TestCheckpointWritesWhatChanged(t *testing.T) {
 		tab.count(key(fmt.Sprintf("c%d", i), "x"), now)
 	}
 	cp := &checkpointRecord{Cursor: "s=1", StartTimeUnixNano: now.UnixNano()}
-	require.NoError(t, saveCheckpoint(ctx, c, cp, tab))
+	require.NoError(t, saveCheckpoint(ctx, c, cp, tab, false, nil))
 	assert.Equal(t, 501, c.sets, "first save: the record and 500 slots")
 
 	c.sets = 0
 	tab.count(key("c7", "x"), now)
 	cp.Cursor = "s=2"
-	require.NoError(t, saveCheckpoint(ctx, c, cp, tab))
+	require.NoError(t, saveCheckpoint(ctx, c, cp, tab, false, nil))
 	assert.Equal(t, 2, c.sets, "the record and the one series that changed")
 
 	c.sets = 0
 	tab.expire(now.Add(2*time.Hour), func(resourceKey) bool { return false })
-	require.NoError(t, saveCheckpoint(ctx, c, cp, tab))
+	require.NoError(t, saveCheckpoint(ctx, c, cp, tab, false, nil))
 	assert.Equal(t, 2, c.sets, "the record and the expired totals; 500 slot deletes")
 	assert.Len(t, c.data, 2)
 
 	back := newSeriesTable(cfg)
-	got, err := loadCheckpoint(ctx, c, back)
+	got, _, err := loadCheckpoint(ctx, c, back)
 	require.NoError(t, err)
 	assert.Equal(t, "s=2", got.Cursor)
 	assert.Empty(t, back.live)
@@ -209,16 +209,16 @@ func TestCheckpointVersion1IsMigrated(t *testing.T) {
 		`{"oom.constraint":"unknown","process.executable.name":"x","count":2}]}`
 	c := &countingStorage{data: map[string][]byte{checkpointKey: []byte(v1)}}
 	tab := newSeriesTable(testSeriesConfig())
-	cp, err := loadCheckpoint(ctx, c, tab)
+	cp, _, err := loadCheckpoint(ctx, c, tab)
 	require.NoError(t, err)
 	assert.Equal(t, "s=9", cp.Cursor)
 	assert.Equal(t, int64(9), sum(tab))
 	for _, s := range tab.live {
 		assert.Equal(t, int64(42), s.start.UnixNano(), "v1 series keep the receiver's start time")
 	}
-	require.NoError(t, saveCheckpoint(ctx, c, cp, tab))
+	require.NoError(t, saveCheckpoint(ctx, c, cp, tab, false, nil))
 	again := newSeriesTable(testSeriesConfig())
-	cp2, err := loadCheckpoint(ctx, c, again)
+	cp2, _, err := loadCheckpoint(ctx, c, again)
 	require.NoError(t, err)
 	assert.Equal(t, checkpointVersion, cp2.Version)
 	assert.Equal(t, int64(9), sum(again))

@@ -38,6 +38,8 @@ type checkpointer struct {
 	// attempted is when a save was last tried; failing: it failed.
 	attempted time.Time
 	failing   bool
+	// pending are the held kills the checkpoint restored, until taken.
+	pending []killRecord
 
 	logger *zap.Logger
 	status *status.Reporter
@@ -63,7 +65,7 @@ func (c *checkpointer) load(ctx context.Context, cfg SeriesConfig) *seriesTable 
 	if c.client == nil {
 		return t
 	}
-	cp, err := loadCheckpoint(ctx, c.client, t)
+	cp, pending, err := loadCheckpoint(ctx, c.client, t)
 	if err != nil {
 		c.status.Fail(causeCheckpoint, err, "Ignoring unusable checkpoint")
 		return newSeriesTable(cfg)
@@ -71,7 +73,16 @@ func (c *checkpointer) load(ctx context.Context, cfg SeriesConfig) *seriesTable 
 	if cp != nil {
 		c.record = *cp
 	}
+	c.pending = pending
 	return t
+}
+
+// restoredPending are the kills the last run read but had not decided
+// the outcome of: the position is past them, so they are taken from here.
+func (c *checkpointer) restoredPending() []killRecord {
+	p := c.pending
+	c.pending = nil
+	return p
 }
 
 // position is the committed position: where reading resumes.
@@ -108,27 +119,40 @@ func (c *checkpointer) dueAt(t *seriesTable) time.Time {
 	return c.attempted.Add(progressEvery)
 }
 
-// commit saves the position read with the series changed up to it.
+// commit saves the position read with the series changed up to it and the
+// kills the outcome stage holds (held; nil: none to save): a position past
+// a kill not delivered yet is saved only with that kill.
 // Delivered data must be checkpointed even when Shutdown has begun, or the
 // next start would send it again: call it with a context not cancelled by
 // Shutdown.
-func (c *checkpointer) commit(ctx context.Context, t *seriesTable) {
+func (c *checkpointer) commit(ctx context.Context, t *seriesTable, held *outcomeObserver) {
 	if !c.read.IsZero() {
 		c.record.Cursor, c.record.RealtimeUsec = c.read.Cursor, c.read.Time.UnixMicro()
 		c.record.KernelBootID, c.record.KernelUsec = c.read.BootID, c.read.KernelUsec
 		c.read = kernlog.Position{}
 	}
 	c.attempted = time.Now()
+	savePending := held != nil && held.changed
 	if c.client == nil {
 		t.saved()
+		if savePending {
+			held.changed = false
+		}
 		return
 	}
-	if c.record.Cursor == "" && !t.dirty() {
+	if c.record.Cursor == "" && !t.dirty() && !savePending {
 		return
 	}
-	c.logger.Debug("Saving checkpoint", zap.Time("entry_time", time.UnixMicro(c.record.RealtimeUsec)), zap.Int("changed_series", len(t.dirtySlots)))
-	err := saveCheckpoint(ctx, c.client, &c.record, t)
+	var pending []killRecord
+	if savePending {
+		pending = held.pending()
+	}
+	c.logger.Debug("Saving checkpoint", zap.Time("entry_time", time.UnixMicro(c.record.RealtimeUsec)), zap.Int("changed_series", len(t.dirtySlots)), zap.Int("pending_kills", len(pending)))
+	err := saveCheckpoint(ctx, c.client, &c.record, t, savePending, pending)
 	c.failing = err != nil
+	if err == nil && savePending {
+		held.changed = false
+	}
 	c.status.Record(causeCheckpoint, err, "Saving checkpoint failed; a restart may read these entries again")
 }
 
@@ -165,6 +189,9 @@ const (
 	checkpointKey = "oomkill.checkpoint"
 	seriesKeyPfx  = "oomkill.series."
 	expiredKey    = "oomkill.expired"
+	// pendingKey holds the kills read whose outcome was not decided yet
+	// (outcome.go), saved with the position that is past them.
+	pendingKey = "oomkill.pending"
 )
 
 // checkpointRecord is saved only after the next consumers accepted
@@ -208,17 +235,17 @@ func slotKey(slot int) string { return seriesKeyPfx + strconv.Itoa(slot) }
 
 // loadCheckpoint reads the checkpoint and its series into t. nil, nil:
 // there is none.
-func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*checkpointRecord, error) {
+func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*checkpointRecord, []killRecord, error) {
 	b, err := c.Get(ctx, checkpointKey)
 	if err != nil {
-		return nil, fmt.Errorf("reading checkpoint: %w", err)
+		return nil, nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
 	if b == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var cp checkpointRecord
 	if err := json.Unmarshal(b, &cp); err != nil {
-		return nil, fmt.Errorf("checkpoint is not valid JSON: %w", err)
+		return nil, nil, fmt.Errorf("checkpoint is not valid JSON: %w", err)
 	}
 	switch cp.Version {
 	case 1:
@@ -230,19 +257,19 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 		}
 		cp.Series = nil
 		t.expiredDirty = true
-		return &cp, nil
+		return &cp, nil, nil
 	case checkpointVersion:
 	default:
-		return nil, fmt.Errorf("checkpoint version %d, this receiver reads 1 and %d", cp.Version, checkpointVersion)
+		return nil, nil, fmt.Errorf("checkpoint version %d, this receiver reads 1 and %d", cp.Version, checkpointVersion)
 	}
 	ops := make([]*storage.Operation, 0, cp.Slots+1)
 	for i := 0; i < cp.Slots; i++ {
 		ops = append(ops, storage.GetOperation(slotKey(i)))
 	}
-	expired := storage.GetOperation(expiredKey)
-	ops = append(ops, expired)
+	expired, pending := storage.GetOperation(expiredKey), storage.GetOperation(pendingKey)
+	ops = append(ops, expired, pending)
 	if err := c.Batch(ctx, ops...); err != nil {
-		return nil, fmt.Errorf("reading checkpoint series: %w", err)
+		return nil, nil, fmt.Errorf("reading checkpoint series: %w", err)
 	}
 	// Slots are handed out above the stored ones and from the empty ones
 	// met so far, never over a stored series still to be restored.
@@ -254,7 +281,7 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 		}
 		var r seriesRecord
 		if err := json.Unmarshal(op.Value, &r); err != nil {
-			return nil, fmt.Errorf("checkpoint series slot %d is not valid JSON: %w", i, err)
+			return nil, nil, fmt.Errorf("checkpoint series slot %d is not valid JSON: %w", i, err)
 		}
 		t.restore(&counterSeries{
 			seriesKey: r.seriesKey, count: r.Count, slot: i,
@@ -262,20 +289,27 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 		}, false)
 	}
 	t.expired.unmarshal(expired.Value)
-	return &cp, nil
+	var held []killRecord
+	if pending.Value != nil {
+		if err := json.Unmarshal(pending.Value, &held); err != nil {
+			return nil, nil, fmt.Errorf("checkpoint's pending kills are not valid JSON: %w", err)
+		}
+	}
+	return &cp, held, nil
 }
 
 // saveCheckpoint writes the cursor record and what changed in t since the
 // last successful save, in one batch; t forgets the changes only once the
 // batch succeeded.
-func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpointRecord, t *seriesTable) error {
+// With savePending it also replaces the pending kills.
+func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpointRecord, t *seriesTable, savePending bool, pending []killRecord) error {
 	cp.Version = checkpointVersion
 	cp.Slots = t.slots.next
 	b, err := json.Marshal(cp)
 	if err != nil {
 		return err
 	}
-	ops := make([]*storage.Operation, 0, len(t.dirtySlots)+2)
+	ops := make([]*storage.Operation, 0, len(t.dirtySlots)+3)
 	ops = append(ops, storage.SetOperation(checkpointKey, b))
 	for slot, s := range t.dirtySlots {
 		if s == nil {
@@ -293,6 +327,16 @@ func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpointRecord,
 	}
 	if t.expiredDirty {
 		ops = append(ops, storage.SetOperation(expiredKey, t.expired.marshal()))
+	}
+	switch {
+	case savePending && len(pending) == 0:
+		ops = append(ops, storage.DeleteOperation(pendingKey))
+	case savePending:
+		pb, err := json.Marshal(pending)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, storage.SetOperation(pendingKey, pb))
 	}
 	if err := c.Batch(ctx, ops...); err != nil {
 		return err

@@ -8,9 +8,10 @@
 //	receiver.go    lifecycle and the loop: read, observe, account, deliver, checkpoint, sleep
 //	follower.go    reads the kernel log through a kernlog.Source, drops forged lines, feeds the parser
 //	source.go      opens the configured kernel log (the journal)
-//	outcome.go     what became of each victim's container (internal/cgroupstate)
+//	outcome.go     what became of each victim's container, as soon as the kernel shows it; holds the
+//	               kills it cannot decide yet (internal/outcomewatch, cgroupstate, hostproc)
 //	delivery.go    hands records and counters to the next consumers, retrying; the refresh
-//	checkpoint.go  the kernel log position and the series totals, in the storage extension
+//	checkpoint.go  the kernel log position, the series totals and the held kills, in the storage extension
 //	killlog.go     the receiver's own log lines about kills, bounded
 //	emit.go        kills and series as pdata (memory.go: the report's memory context)
 //	groupkill.go   oom.group.id and oom.group.size of memory.oom.group kills
