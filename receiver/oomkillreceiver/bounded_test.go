@@ -183,7 +183,7 @@ func TestCheckpointWritesWhatChanged(t *testing.T) {
 	assert.Len(t, c.data, 2)
 
 	back := newSeriesTable(cfg)
-	got, err := loadCheckpoint(ctx, c, back)
+	got, _, err := loadCheckpoint(ctx, c, back)
 	require.NoError(t, err)
 	assert.Equal(t, "s=2", got.Cursor)
 	assert.Empty(t, back.live)
@@ -212,7 +212,7 @@ func TestCheckpointVersion1IsMigrated(t *testing.T) {
 		`{"oom.constraint":"unknown","process.executable.name":"x","count":2}]}`
 	c := &countingStorage{data: map[string][]byte{checkpointKey: []byte(v1)}}
 	tab := newSeriesTable(testSeriesConfig())
-	cp, err := loadCheckpoint(ctx, c, tab)
+	cp, _, err := loadCheckpoint(ctx, c, tab)
 	require.NoError(t, err)
 	assert.Equal(t, "s=9", cp.Cursor)
 	assert.Equal(t, int64(9), sum(tab))
@@ -221,7 +221,7 @@ func TestCheckpointVersion1IsMigrated(t *testing.T) {
 	}
 	require.NoError(t, saveCheckpoint(ctx, c, cp, tab))
 	again := newSeriesTable(testSeriesConfig())
-	cp2, err := loadCheckpoint(ctx, c, again)
+	cp2, _, err := loadCheckpoint(ctx, c, again)
 	require.NoError(t, err)
 	assert.Equal(t, checkpointVersion, cp2.Version)
 	assert.Equal(t, int64(9), sum(again))
@@ -245,7 +245,7 @@ func TestSeriesFromBeforeOOMSourceContinue(t *testing.T) {
 		expiredKey:    expired.marshal(),
 	}}
 	tab := newSeriesTable(testSeriesConfig())
-	_, err = loadCheckpoint(ctx, c, tab)
+	_, _, err = loadCheckpoint(ctx, c, tab)
 	require.NoError(t, err)
 
 	k := killRecord{Kill: oomparse.Kill{Constraint: "memcg", Comm: "php-fpm", TaskMemcg: "/kubepods/podp/c", Cgroup: kubecgroup.Ref{PodUID: "p", ContainerID: "c"}}, Outcome: "survived"}

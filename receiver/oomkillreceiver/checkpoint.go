@@ -43,6 +43,8 @@ type checkpointer struct {
 	// kept is state another stage keeps in the checkpoint (the witness's),
 	// saved in the same batch as the position; nil: none.
 	kept keptState
+	// pending are the held kills the checkpoint restored, until taken.
+	pending []killRecord
 
 	logger *zap.Logger
 	status *status.Reporter
@@ -79,7 +81,7 @@ func (c *checkpointer) load(ctx context.Context, cfg SeriesConfig) *seriesTable 
 	if c.client == nil {
 		return t
 	}
-	cp, err := loadCheckpoint(ctx, c.client, t)
+	cp, pending, err := loadCheckpoint(ctx, c.client, t)
 	if err != nil {
 		c.status.Fail(causeCheckpoint, err, "Ignoring unusable checkpoint")
 		return newSeriesTable(cfg)
@@ -88,6 +90,7 @@ func (c *checkpointer) load(ctx context.Context, cfg SeriesConfig) *seriesTable 
 		c.record = *cp
 		c.restored = true
 	}
+	c.pending = pending
 	return t
 }
 
@@ -99,6 +102,14 @@ func (c *checkpointer) keep(ctx context.Context, key string, s keptState) ([]byt
 		return nil, nil
 	}
 	return c.client.Get(ctx, key)
+}
+
+// restoredPending are the kills the last run read but had not decided
+// the outcome of: the position is past them, so they are taken from here.
+func (c *checkpointer) restoredPending() []killRecord {
+	p := c.pending
+	c.pending = nil
+	return p
 }
 
 // position is the committed position: where reading resumes.
@@ -136,37 +147,58 @@ func (c *checkpointer) dueAt(t *seriesTable) time.Time {
 	return c.attempted.Add(progressEvery)
 }
 
-// commit saves the position read with the series changed up to it.
+// commit saves the position read with the series changed up to it and the
+// kills the outcome stage holds (held; nil: none to save): a position past
+// a kill not delivered yet is saved only with that kill.
 // Delivered data must be checkpointed even when Shutdown has begun, or the
 // next start would send it again: call it with a context not cancelled by
 // Shutdown.
-func (c *checkpointer) commit(ctx context.Context, t *seriesTable) {
+func (c *checkpointer) commit(ctx context.Context, t *seriesTable, held *outcomeObserver) {
 	if !c.read.IsZero() {
 		c.record.Cursor, c.record.RealtimeUsec = c.read.Cursor, c.read.Time.UnixMicro()
 		c.record.KernelBootID, c.record.KernelUsec = c.read.BootID, c.read.KernelUsec
 		c.read = kernlog.Position{}
 	}
 	c.attempted = time.Now()
+	savePending := held != nil && held.changed
 	if c.client == nil {
 		t.saved()
+		if savePending {
+			held.changed = false
+		}
 		if c.kept != nil {
 			c.kept.saved()
 		}
 		return
 	}
 	var extra []*storage.Operation
+	var pending []killRecord
+	if savePending {
+		pending = held.pending()
+		op, err := pendingOperation(pending)
+		if err != nil {
+			c.status.Record(causeCheckpoint, err, "Saving checkpoint failed; a restart may read these entries again")
+			return
+		}
+		extra = append(extra, op)
+	}
+	keptSaved := false
 	if c.kept != nil {
 		if key, v := c.kept.state(); v != nil {
 			extra = append(extra, storage.SetOperation(key, v))
+			keptSaved = true
 		}
 	}
 	if c.record.Cursor == "" && !t.dirty() && len(extra) == 0 {
 		return
 	}
-	c.logger.Debug("Saving checkpoint", zap.Time("entry_time", time.UnixMicro(c.record.RealtimeUsec)), zap.Int("changed_series", len(t.dirtySlots)))
+	c.logger.Debug("Saving checkpoint", zap.Time("entry_time", time.UnixMicro(c.record.RealtimeUsec)), zap.Int("changed_series", len(t.dirtySlots)), zap.Int("pending_kills", len(pending)))
 	err := saveCheckpoint(ctx, c.client, &c.record, t, extra...)
 	c.failing = err != nil
-	if err == nil && len(extra) > 0 {
+	if err == nil && savePending {
+		held.changed = false
+	}
+	if err == nil && keptSaved {
 		c.kept.saved()
 	}
 	c.status.Record(causeCheckpoint, err, "Saving checkpoint failed; a restart may read these entries again")
@@ -205,6 +237,9 @@ const (
 	checkpointKey = "oomkill.checkpoint"
 	seriesKeyPfx  = "oomkill.series."
 	expiredKey    = "oomkill.expired"
+	// pendingKey holds the kills read whose outcome was not decided yet
+	// (outcome.go), saved with the position that is past them.
+	pendingKey = "oomkill.pending"
 )
 
 // checkpointRecord is saved only after the next consumers accepted
@@ -259,17 +294,17 @@ func slotKey(slot int) string { return seriesKeyPfx + strconv.Itoa(slot) }
 
 // loadCheckpoint reads the checkpoint and its series into t. nil, nil:
 // there is none.
-func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*checkpointRecord, error) {
+func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*checkpointRecord, []killRecord, error) {
 	b, err := c.Get(ctx, checkpointKey)
 	if err != nil {
-		return nil, fmt.Errorf("reading checkpoint: %w", err)
+		return nil, nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
 	if b == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var cp checkpointRecord
 	if err := json.Unmarshal(b, &cp); err != nil {
-		return nil, fmt.Errorf("checkpoint is not valid JSON: %w", err)
+		return nil, nil, fmt.Errorf("checkpoint is not valid JSON: %w", err)
 	}
 	switch cp.Version {
 	case 1:
@@ -281,19 +316,19 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 		}
 		cp.Series = nil
 		t.expiredDirty = true
-		return &cp, nil
+		return &cp, nil, nil
 	case checkpointVersion:
 	default:
-		return nil, fmt.Errorf("checkpoint version %d, this receiver reads 1 and %d", cp.Version, checkpointVersion)
+		return nil, nil, fmt.Errorf("checkpoint version %d, this receiver reads 1 and %d", cp.Version, checkpointVersion)
 	}
 	ops := make([]*storage.Operation, 0, cp.Slots+1)
 	for i := 0; i < cp.Slots; i++ {
 		ops = append(ops, storage.GetOperation(slotKey(i)))
 	}
-	expired := storage.GetOperation(expiredKey)
-	ops = append(ops, expired)
+	expired, pending := storage.GetOperation(expiredKey), storage.GetOperation(pendingKey)
+	ops = append(ops, expired, pending)
 	if err := c.Batch(ctx, ops...); err != nil {
-		return nil, fmt.Errorf("reading checkpoint series: %w", err)
+		return nil, nil, fmt.Errorf("reading checkpoint series: %w", err)
 	}
 	// Slots are handed out above the stored ones and from the empty ones
 	// met so far, never over a stored series still to be restored.
@@ -305,7 +340,7 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 		}
 		var r seriesRecord
 		if err := json.Unmarshal(op.Value, &r); err != nil {
-			return nil, fmt.Errorf("checkpoint series slot %d is not valid JSON: %w", i, err)
+			return nil, nil, fmt.Errorf("checkpoint series slot %d is not valid JSON: %w", i, err)
 		}
 		t.restore(&counterSeries{
 			seriesKey: r.withSource(), count: r.Count, slot: i,
@@ -313,12 +348,19 @@ func loadCheckpoint(ctx context.Context, c storage.Client, t *seriesTable) (*che
 		}, false)
 	}
 	t.expired.unmarshal(expired.Value)
-	return &cp, nil
+	var held []killRecord
+	if pending.Value != nil {
+		if err := json.Unmarshal(pending.Value, &held); err != nil {
+			return nil, nil, fmt.Errorf("checkpoint's pending kills are not valid JSON: %w", err)
+		}
+	}
+	return &cp, held, nil
 }
 
 // saveCheckpoint writes the cursor record and what changed in t since the
-// last successful save, and extra (the witness's state), in one batch; t
-// forgets the changes only once the batch succeeded.
+// last successful save, and extra (the kills still held for their outcome,
+// the witness's state), in one batch; t forgets the changes only once the
+// batch succeeded.
 func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpointRecord, t *seriesTable, extra ...*storage.Operation) error {
 	cp.Version = checkpointVersion
 	cp.Slots = t.slots.next
@@ -326,7 +368,7 @@ func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpointRecord,
 	if err != nil {
 		return err
 	}
-	ops := make([]*storage.Operation, 0, len(t.dirtySlots)+2)
+	ops := make([]*storage.Operation, 0, len(t.dirtySlots)+3)
 	ops = append(ops, storage.SetOperation(checkpointKey, b))
 	for slot, s := range t.dirtySlots {
 		if s == nil {
@@ -354,3 +396,16 @@ func saveCheckpoint(ctx context.Context, c storage.Client, cp *checkpointRecord,
 }
 
 func (cp *checkpointRecord) startTime() time.Time { return time.Unix(0, cp.StartTimeUnixNano) }
+
+// pendingOperation replaces the pending kills in the checkpoint (deletes
+// the key when none is held).
+func pendingOperation(pending []killRecord) (*storage.Operation, error) {
+	if len(pending) == 0 {
+		return storage.DeleteOperation(pendingKey), nil
+	}
+	pb, err := json.Marshal(pending)
+	if err != nil {
+		return nil, err
+	}
+	return storage.SetOperation(pendingKey, pb), nil
+}

@@ -100,21 +100,34 @@ type SeriesConfig struct {
 }
 
 // OutcomeConfig: after a kill, the receiver looks at the victim's cgroup
-// to tell whether processes lived on (survived) or the container exited.
+// to tell whether processes lived on (survived) or the container exited,
+// as soon as the kernel shows it.
 type OutcomeConfig struct {
 	// CgroupRoot is where the node's cgroup filesystem is mounted: the
 	// host's /sys/fs/cgroup, mounted read-only into the DaemonSet's pods.
 	// Empty disables the observation (every outcome is unknown).
 	CgroupRoot string `mapstructure:"cgroup_root"`
-	// Delay is how long after the kill the cgroup is looked at: long
-	// enough for the killed process to exit, short enough not to delay
-	// alerts. Kills are held back (not delivered, not checkpointed) this
-	// long at most.
+	// ProcRoot is a procfs of the host's pid namespace, where the victims
+	// the kernel names by pid are looked up: /proc when the collector runs
+	// in it, the host's /proc mounted read-only into a pod that does not.
+	// Without it (empty, or a pod's own /proc), a container that lived on
+	// is known only at Delay.
+	ProcRoot string `mapstructure:"proc_root"`
+	// Delay is the longest a kill waits for its outcome to become visible:
+	// an emptied cgroup is seen at once; processes left count as survived
+	// once the victims are gone (and Settle later), or at Delay.
 	Delay time.Duration `mapstructure:"delay"`
+	// Settle is how long a cgroup must still hold processes after its
+	// victims are gone to count as survived: a parent that ends when its
+	// child is killed (a shell script's last command) ends within it.
+	Settle time.Duration `mapstructure:"settle"`
 	// MaxAge: a kill read more than this long after it happened (a
 	// catch-up of history) was not observed in time; if its cgroup is
 	// gone or empty by now, its outcome is unknown, not exited.
 	MaxAge time.Duration `mapstructure:"max_age"`
+	// MaxPending bounds the kills waiting for their outcome; when reached,
+	// reading pauses until one is decided (at most Delay).
+	MaxPending int `mapstructure:"max_pending"`
 }
 
 // WitnessConfig: the kernel counts every OOM kill without text, on the
@@ -160,7 +173,10 @@ func createDefaultConfig() component.Config {
 			Retention:             time.Hour,
 			MaxExpiredSeries:      10000,
 		},
-		Outcome:              OutcomeConfig{CgroupRoot: "/sys/fs/cgroup", Delay: 2 * time.Second, MaxAge: 30 * time.Second},
+		Outcome: OutcomeConfig{
+			CgroupRoot: "/sys/fs/cgroup", ProcRoot: "/proc",
+			Delay: 2 * time.Second, Settle: 20 * time.Millisecond, MaxAge: 30 * time.Second, MaxPending: 1000,
+		},
 		Witness:              WitnessConfig{Enabled: true, PollInterval: 2 * time.Second, Grace: 10 * time.Second, MaxCgroups: 2000},
 		Retry:                RetryConfig{InitialInterval: 500 * time.Millisecond, MaxInterval: 30 * time.Second},
 		MetricsBuilderConfig: metadata.NewDefaultMetricsBuilderConfig(),
@@ -211,7 +227,13 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("series.max_expired_series %d: must be 0 (forget) or positive", c.Series.MaxExpiredSeries))
 	}
 	if c.Outcome.Delay < 0 || c.Outcome.Delay > time.Minute {
-		errs = append(errs, fmt.Errorf("outcome.delay %v: must be between 0 and 1m (kills are held back this long)", c.Outcome.Delay))
+		errs = append(errs, fmt.Errorf("outcome.delay %v: must be between 0 and 1m (a kill waits for its outcome this long at most)", c.Outcome.Delay))
+	}
+	if c.Outcome.Settle < 0 || c.Outcome.Settle > c.Outcome.Delay {
+		errs = append(errs, fmt.Errorf("outcome.settle %v: must be between 0 and outcome.delay (%v)", c.Outcome.Settle, c.Outcome.Delay))
+	}
+	if c.Outcome.MaxPending < 1 {
+		errs = append(errs, fmt.Errorf("outcome.max_pending %d: must be at least 1", c.Outcome.MaxPending))
 	}
 	if c.Outcome.MaxAge < c.Outcome.Delay {
 		errs = append(errs, fmt.Errorf("outcome.max_age %v: must not be below outcome.delay (%v)", c.Outcome.MaxAge, c.Outcome.Delay))

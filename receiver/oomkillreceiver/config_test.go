@@ -37,7 +37,7 @@ func TestLoadConfig(t *testing.T) {
 
 	bounded := createDefaultConfig().(*Config)
 	bounded.Series = SeriesConfig{MaxSeries: 200, MaxSeriesPerContainer: 5, Retention: 24 * time.Hour}
-	bounded.Outcome = OutcomeConfig{CgroupRoot: "/host/sys/fs/cgroup", Delay: 500 * time.Millisecond, MaxAge: 10 * time.Second}
+	bounded.Outcome = OutcomeConfig{CgroupRoot: "/host/sys/fs/cgroup", ProcRoot: "/host/proc", Delay: 500 * time.Millisecond, Settle: 50 * time.Millisecond, MaxAge: 10 * time.Second, MaxPending: 100}
 
 	witness := createDefaultConfig().(*Config)
 	witness.Witness = WitnessConfig{Enabled: true, PollInterval: 5 * time.Second, Grace: 30 * time.Second, MaxCgroups: 500}
@@ -63,6 +63,7 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bad_retry"), wantErr: "retry: initial_interval (0s) must be positive"},
 		{id: component.NewIDWithName(metadata.Type, "bad_series"), wantErr: "series.max_series 0: must be at least 1\nseries.retention 30s: must be at least twice metrics_refresh_interval (1m0s)"},
 		{id: component.NewIDWithName(metadata.Type, "bad_outcome"), wantErr: "outcome.delay 2m0s: must be between 0 and 1m"},
+		{id: component.NewIDWithName(metadata.Type, "bad_settle"), wantErr: "outcome.settle 3s: must be between 0 and outcome.delay (2s)\noutcome.max_pending 0: must be at least 1"},
 		{id: component.NewIDWithName(metadata.Type, "bounded"), want: bounded},
 		{id: component.NewIDWithName(metadata.Type, "witness"), want: witness},
 		{id: component.NewIDWithName(metadata.Type, "witness_off"), want: witnessOff},

@@ -86,6 +86,7 @@ func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	}
 	r.witness = startWitness(ctx, r.cfg, r.cp, r.logger, r.tb)
 	r.outcomes = newOutcomeObserver(r.cfg.Outcome, r.logger)
+	r.outcomes.admit(r.cp.restoredPending())
 	r.delivery = &delivery{
 		logs: r.logs, metrics: r.metrics, retry: r.cfg.Retry, tb: r.tb, logger: r.logger, status: r.status,
 		emit: &emitter{cfg: r.cfg, version: r.set.BuildInfo.Version, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
@@ -123,34 +124,39 @@ func (r *oomReceiver) Shutdown(ctx context.Context) error {
 // run follows the kernel log until Shutdown. Each round runs the stages:
 // read a batch of lines and assemble their kills, check them against the
 // kernel's counters (adding the kills only the counters saw), observe what
-// became of each victim's container, account the kills in their series,
-// deliver, checkpoint. Caught up, it sleeps until the log grows or a timer
-// (the witness's poll among them) is due.
+// became of each victim's container (a kill whose outcome the kernel does
+// not show yet is held, at most outcome.delay, while reading goes on),
+// account the decided kills in their series, deliver them, checkpoint (with
+// the kills still held and the witness's state). Caught up, it sleeps until
+// the log grows, a held kill is due, or a timer (the witness's poll among
+// them) is.
 func (r *oomReceiver) run(ctx context.Context) {
 	defer close(r.done)
 	defer func() { _ = r.follow.close() }()
+	defer r.outcomes.close()
 	// Counters restored from the checkpoint are exposed at once, not at
 	// the next kill or refresh.
 	r.delivery.refresh(ctx, r.series, 0)
 	for ctx.Err() == nil {
-		b, err := r.follow.read(ctx)
-		kills := r.witness.check(ctx, b)
+		var b batch
+		var err error
+		if !r.outcomes.full() {
+			b, err = r.follow.read(ctx)
+			r.outcomes.admit(r.witness.check(ctx, b))
+		}
+		kills, unobservable := r.outcomes.ready()
 		if len(kills) > 0 {
-			unobservable, ok := r.outcomes.observe(ctx, kills)
-			if !ok {
-				return // shutting down: the checkpoint stays before these kills
-			}
 			r.tb.OomkillReceiverOutcomeUnobservable.Add(ctx, int64(unobservable))
 			r.account(ctx, kills)
 			if !r.delivery.deliver(ctx, kills, r.series) {
-				return
+				return // shutting down: the checkpoint stays before these kills, or holds them
 			}
 		}
 		r.cp.advance(b.end)
 		if len(kills) > 0 || r.cp.due(time.Now(), r.series) {
 			// Delivered data must be checkpointed even when Shutdown has
 			// begun, or the next start would send it again.
-			r.cp.commit(context.WithoutCancel(ctx), r.series)
+			r.cp.commit(context.WithoutCancel(ctx), r.series, r.outcomes)
 		}
 		switch {
 		case err != nil:
@@ -193,17 +199,23 @@ func (r *oomReceiver) idle(ctx context.Context) {
 			r.sweepAt = now.Add(expirySweepInterval(r.cfg.Series.Retention))
 		}
 	}
-	waitCtx := ctx
-	if wake := earliest(r.refreshAt, r.sweepAt, r.cp.dueAt(r.series), r.killLog.dueAt()); !wake.IsZero() {
-		var cancel context.CancelFunc
-		waitCtx, cancel = context.WithDeadline(ctx, wake)
+	waitCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if wake := earliest(r.refreshAt, r.sweepAt, r.cp.dueAt(r.series), r.killLog.dueAt(), r.outcomes.dueAt()); !wake.IsZero() {
+		waitCtx, cancel = context.WithDeadline(waitCtx, wake)
 		defer cancel()
 	}
+	stopInterrupt := r.outcomes.interrupt(waitCtx, cancel)
 	waitCtx, stopWait := r.witness.waitBound(waitCtx)
-	defer stopWait()
-	if err := r.follow.wait(waitCtx); err != nil {
+	if r.outcomes.full() {
+		// Reading is paused until a held kill is decided.
+		<-waitCtx.Done()
+	} else if err := r.follow.wait(waitCtx); err != nil {
 		sleep(waitCtx, time.Second) // the follower reported it
 	}
+	stopWait()
+	cancel()
+	stopInterrupt()
 	now = time.Now()
 	if !r.refreshAt.IsZero() && !now.Before(r.refreshAt) {
 		r.refreshAt = time.Time{}

@@ -90,6 +90,7 @@ receivers:
     node_name: ${env:K8S_NODE_NAME}
     outcome:
       cgroup_root: /host/sys/fs/cgroup
+      proc_root: /host/proc
 processors:
   memory_limiter:
     check_interval: 1s
