@@ -164,7 +164,7 @@ kmsg-test: build
 ## $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/kernellab/ (apt-get download, never installed).
 .PHONY: kernel-lab kernel-lab-fixtures
 kernel-lab: build build-nocgo
-	$(GO) test -count=1 -timeout 30m -v -run '^(TestKernelLab|TestCollectorInGuest|TestContainerOutcomeLiveInGuest|TestCollectorOnKmsgWithoutJournald)$$' ./test/kernellab/
+	$(GO) test -count=1 -timeout 30m -v -run '^(TestKernelLab|TestCollectorInGuest|TestContainerOutcomeLiveInGuest|TestCollectorOnKmsgWithoutJournald|TestWitnessInGuest)$$' ./test/kernellab/
 
 ## kernel-lab-fixtures: the same run, rewriting the captured reports under
 ## testdata/journal/kernellab/<kernel>/ and testdata/kernel/kernellab/<kernel>/.
@@ -212,6 +212,15 @@ bench-bounded: build
 	@mkdir -p $(OCB_OUT)
 	cd test/bench && BENCH_OUT=$(CURDIR)/$(OCB_OUT)/bench-bounded.md \
 	  $(GO) test -tags sidebyside -count=1 -run '^TestBoundedState$$' -timeout 60m -v .
+
+## bench-witness: BENCHMARKS.md's "The kernel-counter witness": two built collectors idle side by side
+## on 500 pods' real kubelet-shaped cgroups (1,500 containers), with and without the witness, then one
+## real kill (root; about 6 min). Results: _build/bench-witness.md.
+.PHONY: bench-witness
+bench-witness: build
+	@mkdir -p $(OCB_OUT)
+	cd test/bench && BENCH_OUT=$(CURDIR)/$(OCB_OUT)/bench-witness.md \
+	  $(GO) test -tags sidebyside -count=1 -run '^TestWitnessIdle$$' -timeout 30m -v .
 
 ## rules: the shipped Prometheus alert rules are valid and behave as their unit tests say.
 .PHONY: rules

@@ -55,6 +55,9 @@ type Config struct {
 	// Outcome configures how the receiver observes whether a victim's
 	// container lived on after the kill (oom.container.outcome).
 	Outcome OutcomeConfig `mapstructure:"outcome"`
+	// Witness configures the second witness of OOM kills: the kernel's own
+	// OOM-kill counters, reconciled with the kills read from the log.
+	Witness WitnessConfig `mapstructure:"witness"`
 	// Retry bounds the backoff while the next consumer refuses data. Data
 	// is never dropped for a retryable error: reading pauses instead.
 	Retry RetryConfig `mapstructure:"retry"`
@@ -127,6 +130,30 @@ type OutcomeConfig struct {
 	MaxPending int `mapstructure:"max_pending"`
 }
 
+// WitnessConfig: the kernel counts every OOM kill without text, on the
+// node (/proc/vmstat oom_kill) and per memory cgroup (cgroup v2
+// memory.events, v1 memory.oom_control). The receiver reads those counters
+// under outcome.cgroup_root and matches their rises to the kills read from
+// the log; a rise no log line explains within Grace is counted as a kill
+// the log did not show (oom.source=kernel_counter).
+type WitnessConfig struct {
+	// Enabled turns the witness on. It needs no privilege beyond the
+	// read-only cgroup filesystem the outcome observation reads.
+	Enabled bool `mapstructure:"enabled"`
+	// PollInterval: how often /proc/vmstat is read to notice a kill. On
+	// cgroup v2 a kill in a pod also wakes the receiver at once (inotify);
+	// on cgroup v1 polling is the only way. Each poll reads one small file.
+	PollInterval time.Duration `mapstructure:"poll_interval"`
+	// Grace is how long a counter rise waits for its log line (journald's
+	// own delay must fit in it) before it counts as a kill the log did not
+	// show. A line that comes later is matched to that kill, not counted
+	// again.
+	Grace time.Duration `mapstructure:"grace"`
+	// MaxCgroups bounds the kubelet cgroups watched (pods first, then
+	// containers); kills in cgroups beyond it count at node level only.
+	MaxCgroups int `mapstructure:"max_cgroups"`
+}
+
 // RetryConfig is the backoff between deliveries the next consumer refused.
 type RetryConfig struct {
 	InitialInterval time.Duration `mapstructure:"initial_interval"`
@@ -150,6 +177,7 @@ func createDefaultConfig() component.Config {
 			CgroupRoot: "/sys/fs/cgroup", ProcRoot: "/proc",
 			Delay: 2 * time.Second, Settle: 20 * time.Millisecond, MaxAge: 30 * time.Second, MaxPending: 1000,
 		},
+		Witness:              WitnessConfig{Enabled: true, PollInterval: 2 * time.Second, Grace: 10 * time.Second, MaxCgroups: 2000},
 		Retry:                RetryConfig{InitialInterval: 500 * time.Millisecond, MaxInterval: 30 * time.Second},
 		MetricsBuilderConfig: metadata.NewDefaultMetricsBuilderConfig(),
 	}
@@ -209,6 +237,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Outcome.MaxAge < c.Outcome.Delay {
 		errs = append(errs, fmt.Errorf("outcome.max_age %v: must not be below outcome.delay (%v)", c.Outcome.MaxAge, c.Outcome.Delay))
+	}
+	if c.Witness.Enabled {
+		if c.Witness.PollInterval <= 0 || c.Witness.PollInterval > time.Minute {
+			errs = append(errs, fmt.Errorf("witness.poll_interval %v: must be between 0 and 1m", c.Witness.PollInterval))
+		}
+		if c.Witness.Grace < c.Witness.PollInterval {
+			errs = append(errs, fmt.Errorf("witness.grace %v: must not be below witness.poll_interval (%v)", c.Witness.Grace, c.Witness.PollInterval))
+		}
+		if c.Witness.MaxCgroups < 0 {
+			errs = append(errs, fmt.Errorf("witness.max_cgroups %d: must be 0 (node level only) or positive", c.Witness.MaxCgroups))
+		}
 	}
 	if c.Retry.InitialInterval <= 0 || c.Retry.MaxInterval < c.Retry.InitialInterval {
 		errs = append(errs, fmt.Errorf("retry: initial_interval (%v) must be positive and not above max_interval (%v)", c.Retry.InitialInterval, c.Retry.MaxInterval))

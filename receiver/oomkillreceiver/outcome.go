@@ -30,6 +30,10 @@ type outcomeObserver struct {
 	held map[uint64]killRecord
 	// changed: held changed since the checkpoint last saved it.
 	changed bool
+	// known are kills admitted with their outcome set already (those known
+	// only from the kernel's counters: unknown), handed on at the next
+	// ready without being watched.
+	known []killRecord
 }
 
 func newOutcomeObserver(cfg OutcomeConfig, logger *zap.Logger) *outcomeObserver {
@@ -89,6 +93,10 @@ func victimProcesses(cfg OutcomeConfig, logger *zap.Logger) outcomewatch.Process
 func (o *outcomeObserver) admit(kills []killRecord) {
 	now := o.now()
 	for _, k := range kills {
+		if k.Outcome != "" {
+			o.known = append(o.known, k)
+			continue
+		}
 		id := o.watch.Add(victimOf(k), now)
 		o.held[id] = k
 		o.changed = true
@@ -111,9 +119,10 @@ func victimOf(k killRecord) outcomewatch.Kill {
 // were read, and how many of them named a cgroup that could not be
 // observed.
 func (o *outcomeObserver) ready() (kills []killRecord, unobservable int) {
+	kills, o.known = o.known, nil
 	res := o.watch.Poll(o.now())
 	if len(res) == 0 {
-		return nil, 0
+		return kills, 0
 	}
 	slices.SortFunc(res, func(a, b outcomewatch.Result) int { return cmp.Compare(a.ID, b.ID) })
 	for _, r := range res {

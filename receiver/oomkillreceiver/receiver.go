@@ -20,9 +20,10 @@ import (
 )
 
 // oomReceiver is the receiver's lifecycle and its loop, which runs the
-// stages in turn: the follower reads and assembles kills, the outcome
-// observer looks at each victim's container, the series table accounts
-// them, delivery hands them on, the checkpointer saves how far it got.
+// stages in turn: the follower reads and assembles kills, the witness
+// checks them against the kernel's OOM-kill counters, the outcome observer
+// looks at each victim's container, the series table accounts them,
+// delivery hands them on, the checkpointer saves how far it got.
 type oomReceiver struct {
 	cfg    *Config
 	set    receiver.Settings
@@ -36,6 +37,7 @@ type oomReceiver struct {
 	open func(*Config, *zap.Logger) (kernlog.Source, error)
 
 	follow   *follower
+	witness  *witness // nil: off
 	outcomes *outcomeObserver
 	series   *seriesTable
 	delivery *delivery
@@ -82,6 +84,7 @@ func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	if err := r.follow.seek(r.cp.position(), r.cfg.StartAt, len(r.series.live)); err != nil {
 		return errors.Join(fmt.Errorf("oomkill receiver cannot position in the kernel log: %w", err), src.Close())
 	}
+	r.witness = startWitness(ctx, r.cfg, r.cp, r.logger, r.tb)
 	r.outcomes = newOutcomeObserver(r.cfg.Outcome, r.logger)
 	r.outcomes.admit(r.cp.restoredPending())
 	r.delivery = &delivery{
@@ -112,18 +115,21 @@ func (r *oomReceiver) Shutdown(ctx context.Context) error {
 		if r.cp != nil {
 			errs = append(errs, r.cp.close(ctx))
 		}
+		r.witness.close()
 		r.tb.Shutdown()
 	})
 	return errors.Join(errs...)
 }
 
 // run follows the kernel log until Shutdown. Each round runs the stages:
-// read a batch of lines and assemble their kills, observe what became of
-// each victim's container (a kill whose outcome the kernel does not show
-// yet is held, at most outcome.delay, while reading goes on), account the
-// decided kills in their series, deliver them, checkpoint (with the kills
-// still held). Caught up, it sleeps until the log grows, a held kill is
-// due, or a timer is.
+// read a batch of lines and assemble their kills, check them against the
+// kernel's counters (adding the kills only the counters saw), observe what
+// became of each victim's container (a kill whose outcome the kernel does
+// not show yet is held, at most outcome.delay, while reading goes on),
+// account the decided kills in their series, deliver them, checkpoint (with
+// the kills still held and the witness's state). Caught up, it sleeps until
+// the log grows, a held kill is due, or a timer (the witness's poll among
+// them) is.
 func (r *oomReceiver) run(ctx context.Context) {
 	defer close(r.done)
 	defer func() { _ = r.follow.close() }()
@@ -136,7 +142,7 @@ func (r *oomReceiver) run(ctx context.Context) {
 		var err error
 		if !r.outcomes.full() {
 			b, err = r.follow.read(ctx)
-			r.outcomes.admit(b.kills)
+			r.outcomes.admit(r.witness.check(ctx, b))
 		}
 		kills, unobservable := r.outcomes.ready()
 		if len(kills) > 0 {
@@ -200,12 +206,14 @@ func (r *oomReceiver) idle(ctx context.Context) {
 		defer cancel()
 	}
 	stopInterrupt := r.outcomes.interrupt(waitCtx, cancel)
+	waitCtx, stopWait := r.witness.waitBound(waitCtx)
 	if r.outcomes.full() {
 		// Reading is paused until a held kill is decided.
 		<-waitCtx.Done()
 	} else if err := r.follow.wait(waitCtx); err != nil {
 		sleep(waitCtx, time.Second) // the follower reported it
 	}
+	stopWait()
 	cancel()
 	stopInterrupt()
 	now = time.Now()
