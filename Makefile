@@ -91,8 +91,12 @@ e2e-image:
 ## 1.6 with runc and the CNI bridge plugin): examples/kubernetes applied with kubectl as its README
 ## says, a php-fpm-like Deployment whose worker and then main process the kernel OOM-kills, the
 ## DaemonSet's collector counting both with names, a real Prometheus firing the shipped alert, the
-## collector pod replaced mid-test; then the chart installed with helm install instead, counting a
-## kill with names; then the node's teardown is checked to leave nothing behind.
+## collector pod replaced mid-test; then an init container OOM-killed at every start (CrashLoopBackOff)
+## and a crash-looping pod deleted mid-loop, the collector replaced mid-loop with k8smeta's
+## deleted_pod_grace and the receiver's refresh shortened: each killed container ID in one named series
+## past the grace period, the sums and the Event's count equal to the kernel's kills; then the chart
+## installed with helm install instead, counting a kill with names; then the node's teardown is
+## checked to leave nothing behind.
 ## Root; one run at a time per machine (fixed names, so a crashed run is cleaned up by the next).
 ## First run: kubelet & co. (≈6 min cold on 2 cores after k8s-binaries) and the images, then cached.
 e2e-node: k8s-binaries helm
@@ -176,7 +180,7 @@ kmsg-test: build
 ## $${XDG_CACHE_HOME:-~/.cache}/otelcol-oomkill/kernellab/ (apt-get download, never installed).
 .PHONY: kernel-lab kernel-lab-fixtures
 kernel-lab: build build-nocgo
-	$(GO) test -count=1 -timeout 30m -v -run '^(TestKernelLab|TestCollectorInGuest|TestContainerOutcomeLiveInGuest|TestCollectorOnKmsgWithoutJournald)$$' ./test/kernellab/
+	$(GO) test -count=1 -timeout 30m -v -run '^(TestKernelLab|TestCollectorInGuest|TestContainerOutcomeLiveInGuest|TestCollectorOnKmsgWithoutJournald|TestWitnessInGuest)$$' ./test/kernellab/
 
 ## kernel-lab-fixtures: the same run, rewriting the captured reports under
 ## testdata/journal/kernellab/<kernel>/ and testdata/kernel/kernellab/<kernel>/.
@@ -224,6 +228,15 @@ bench-bounded: build
 	@mkdir -p $(OCB_OUT)
 	cd test/bench && BENCH_OUT=$(CURDIR)/$(OCB_OUT)/bench-bounded.md \
 	  $(GO) test -tags sidebyside -count=1 -run '^TestBoundedState$$' -timeout 60m -v .
+
+## bench-witness: BENCHMARKS.md's "The kernel-counter witness": two built collectors idle side by side
+## on 500 pods' real kubelet-shaped cgroups (1,500 containers), with and without the witness, then one
+## real kill (root; about 6 min). Results: _build/bench-witness.md.
+.PHONY: bench-witness
+bench-witness: build
+	@mkdir -p $(OCB_OUT)
+	cd test/bench && BENCH_OUT=$(CURDIR)/$(OCB_OUT)/bench-witness.md \
+	  $(GO) test -tags sidebyside -count=1 -run '^TestWitnessIdle$$' -timeout 30m -v .
 
 ## rules: the shipped Prometheus alert rules are valid and behave as their unit tests say.
 .PHONY: rules

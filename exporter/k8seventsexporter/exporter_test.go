@@ -83,6 +83,26 @@ func TestFirstKillWritesTheEvent(t *testing.T) {
 	assert.EqualValues(t, 1, counter(t, tel, "k8sevents_api_requests", attribute.String("request", "get_pod"), attribute.String("outcome", "ok")))
 }
 
+// The Event names the container where the pod spec lists it, from k8smeta's
+// oom.container.kind, as the kubelet's own events do.
+func TestFieldPathByContainerKind(t *testing.T) {
+	for kind, want := range map[string]string{
+		"":          "spec.containers{php-fpm}", // no kind (k8smeta before it had one): an app container
+		"app":       "spec.containers{php-fpm}",
+		"init":      "spec.initContainers{php-fpm}",
+		"ephemeral": "spec.ephemeralContainers{php-fpm}",
+	} {
+		k := phpKill(0)
+		k.kind = kind
+		c := fake.NewClientset(testPodObject(k))
+		e, _, _ := newTestExporter(t, c, nil)
+		require.NoError(t, e.push(context.Background(), logsOf(k)))
+		evs := events(t, c, "shop")
+		require.Len(t, evs, 1)
+		assert.Equal(t, want, evs[0].Regarding.FieldPath, "kind %q", kind)
+	}
+}
+
 func TestRepeatedKillsAggregateIntoOneSeries(t *testing.T) {
 	c := fake.NewClientset(testPodObject(phpKill(0)))
 	e, tel, _ := newTestExporter(t, c, func(cfg *Config) { cfg.RateLimit.PerPod = BucketConfig{QPS: 100, Burst: 100} })

@@ -27,6 +27,7 @@ type testKill struct {
 	anonKB, limit                    int64
 	outcome                          string
 	at                               time.Time
+	kind                             string // oom.container.kind
 	// attrs are further record attributes (the report's memory context).
 	attrs map[string]any
 }
@@ -61,6 +62,7 @@ func logsOf(kills ...testKill) plog.Logs {
 		put(r, "k8s.pod.name", k.pod)
 		put(r, "k8s.pod.uid", k.uid)
 		put(r, "k8s.container.name", k.container)
+		put(r, "oom.container.kind", k.kind)
 		put(r, "k8s.node.name", k.node)
 		put(r, "host.name", k.node)
 		put(r, "container.id", k.ctrID)

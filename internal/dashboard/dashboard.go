@@ -177,7 +177,10 @@ func build() *dashboard.DashboardBuilder {
 			qGaps)).
 		WithPanel(healthPanel("Delivery retries",
 			"Times handing kills to the exporters failed and was retried (otelcol_oomkill_receiver_delivery_retries): the backend or the memory limiter pushed back; nothing is lost, kills wait in the journal.",
-			qRetries))
+			qRetries)).
+		WithPanel(healthPanel("Kills known only from the kernel's counters",
+			`Kills the kernel's own OOM-kill counters counted that its log did not show (otelcol_oomkill_receiver_counter_only_kills): the log lines were lost (journald dropped or rate-limited them, the ring buffer overran) or a kernel this collector version does not understand reworded them. They are counted all the same (oom_source="kernel_counter"), without the killed process. Alert: OOMKillsMissingFromLog.`,
+			qCounterOnly))
 }
 
 // labelVariable is a multi-value variable of a label's values, "All" being

@@ -138,7 +138,7 @@ func TestLayoutAndVariables(t *testing.T) {
 		require.NotEmpty(t, p.Targets[0].Expr, p.Title)
 		require.NotEmpty(t, p.Description, p.Title)
 	}
-	require.Equal(t, 15, panels)
+	require.Equal(t, 16, panels)
 }
 
 // noErrors fails on err, but for an empty cog.BuildErrors: the SDK returns

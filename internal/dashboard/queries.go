@@ -34,9 +34,11 @@ const (
 // pod, so five minutes after a pod is deleted the same counter is exported
 // without them; and neither are the scrape's labels (instance, pod), which
 // change when the collector pod is replaced.
+// oom_source ("log" or "kernel_counter") tells apart a container's kills
+// read from the log and those known only from the kernel's counters.
 var identity = []string{
 	"cluster", "k8s_node_name", "container_id", "oom_cgroup_path", "oom_constraint",
-	"oom_container_outcome", "process_executable_name", "otel_metric_overflow",
+	"oom_container_outcome", "process_executable_name", "otel_metric_overflow", "oom_source",
 }
 
 // killsIn is, for each counter, the kills of the last window (a Grafana
@@ -49,23 +51,33 @@ var identity = []string{
 // The difference of the counter with itself window ago is exact (no
 // increase() extrapolation), so the steps of a time series add up to the
 // kills of its range. Limit: a collector away for more than Prometheus'
-// lookback (5 minutes) brings its counters back as new, once.
+// lookback (5 minutes) brings its counters back as new, once. Collectors
+// before oom.source exported the same counters without it: a missing
+// oom_source reads as "log", so an upgrade continues each counter instead
+// of counting its whole total again.
 func killsIn(window string, by []string, extra string) string {
 	sel := killMetric + "{" + killFilter + extra + "}"
+	now := withSource(sel)
+	before := withSource(sel + " offset " + window)
 	id := strings.Join(identity, ", ")
 	keep := strings.Join(union(identity, by), ", ")
 	return fmt.Sprintf(`(
     clamp_min(
         max by (%[1]s) (%[3]s)
-      - max by (%[1]s) (%[3]s offset %[4]s),
+      - max by (%[1]s) (%[4]s),
       0)
   or
     (
         max by (%[1]s) (%[3]s)
       unless on (%[2]s)
-        max by (%[2]s) (%[3]s offset %[4]s)
+        max by (%[2]s) (%[4]s)
     )
-)`, keep, id, sel, window)
+)`, keep, id, now, before)
+}
+
+// withSource gives a kill counter without oom_source the value "log".
+func withSource(sel string) string {
+	return `label_replace(` + sel + `, "oom_source", "log", "oom_source", "")`
 }
 
 // union is a followed by the labels of b it lacks.
@@ -130,4 +142,5 @@ var (
 	qUnattributed  = health("otelcol_oomkill_receiver_unattributed_kills")
 	qGaps          = health("otelcol_oomkill_receiver_checkpoint_gaps")
 	qRetries       = health("otelcol_oomkill_receiver_delivery_retries")
+	qCounterOnly   = health("otelcol_oomkill_receiver_counter_only_kills")
 )

@@ -23,6 +23,11 @@ func TestLoadConfig(t *testing.T) {
 	node.NodeName = "node-a"
 	node.Extract = ExtractConfig{Labels: []string{"app", "app.kubernetes.io/name"}, Annotations: []string{"team"}}
 	node.DeletedPodGrace = 10 * time.Minute
+	node.GoneContainers = GoneContainersConfig{MaxPerPod: 100, Max: 1000, MaxGivenUp: 200}
+	fileStorage := component.MustNewID("file_storage")
+	node.Storage = &fileStorage
+	// As a user's configuration sets it (the generated config records that).
+	require.NoError(t, confmap.NewFromStringMap(map[string]any{"enabled": false}).Unmarshal(&node.ResourceAttributes.K8sContainerRestartCount))
 	node.WaitForUnknown = 5 * time.Second
 	node.MaxWaitingBatches = 8
 	node.SyncTimeout = 30 * time.Second
@@ -36,6 +41,7 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bad_auth"), wantErr: `auth_type "token": use "serviceAccount" (in a pod) or "kubeConfig"`},
 		{id: component.NewIDWithName(metadata.Type, "short_grace"), wantErr: "deleted_pod_grace 30s: at least 2m"},
 		{id: component.NewIDWithName(metadata.Type, "context_without_kubeconfig"), wantErr: "context: only used with auth_type kubeConfig"},
+		{id: component.NewIDWithName(metadata.Type, "bad_caps"), wantErr: "gone_containers.max_per_pod 0: at least 1\ngone_containers.max -1: at least max_per_pod (0)\ngone_containers.max_given_up -1: 0 (wait for every unknown ID) or more"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {

@@ -7,35 +7,51 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.uber.org/zap"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/resend"
+	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/processor/k8smetaprocessor/internal/podstore"
 )
 
 // enrich adds metadata to every resource it can resolve. When some are not
 // known yet, the batch waits (bounded in time and in number of waiting
-// batches; other batches are not blocked) for the watch to catch up.
+// batches; other batches are not blocked) for the watch to catch up; an
+// ID waited for in vain once, or forgotten, is not waited for again, nor
+// is anything in a delivery marked as sent before (a receiver's refresh).
 func (p *k8smeta) enrich(ctx context.Context, res []pcommon.Resource) {
-	var unknown []pcommon.Resource
+	var unknown, notWaited []pcommon.Resource
+	resent := resend.FromContext(ctx)
 	for _, r := range res {
 		switch p.resolve(r, false) {
 		case resolved:
 			p.tb.K8smetaLookupsHit.Add(ctx, 1)
 		case unresolved:
-			unknown = append(unknown, r)
+			if resent || p.store.GivenUp(lookupKey(r)) {
+				notWaited = append(notWaited, r)
+			} else {
+				unknown = append(unknown, r)
+			}
 		}
 	}
-	if len(unknown) == 0 {
-		return
+	if len(notWaited) > 0 {
+		p.tb.K8smetaLookupsNotWaited.Add(ctx, int64(len(notWaited)))
 	}
-	if p.cfg.WaitForUnknown > 0 {
+	if len(unknown) > 0 && p.cfg.WaitForUnknown > 0 {
 		select {
 		case p.waiting <- struct{}{}:
 			p.tb.K8smetaLookupsHeld.Add(ctx, int64(len(unknown)))
-			unknown = p.wait(ctx, unknown)
+			var timedOut bool
+			unknown, timedOut = p.wait(ctx, unknown)
 			<-p.waiting
+			if timedOut {
+				for _, r := range unknown {
+					p.store.GiveUp(lookupKey(r))
+				}
+			}
 		default:
 			// Too many batches waiting already: pass this one on.
 		}
 	}
+	unknown = append(unknown, notWaited...)
 	for _, r := range unknown {
 		p.resolve(r, true) // whatever is known (e.g. the pod without the container)
 		p.tb.K8smetaLookupsMissed.Add(ctx, 1)
@@ -45,9 +61,20 @@ func (p *k8smeta) enrich(ctx context.Context, res []pcommon.Resource) {
 	}
 }
 
+// lookupKey is what an unresolved resource waits for: its container ID,
+// else its pod UID.
+func lookupKey(r pcommon.Resource) string {
+	if cid, ok := r.Attributes().Get("container.id"); ok && cid.Str() != "" {
+		return cid.Str()
+	}
+	uid, _ := r.Attributes().Get("k8s.pod.uid")
+	return uid.Str()
+}
+
 // wait re-resolves unknown resources on every store change until all are
-// resolved, the wait times out, or ctx ends; it returns those still unknown.
-func (p *k8smeta) wait(ctx context.Context, unknown []pcommon.Resource) []pcommon.Resource {
+// resolved, the wait times out, or ctx ends; it returns those still
+// unknown, and whether they were waited for the whole wait_for_unknown.
+func (p *k8smeta) wait(ctx context.Context, unknown []pcommon.Resource) (still []pcommon.Resource, timedOut bool) {
 	timer := time.NewTimer(p.cfg.WaitForUnknown)
 	defer timer.Stop()
 	for len(unknown) > 0 {
@@ -67,12 +94,12 @@ func (p *k8smeta) wait(ctx context.Context, unknown []pcommon.Resource) []pcommo
 		select {
 		case <-changed:
 		case <-timer.C:
-			return unknown
+			return unknown, true
 		case <-ctx.Done():
-			return unknown
+			return unknown, false
 		}
 	}
-	return unknown
+	return unknown, false
 }
 
 type resolution int
@@ -95,15 +122,15 @@ func (p *k8smeta) resolve(r pcommon.Resource, partial bool) resolution {
 	}
 	if hasCID && cid.Str() != "" {
 		if pod, ctr, ok := p.store.ByContainerID(cid.Str()); ok {
-			applyPod(attrs, pod)
-			applyContainer(attrs, ctr)
+			p.attrs.applyPod(attrs, pod)
+			p.attrs.applyContainer(attrs, ctr)
 			return resolved
 		}
 	}
 	if hasUID && uid.Str() != "" {
 		if pod, ok := p.store.ByPodUID(uid.Str()); ok {
 			if !hasCID || partial {
-				applyPod(attrs, pod)
+				p.attrs.applyPod(attrs, pod)
 			}
 			if !hasCID {
 				return resolved
@@ -113,48 +140,77 @@ func (p *k8smeta) resolve(r pcommon.Resource, partial bool) resolution {
 	return unresolved
 }
 
-func putStr(attrs pcommon.Map, k, v string) {
-	if v == "" {
-		return
+// attributeSwitch says which attributes the configuration turned off.
+type attributeSwitch map[string]bool
+
+func newAttributeSwitch(c metadata.ResourceAttributesConfig) attributeSwitch {
+	off := attributeSwitch{}
+	for name, rc := range map[string]metadata.ResourceAttributeConfig{
+		"container.image.name": c.ContainerImageName, "container.image.tags": c.ContainerImageTags,
+		"k8s.container.memory.limit": c.K8sContainerMemoryLimit, "k8s.container.memory.request": c.K8sContainerMemoryRequest,
+		"k8s.container.name": c.K8sContainerName, "k8s.container.restart_count": c.K8sContainerRestartCount,
+		"k8s.cronjob.name": c.K8sCronjobName, "k8s.daemonset.name": c.K8sDaemonsetName, "k8s.deployment.name": c.K8sDeploymentName,
+		"k8s.job.name": c.K8sJobName, "k8s.namespace.name": c.K8sNamespaceName, "k8s.node.name": c.K8sNodeName,
+		"k8s.pod.name": c.K8sPodName, "k8s.pod.uid": c.K8sPodUID, "k8s.replicaset.name": c.K8sReplicasetName,
+		"k8s.statefulset.name": c.K8sStatefulsetName, "oom.container.kind": c.OomContainerKind,
+	} {
+		if !rc.Enabled {
+			off[name] = true
+		}
 	}
-	if _, ok := attrs.Get(k); !ok {
+	return off
+}
+
+// writable: the attribute is on and not already on the resource (never
+// overwritten).
+func (off attributeSwitch) writable(attrs pcommon.Map, k string) bool {
+	if off[k] {
+		return false
+	}
+	_, present := attrs.Get(k)
+	return !present
+}
+
+func (off attributeSwitch) putStr(attrs pcommon.Map, k, v string) {
+	if v != "" && off.writable(attrs, k) {
 		attrs.PutStr(k, v)
 	}
 }
 
-func putInt(attrs pcommon.Map, k string, v int64) {
-	if _, ok := attrs.Get(k); !ok {
+func (off attributeSwitch) putInt(attrs pcommon.Map, k string, v int64) {
+	if off.writable(attrs, k) {
 		attrs.PutInt(k, v)
 	}
 }
 
-func applyPod(attrs pcommon.Map, pod podstore.Pod) {
-	putStr(attrs, "k8s.pod.uid", pod.UID)
-	putStr(attrs, "k8s.pod.name", pod.Name)
-	putStr(attrs, "k8s.namespace.name", pod.Namespace)
-	putStr(attrs, "k8s.node.name", pod.NodeName)
+func (off attributeSwitch) applyPod(attrs pcommon.Map, pod podstore.Pod) {
+	off.putStr(attrs, "k8s.pod.uid", pod.UID)
+	off.putStr(attrs, "k8s.pod.name", pod.Name)
+	off.putStr(attrs, "k8s.namespace.name", pod.Namespace)
+	off.putStr(attrs, "k8s.node.name", pod.NodeName)
 	for k, v := range pod.Workload {
-		putStr(attrs, k, v)
+		off.putStr(attrs, k, v)
 	}
 	for k, v := range pod.Labels {
-		putStr(attrs, "k8s.pod.label."+k, v)
+		off.putStr(attrs, "k8s.pod.label."+k, v)
 	}
 	for k, v := range pod.Annotations {
-		putStr(attrs, "k8s.pod.annotation."+k, v)
+		off.putStr(attrs, "k8s.pod.annotation."+k, v)
 	}
 }
 
-func applyContainer(attrs pcommon.Map, c podstore.Container) {
-	putStr(attrs, "k8s.container.name", c.Name)
-	putStr(attrs, "container.image.name", c.ImageName)
-	if _, ok := attrs.Get("container.image.tags"); !ok && c.ImageTag != "" {
+func (off attributeSwitch) applyContainer(attrs pcommon.Map, c podstore.Container) {
+	off.putStr(attrs, "k8s.container.name", c.Name)
+	off.putStr(attrs, "oom.container.kind", string(c.Kind))
+	off.putStr(attrs, "container.image.name", c.ImageName)
+	if c.ImageTag != "" && off.writable(attrs, "container.image.tags") {
 		attrs.PutEmptySlice("container.image.tags").AppendEmpty().SetStr(c.ImageTag)
 	}
-	putInt(attrs, "k8s.container.restart_count", c.RestartCount)
+	off.putInt(attrs, "k8s.container.restart_count", c.RestartCount)
 	if c.MemoryLimit > 0 {
-		putInt(attrs, "k8s.container.memory.limit", c.MemoryLimit)
+		off.putInt(attrs, "k8s.container.memory.limit", c.MemoryLimit)
 	}
 	if c.MemoryRequest > 0 {
-		putInt(attrs, "k8s.container.memory.request", c.MemoryRequest)
+		off.putInt(attrs, "k8s.container.memory.request", c.MemoryRequest)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
@@ -40,9 +41,15 @@ type k8smeta struct {
 	tb        *metadata.TelemetryBuilder
 	newClient func(*Config) (kubernetes.Interface, error)
 	status    *status.Reporter
+	attrs     attributeSwitch
+	// now is the clock of the store's grace periods (tests set it).
+	now func() time.Time
 
 	store   *podstore.Store
 	watcher *kube.Watcher
+	// id and keeper: the identities kept in the storage extension, if any.
+	id     component.ID
+	keeper *identityKeeper
 	// waiting is a semaphore bounding batches held for unknown IDs.
 	waiting chan struct{}
 
@@ -52,6 +59,12 @@ type k8smeta struct {
 	wg       sync.WaitGroup
 	// sweeps counts the sweeps of gone pods (tests of idleness).
 	sweeps atomic.Int64
+	// reportMu guards what report keeps: the forgotten IDs last counted,
+	// the evictions not logged yet, and when evictions were last logged.
+	reportMu                    sync.Mutex
+	reportedForgotten           podstore.Forgotten
+	unloggedPodCap, unloggedCap uint64
+	lastEvictionLog             time.Time
 }
 
 func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (kubernetes.Interface, error)) (*k8smeta, error) {
@@ -59,9 +72,17 @@ func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (ku
 	if err != nil {
 		return nil, err
 	}
+	p := &k8smeta{
+		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, status: status.New(set.Logger),
+		attrs: newAttributeSwitch(cfg.ResourceAttributes), now: time.Now, id: set.ID,
+		waiting: make(chan struct{}, cfg.MaxWaitingBatches), answered: make(chan struct{}, 1),
+	}
 	store := podstore.New(podstore.Options{
 		Labels: cfg.Extract.Labels, Annotations: cfg.Extract.Annotations, Grace: cfg.DeletedPodGrace,
+		MaxGonePerPod: cfg.GoneContainers.MaxPerPod, MaxGone: cfg.GoneContainers.Max, MaxGivenUp: cfg.GoneContainers.MaxGivenUp,
+		Now: func() time.Time { return p.now() },
 	})
+	p.store = store
 	// The cache sizes are read when the metrics are collected.
 	err = errors.Join(
 		tb.RegisterK8smetaCachedPodsCallback(func(_ context.Context, o metric.Int64Observer) error {
@@ -78,20 +99,24 @@ func newK8smeta(cfg *Config, set processor.Settings, newClient func(*Config) (ku
 	if err != nil {
 		return nil, err
 	}
-	return &k8smeta{
-		cfg: cfg, logger: set.Logger, tb: tb, newClient: newClient, store: store, status: status.New(set.Logger),
-		waiting: make(chan struct{}, cfg.MaxWaitingBatches), answered: make(chan struct{}, 1),
-	}, nil
+	return p, nil
 }
 
 // Start begins watching pods. A bad client configuration fails startup; an
 // API server that is slow or down does not: after sync_timeout the
 // collector starts, records pass through unenriched, and the watch keeps
 // retrying on its own.
-func (p *k8smeta) Start(_ context.Context, host component.Host) error {
+func (p *k8smeta) Start(ctx context.Context, host component.Host) error {
 	client, err := p.newClient(p.cfg)
 	if err != nil {
 		return err
+	}
+	if p.cfg.Storage != nil {
+		// Before the watch: an ID keeps the identity it had before.
+		if p.keeper, err = openIdentityKeeper(ctx, host, *p.cfg.Storage, p.id, p.logger); err != nil {
+			return err
+		}
+		p.keeper.restore(ctx, p.store)
 	}
 	p.status.SetHost(host)
 	p.watcher, err = kube.NewWatcher(client, kube.WatchOptions{
@@ -138,47 +163,106 @@ func (p *k8smeta) Start(_ context.Context, host component.Host) error {
 	return nil
 }
 
-// sweepLoop forgets deleted pods and departed container IDs once their
-// deleted_pod_grace has passed, which bounds memory. It sleeps while
-// nothing is gone; a sweep forgets everything whose grace ended within a
-// slack after the first, so pods deleted together cost one wake-up.
+// sweepLoop forgets deleted pods and departed container IDs once nobody
+// asked about them for deleted_pod_grace, which bounds memory; it counts
+// (and logs) what was forgotten, and saves the identities (storage) a
+// slack after they changed. It sleeps while nothing is gone; a sweep
+// forgets everything whose grace ended within a slack after the first, so
+// pods deleted together cost one wake-up.
 func (p *k8smeta) sweepLoop() {
 	slack := min(p.cfg.DeletedPodGrace/4, 30*time.Second)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	armed := false
+	sweep, save := time.NewTimer(time.Hour), time.NewTimer(time.Hour)
+	sweep.Stop()
+	save.Stop()
+	armed, saving := false, false
+	scheduleSave := func() {
+		if p.keeper != nil && !saving && p.keeper.pending(p.store) {
+			save.Reset(slack)
+			saving = true
+		}
+	}
 	for {
 		select {
 		case <-p.stop:
-			timer.Stop()
+			sweep.Stop()
+			save.Stop()
 			return
 		case <-p.store.Gone():
+			p.report()  // the caps evict when IDs go
 			if !armed { // when armed, the timer is due before this one's grace ends
-				timer.Reset(p.cfg.DeletedPodGrace + slack)
+				sweep.Reset(p.cfg.DeletedPodGrace + slack)
 				armed = true
 			}
-		case <-timer.C:
+			scheduleSave()
+		case <-sweep.C:
 			armed = false
-			p.sweeps.Add(1)
-			p.store.Sweep(time.Now())
+			p.sweep()
+			// A lookup since pushes the expiry: the timer follows.
 			if next, ok := p.store.NextExpiry(); ok {
-				timer.Reset(time.Until(next) + slack)
+				sweep.Reset(next.Sub(p.now()) + slack)
 				armed = true
 			}
+			scheduleSave()
+		case <-save.C:
+			saving = false
+			p.keeper.save(context.Background(), p.store)
 		}
 	}
 }
 
-// Shutdown stops the watch.
-func (p *k8smeta) Shutdown(context.Context) error {
+// sweep forgets the gone pods and container IDs nobody asked about for the
+// grace period, and counts them.
+func (p *k8smeta) sweep() {
+	p.sweeps.Add(1)
+	p.store.Sweep(p.now())
+	p.report()
+}
+
+// report counts the container IDs forgotten since it last ran, and logs
+// evictions, at most once a minute (the counts add up meanwhile).
+func (p *k8smeta) report() {
+	p.reportMu.Lock()
+	defer p.reportMu.Unlock()
+	is := p.store.Stats().Forgotten
+	was := p.reportedForgotten
+	p.reportedForgotten = is
+	ctx := context.Background()
+	for _, f := range []struct {
+		reason string
+		n      uint64
+	}{{"expired", is.Expired - was.Expired}, {"pod_cap", is.PodCap - was.PodCap}, {"cap", is.Cap - was.Cap}} {
+		if f.n > 0 {
+			p.tb.K8smetaContainersForgotten.Add(ctx, int64(f.n), metric.WithAttributes(attribute.String("reason", f.reason)))
+		}
+	}
+	p.unloggedPodCap += is.PodCap - was.PodCap
+	p.unloggedCap += is.Cap - was.Cap
+	if p.unloggedPodCap+p.unloggedCap == 0 || time.Since(p.lastEvictionLog) < time.Minute {
+		return
+	}
+	p.logger.Warn("Forgot container IDs still in use: records naming them now get only their pod's attributes, a new series; raise gone_containers.max_per_pod or gone_containers.max",
+		zap.Uint64("by_max_per_pod", p.unloggedPodCap), zap.Uint64("by_max", p.unloggedCap),
+		zap.Int("max_per_pod", p.cfg.GoneContainers.MaxPerPod), zap.Int("max", p.cfg.GoneContainers.Max),
+		zap.String("last_pod", is.LastEvictedPod))
+	p.unloggedPodCap, p.unloggedCap, p.lastEvictionLog = 0, 0, time.Now()
+}
+
+// Shutdown stops the watch and saves the identities.
+func (p *k8smeta) Shutdown(ctx context.Context) error {
+	var err error
 	if p.stop != nil {
 		close(p.stop)
 		p.wg.Wait()
 		p.watcher.Stop()
 		p.stop = nil
 	}
+	if p.keeper != nil {
+		p.keeper.save(ctx, p.store)
+		err = p.keeper.close(ctx)
+		p.keeper = nil
+	}
 	p.tb.Shutdown()
-	return nil
+	return err
 }
 
 func (p *k8smeta) processLogs(ctx context.Context, ld plog.Logs) (plog.Logs, error) {

@@ -2,6 +2,7 @@ package oomkillreceiver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -17,8 +18,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/kubecgroup"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadatatest"
+	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/oomparse"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/journaltest"
 )
 
@@ -180,7 +183,7 @@ func TestCheckpointWritesWhatChanged(t *testing.T) {
 	assert.Len(t, c.data, 2)
 
 	back := newSeriesTable(cfg)
-	got, err := loadCheckpoint(ctx, c, back)
+	got, _, err := loadCheckpoint(ctx, c, back)
 	require.NoError(t, err)
 	assert.Equal(t, "s=2", got.Cursor)
 	assert.Empty(t, back.live)
@@ -209,7 +212,7 @@ func TestCheckpointVersion1IsMigrated(t *testing.T) {
 		`{"oom.constraint":"unknown","process.executable.name":"x","count":2}]}`
 	c := &countingStorage{data: map[string][]byte{checkpointKey: []byte(v1)}}
 	tab := newSeriesTable(testSeriesConfig())
-	cp, err := loadCheckpoint(ctx, c, tab)
+	cp, _, err := loadCheckpoint(ctx, c, tab)
 	require.NoError(t, err)
 	assert.Equal(t, "s=9", cp.Cursor)
 	assert.Equal(t, int64(9), sum(tab))
@@ -218,8 +221,41 @@ func TestCheckpointVersion1IsMigrated(t *testing.T) {
 	}
 	require.NoError(t, saveCheckpoint(ctx, c, cp, tab))
 	again := newSeriesTable(testSeriesConfig())
-	cp2, err := loadCheckpoint(ctx, c, again)
+	cp2, _, err := loadCheckpoint(ctx, c, again)
 	require.NoError(t, err)
 	assert.Equal(t, checkpointVersion, cp2.Version)
 	assert.Equal(t, int64(9), sum(again))
+}
+
+// Series saved before oom.source existed (version 2 slots without it) are
+// the log's: a new kill of the same series continues its count, and a
+// total remembered for an expired one is found again.
+func TestSeriesFromBeforeOOMSourceContinue(t *testing.T) {
+	ctx := context.Background()
+	old := seriesKey{resourceKey: resourceKey{PodUID: "p", ContainerID: "c", CgroupPath: "/kubepods/podp/c"}, Constraint: "memcg", Executable: "php-fpm", Outcome: "survived"}
+	slot, err := json.Marshal(seriesRecord{seriesKey: old, Count: 7, StartUnixNano: 42, LastCountedUnixNs: 43})
+	require.NoError(t, err)
+	require.NotContains(t, string(slot), "oom.source")
+	gone := seriesKey{resourceKey: resourceKey{PodUID: "q", ContainerID: "d"}, Constraint: "memcg", Executable: "celery", Outcome: "exited"}
+	expired := newExpiredTotals(10)
+	expired.put(gone.hash(), expiredTotal{count: 4, startUnixNano: 40}) // hashed as the previous version did: no source
+	c := &countingStorage{data: map[string][]byte{
+		checkpointKey: []byte(`{"version":2,"cursor":"s=9","start_time_unix_nano":42,"slots":1}`),
+		slotKey(0):    slot,
+		expiredKey:    expired.marshal(),
+	}}
+	tab := newSeriesTable(testSeriesConfig())
+	_, _, err = loadCheckpoint(ctx, c, tab)
+	require.NoError(t, err)
+
+	k := killRecord{Kill: oomparse.Kill{Constraint: "memcg", Comm: "php-fpm", TaskMemcg: "/kubepods/podp/c", Cgroup: kubecgroup.Ref{PodUID: "p", ContainerID: "c"}}, Outcome: "survived"}
+	tab.count(keyOf(k), time.Now())
+	require.Len(t, tab.live, 1, "the same series, now oom.source=log")
+	for key, s := range tab.live {
+		assert.Equal(t, sourceLog, key.Source)
+		assert.Equal(t, int64(8), s.count)
+	}
+	back := killRecord{Kill: oomparse.Kill{Constraint: "memcg", Comm: "celery", Cgroup: kubecgroup.Ref{PodUID: "q", ContainerID: "d"}}, Outcome: "exited"}
+	tab.count(keyOf(back), time.Now())
+	assert.Equal(t, int64(5), tab.live[keyOf(back)].count, "an expired series of the previous version comes back continuing its total")
 }

@@ -55,6 +55,9 @@ type Config struct {
 	// Outcome configures how the receiver observes whether a victim's
 	// container lived on after the kill (oom.container.outcome).
 	Outcome OutcomeConfig `mapstructure:"outcome"`
+	// Witness configures the second witness of OOM kills: the kernel's own
+	// OOM-kill counters, reconciled with the kills read from the log.
+	Witness WitnessConfig `mapstructure:"witness"`
 	// Retry bounds the backoff while the next consumer refuses data. Data
 	// is never dropped for a retryable error: reading pauses instead.
 	Retry RetryConfig `mapstructure:"retry"`
@@ -97,21 +100,58 @@ type SeriesConfig struct {
 }
 
 // OutcomeConfig: after a kill, the receiver looks at the victim's cgroup
-// to tell whether processes lived on (survived) or the container exited.
+// to tell whether processes lived on (survived) or the container exited,
+// as soon as the kernel shows it.
 type OutcomeConfig struct {
 	// CgroupRoot is where the node's cgroup filesystem is mounted: the
 	// host's /sys/fs/cgroup, mounted read-only into the DaemonSet's pods.
 	// Empty disables the observation (every outcome is unknown).
 	CgroupRoot string `mapstructure:"cgroup_root"`
-	// Delay is how long after the kill the cgroup is looked at: long
-	// enough for the killed process to exit, short enough not to delay
-	// alerts. Kills are held back (not delivered, not checkpointed) this
-	// long at most.
+	// ProcRoot is a procfs of the host's pid namespace, where the victims
+	// the kernel names by pid are looked up: /proc when the collector runs
+	// in it, the host's /proc mounted read-only into a pod that does not.
+	// Without it (empty, or a pod's own /proc), a container that lived on
+	// is known only at Delay.
+	ProcRoot string `mapstructure:"proc_root"`
+	// Delay is the longest a kill waits for its outcome to become visible:
+	// an emptied cgroup is seen at once; processes left count as survived
+	// once the victims are gone (and Settle later), or at Delay.
 	Delay time.Duration `mapstructure:"delay"`
+	// Settle is how long a cgroup must still hold processes after its
+	// victims are gone to count as survived: a parent that ends when its
+	// child is killed (a shell script's last command) ends within it.
+	Settle time.Duration `mapstructure:"settle"`
 	// MaxAge: a kill read more than this long after it happened (a
 	// catch-up of history) was not observed in time; if its cgroup is
 	// gone or empty by now, its outcome is unknown, not exited.
 	MaxAge time.Duration `mapstructure:"max_age"`
+	// MaxPending bounds the kills waiting for their outcome; when reached,
+	// reading pauses until one is decided (at most Delay).
+	MaxPending int `mapstructure:"max_pending"`
+}
+
+// WitnessConfig: the kernel counts every OOM kill without text, on the
+// node (/proc/vmstat oom_kill) and per memory cgroup (cgroup v2
+// memory.events, v1 memory.oom_control). The receiver reads those counters
+// under outcome.cgroup_root and matches their rises to the kills read from
+// the log; a rise no log line explains within Grace is counted as a kill
+// the log did not show (oom.source=kernel_counter).
+type WitnessConfig struct {
+	// Enabled turns the witness on. It needs no privilege beyond the
+	// read-only cgroup filesystem the outcome observation reads.
+	Enabled bool `mapstructure:"enabled"`
+	// PollInterval: how often /proc/vmstat is read to notice a kill. On
+	// cgroup v2 a kill in a pod also wakes the receiver at once (inotify);
+	// on cgroup v1 polling is the only way. Each poll reads one small file.
+	PollInterval time.Duration `mapstructure:"poll_interval"`
+	// Grace is how long a counter rise waits for its log line (journald's
+	// own delay must fit in it) before it counts as a kill the log did not
+	// show. A line that comes later is matched to that kill, not counted
+	// again.
+	Grace time.Duration `mapstructure:"grace"`
+	// MaxCgroups bounds the kubelet cgroups watched (pods first, then
+	// containers); kills in cgroups beyond it count at node level only.
+	MaxCgroups int `mapstructure:"max_cgroups"`
 }
 
 // RetryConfig is the backoff between deliveries the next consumer refused.
@@ -133,7 +173,11 @@ func createDefaultConfig() component.Config {
 			Retention:             time.Hour,
 			MaxExpiredSeries:      10000,
 		},
-		Outcome:              OutcomeConfig{CgroupRoot: "/sys/fs/cgroup", Delay: 2 * time.Second, MaxAge: 30 * time.Second},
+		Outcome: OutcomeConfig{
+			CgroupRoot: "/sys/fs/cgroup", ProcRoot: "/proc",
+			Delay: 2 * time.Second, Settle: 20 * time.Millisecond, MaxAge: 30 * time.Second, MaxPending: 1000,
+		},
+		Witness:              WitnessConfig{Enabled: true, PollInterval: 2 * time.Second, Grace: 10 * time.Second, MaxCgroups: 2000},
 		Retry:                RetryConfig{InitialInterval: 500 * time.Millisecond, MaxInterval: 30 * time.Second},
 		MetricsBuilderConfig: metadata.NewDefaultMetricsBuilderConfig(),
 	}
@@ -183,10 +227,27 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("series.max_expired_series %d: must be 0 (forget) or positive", c.Series.MaxExpiredSeries))
 	}
 	if c.Outcome.Delay < 0 || c.Outcome.Delay > time.Minute {
-		errs = append(errs, fmt.Errorf("outcome.delay %v: must be between 0 and 1m (kills are held back this long)", c.Outcome.Delay))
+		errs = append(errs, fmt.Errorf("outcome.delay %v: must be between 0 and 1m (a kill waits for its outcome this long at most)", c.Outcome.Delay))
+	}
+	if c.Outcome.Settle < 0 || c.Outcome.Settle > c.Outcome.Delay {
+		errs = append(errs, fmt.Errorf("outcome.settle %v: must be between 0 and outcome.delay (%v)", c.Outcome.Settle, c.Outcome.Delay))
+	}
+	if c.Outcome.MaxPending < 1 {
+		errs = append(errs, fmt.Errorf("outcome.max_pending %d: must be at least 1", c.Outcome.MaxPending))
 	}
 	if c.Outcome.MaxAge < c.Outcome.Delay {
 		errs = append(errs, fmt.Errorf("outcome.max_age %v: must not be below outcome.delay (%v)", c.Outcome.MaxAge, c.Outcome.Delay))
+	}
+	if c.Witness.Enabled {
+		if c.Witness.PollInterval <= 0 || c.Witness.PollInterval > time.Minute {
+			errs = append(errs, fmt.Errorf("witness.poll_interval %v: must be between 0 and 1m", c.Witness.PollInterval))
+		}
+		if c.Witness.Grace < c.Witness.PollInterval {
+			errs = append(errs, fmt.Errorf("witness.grace %v: must not be below witness.poll_interval (%v)", c.Witness.Grace, c.Witness.PollInterval))
+		}
+		if c.Witness.MaxCgroups < 0 {
+			errs = append(errs, fmt.Errorf("witness.max_cgroups %d: must be 0 (node level only) or positive", c.Witness.MaxCgroups))
+		}
 	}
 	if c.Retry.InitialInterval <= 0 || c.Retry.MaxInterval < c.Retry.InitialInterval {
 		errs = append(errs, fmt.Errorf("retry: initial_interval (%v) must be positive and not above max_interval (%v)", c.Retry.InitialInterval, c.Retry.MaxInterval))

@@ -37,8 +37,12 @@ func TestLoadConfig(t *testing.T) {
 
 	bounded := createDefaultConfig().(*Config)
 	bounded.Series = SeriesConfig{MaxSeries: 200, MaxSeriesPerContainer: 5, Retention: 24 * time.Hour}
-	bounded.Outcome = OutcomeConfig{CgroupRoot: "/host/sys/fs/cgroup", Delay: 500 * time.Millisecond, MaxAge: 10 * time.Second}
+	bounded.Outcome = OutcomeConfig{CgroupRoot: "/host/sys/fs/cgroup", ProcRoot: "/host/proc", Delay: 500 * time.Millisecond, Settle: 50 * time.Millisecond, MaxAge: 10 * time.Second, MaxPending: 100}
 
+	witness := createDefaultConfig().(*Config)
+	witness.Witness = WitnessConfig{Enabled: true, PollInterval: 5 * time.Second, Grace: 30 * time.Second, MaxCgroups: 500}
+	witnessOff := createDefaultConfig().(*Config)
+	witnessOff.Witness.Enabled = false
 	kmsg := createDefaultConfig().(*Config)
 	kmsg.Source = SourceKmsg
 	auto := createDefaultConfig().(*Config)
@@ -59,7 +63,11 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "bad_retry"), wantErr: "retry: initial_interval (0s) must be positive"},
 		{id: component.NewIDWithName(metadata.Type, "bad_series"), wantErr: "series.max_series 0: must be at least 1\nseries.retention 30s: must be at least twice metrics_refresh_interval (1m0s)"},
 		{id: component.NewIDWithName(metadata.Type, "bad_outcome"), wantErr: "outcome.delay 2m0s: must be between 0 and 1m"},
+		{id: component.NewIDWithName(metadata.Type, "bad_settle"), wantErr: "outcome.settle 3s: must be between 0 and outcome.delay (2s)\noutcome.max_pending 0: must be at least 1"},
 		{id: component.NewIDWithName(metadata.Type, "bounded"), want: bounded},
+		{id: component.NewIDWithName(metadata.Type, "witness"), want: witness},
+		{id: component.NewIDWithName(metadata.Type, "witness_off"), want: witnessOff},
+		{id: component.NewIDWithName(metadata.Type, "bad_witness"), wantErr: "witness.poll_interval 2m0s: must be between 0 and 1m\nwitness.grace 1s: must not be below witness.poll_interval (2m0s)\nwitness.max_cgroups -1: must be 0 (node level only) or positive"},
 		{id: component.NewIDWithName(metadata.Type, "kmsg"), want: kmsg},
 		{id: component.NewIDWithName(metadata.Type, "auto"), want: auto},
 		{id: component.NewIDWithName(metadata.Type, "bad_source"), wantErr: `source "dmesg": use "journal", "kmsg" or "auto"`},

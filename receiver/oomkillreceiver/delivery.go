@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.uber.org/zap"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/internal/resend"
 	"github.com/otelcol-oomkill/otelcol-oomkill/internal/status"
 	"github.com/otelcol-oomkill/otelcol-oomkill/receiver/oomkillreceiver/internal/metadata"
 )
@@ -78,7 +79,9 @@ func (d *delivery) send(ctx context.Context, signal string, try func() error) bo
 
 // refresh re-emits the series not emitted within notWithin, so idle series
 // do not expire in exporters. Best effort: the next kill or refresh sends
-// them again.
+// them again. The delivery is marked as re-sending (internal/resend): a
+// processor waiting for metadata (k8smeta) had its wait when the kill was
+// first delivered, so it does not hold the refresh, nor the loop with it.
 func (d *delivery) refresh(ctx context.Context, t *seriesTable, notWithin time.Duration) {
 	if d.metrics == nil {
 		return
@@ -87,7 +90,7 @@ func (d *delivery) refresh(ctx context.Context, t *seriesTable, notWithin time.D
 	if len(due) == 0 {
 		return
 	}
-	if err := d.metrics.ConsumeMetrics(ctx, d.emit.metrics(due, time.Now())); err != nil {
+	if err := d.metrics.ConsumeMetrics(resend.NewContext(ctx), d.emit.metrics(due, time.Now())); err != nil {
 		d.logger.Debug("Metrics refresh refused", zap.Error(err))
 	}
 }

@@ -68,9 +68,21 @@ func fillLogRecord(lr plog.LogRecord, k killRecord, observed time.Time) {
 	lr.SetObservedTimestamp(pcommon.NewTimestampFromTime(observed))
 	lr.SetSeverityNumber(plog.SeverityNumberError)
 	lr.SetSeverityText("ERROR")
-	lr.Body().SetStr(k.Line)
 	a := lr.Attributes()
 	a.PutStr("oom.kill.id", k.ID)
+	a.PutStr("oom.source", k.source())
+	if k.Source == sourceKernelCounter {
+		// Only the counters know of it: no pid, name or memory figures.
+		lr.Body().SetStr(counterKillBody(k.TaskMemcg))
+		a.PutStr("oom.constraint", string(k.Constraint))
+		a.PutBool("oom.attributed", k.Attributed)
+		a.PutStr("oom.container.outcome", cmp.Or(k.Outcome, outcomeUnknown))
+		putStrIf(a, "oom.pod.qos_class", k.Cgroup.QoSClass)
+		putStrIf(a, "container.runtime.name", k.Cgroup.Runtime)
+		putStrIf(a, "oom.boot_id", k.BootID)
+		return
+	}
+	lr.Body().SetStr(k.Line)
 	a.PutInt("process.pid", k.PID)
 	a.PutStr("process.executable.name", k.Comm)
 	putOpt(a, "process.user.id", k.UID)
@@ -104,6 +116,14 @@ func fillLogRecord(lr plog.LogRecord, k killRecord, observed time.Time) {
 	}
 }
 
+// counterKillBody is the body of a kill known only from the counters.
+func counterKillBody(cgroup string) string {
+	if cgroup == "" {
+		return "The kernel counted an OOM kill on this node (/proc/vmstat oom_kill) that its log did not show: the log line was lost, dropped or reworded. Process and cgroup unknown."
+	}
+	return "The kernel counted an OOM kill in cgroup " + cgroup + " (its OOM-kill counter) that its log did not show: the log line was lost, dropped or reworded. Process unknown."
+}
+
 // metrics builds the cumulative counter for the given series (grouped by
 // resource, as sortSeries leaves them), each with its own start time.
 func (e *emitter) metrics(series []*counterSeries, now time.Time) pmetric.Metrics {
@@ -117,7 +137,11 @@ func (e *emitter) metrics(series []*counterSeries, now time.Time) pmetric.Metric
 		if !ok {
 			outcome = metadata.AttributeOomContainerOutcomeUnknown
 		}
-		e.mb.RecordContainerOomKillCountDataPoint(ts, s.count, constraint, outcome, s.Executable)
+		source, ok := metadata.MapAttributeOomSource[s.Source]
+		if !ok {
+			source = metadata.AttributeOomSourceLog
+		}
+		e.mb.RecordContainerOomKillCountDataPoint(ts, s.count, constraint, outcome, source, s.Executable)
 		if i == len(series)-1 || series[i+1].resourceKey != s.resourceKey {
 			e.mb.EmitForResource(metadata.WithResource(e.resource(s.resourceKey)))
 		}
@@ -145,9 +169,14 @@ func setSeriesDetails(md pmetric.Metrics, series []*counterSeries) {
 					next++
 					dp := dps.At(d)
 					dp.SetStartTimestamp(pcommon.NewTimestampFromTime(s.start))
-					if s.Overflow {
+					switch {
+					case s.Overflow:
 						dp.Attributes().Clear()
 						dp.Attributes().PutBool(overflowAttribute, true)
+					case s.Executable == "":
+						// A kill known only from the counters has no
+						// process name: absent, not empty.
+						dp.Attributes().Remove("process.executable.name")
 					}
 				}
 			}

@@ -55,6 +55,19 @@ type batch struct {
 	// (zero when none was, or its position could not be read).
 	lines int
 	end   kernlog.Position
+	// caughtUp is when the read that found the log's end began: every line
+	// written before it has been read (zero: the end was not reached).
+	caughtUp time.Time
+	// counted are lines that are not new kills but that the kernel counted
+	// a kill for (a group kill beginning, a victim printed again): the
+	// witness matches them to its counters.
+	counted []countedLine
+}
+
+// countedLine is a line besides a kill that the kernel's counters count.
+type countedLine struct {
+	kind oomparse.LineKind // LineGroup or LineDuplicate
+	kill oomparse.Kill     // its time, boot and cgroup
 }
 
 // seek puts the follower right after the committed position, or, without
@@ -89,6 +102,7 @@ func (f *follower) read(ctx context.Context) (batch, error) {
 	var b batch
 	var err error
 	var settleUntil time.Time // bounds the wait for a group kill's members
+	start := time.Now()
 	for b.lines < batchEntries && ctx.Err() == nil {
 		var ok bool
 		ok, err = f.src.Next()
@@ -101,6 +115,8 @@ func (f *follower) read(ctx context.Context) (batch, error) {
 		}
 		if !ok {
 			if !f.groupMayContinue(b.kills) {
+				b.caughtUp = start
+				f.expireReport(ctx, start)
 				break
 			}
 			if settleUntil.IsZero() {
@@ -118,9 +134,12 @@ func (f *follower) read(ctx context.Context) (batch, error) {
 			f.logger.Warn("Skipping unreadable kernel log line", zap.Error(ferr))
 		case kind == oomparse.LineKill:
 			b.kills = append(b.kills, k)
-		case kind == oomparse.LineReport:
-			if g, open := f.asm.OpenGroup(); open {
+		case kind == oomparse.LineReport, kind == oomparse.LineGroup, kind == oomparse.LineDuplicate:
+			if g, open := f.asm.OpenGroup(); open && kind != oomparse.LineDuplicate {
 				markGroupLeader(b.kills, g, f.lastBoot)
+			}
+			if kind != oomparse.LineReport {
+				b.counted = append(b.counted, countedLine{kind: kind, kill: k.Kill})
 			}
 		}
 	}
@@ -198,17 +217,20 @@ func (f *follower) feed() (killRecord, oomparse.LineKind, error) {
 		boot = f.lastBoot
 	}
 	f.lastBoot = boot
-	before := f.asm.Stats().Unrecognized
+	before := f.asm.Stats()
 	k, kind := f.asm.Feed(oomparse.Message{Text: text, Time: origin.Stored, BootID: boot})
-	if n := f.asm.Stats().Unrecognized; n > before {
-		f.tb.OomkillReceiverUnrecognizedLines.Add(context.Background(), int64(n-before))
+	if n := f.asm.Stats().Unrecognized; n > before.Unrecognized {
+		f.tb.OomkillReceiverUnrecognizedLines.Add(context.Background(), int64(n-before.Unrecognized))
 		if n <= unrecognizedLogged || n%1000 == 0 {
 			f.logger.Warn("Kernel line looks like an OOM report but matches no known format; please report it with your kernel version",
 				zap.String("line", text), zap.Uint64("unrecognized_total", n))
 		}
 	}
+	f.noteMissingVictims(context.Background(), before.MissingVictims)
 	if kind != oomparse.LineKill {
-		return killRecord{}, kind, nil
+		// Group lines and repeated victims carry their cgroup and time
+		// for the witness.
+		return killRecord{Kill: k}, kind, nil
 	}
 	stamp := f.src.Stamp()
 	if !stamp.Time.IsZero() {
@@ -217,6 +239,29 @@ func (f *follower) feed() (killRecord, oomparse.LineKind, error) {
 	// Every journal entry has a monotonic stamp; should it be unreadable,
 	// 0 keeps the ID deterministic (boot and pid still tell kills apart).
 	return killRecord{Kill: k, Host: stamp.Host, ID: killID(k.BootID, stamp.MonotonicUsec, k.PID)}, kind, nil
+}
+
+// expireReport ends a report that waited too long for its next line once
+// the log has been read to its end.
+func (f *follower) expireReport(ctx context.Context, now time.Time) {
+	before := f.asm.Stats().MissingVictims
+	f.asm.Expire(now)
+	f.noteMissingVictims(ctx, before)
+}
+
+// noteMissingVictims counts and logs reports whose summary named a victim
+// that no line reported killed: the parser's own drift signal.
+func (f *follower) noteMissingVictims(ctx context.Context, before uint64) {
+	n := f.asm.Stats().MissingVictims
+	if n <= before {
+		return
+	}
+	f.tb.OomkillReceiverUnrecognizedLines.Add(ctx, int64(n-before))
+	if n <= unrecognizedLogged || n%1000 == 0 {
+		pid, task := f.asm.MissingVictim()
+		f.logger.Warn("An OOM report named a victim but no line reported its kill (nor that it was already exiting): the kernel's victim line may have changed format, or it was lost; please report it with your kernel version",
+			zap.Int64("pid", pid), zap.String("summary_task", task), zap.Uint64("missing_total", n))
+	}
 }
 
 // wait sleeps until more lines may be readable or ctx is done.

@@ -140,3 +140,24 @@ func oomReportLines(pid int) []string {
 	}
 	return out
 }
+
+// With the witness on, the one thing that wakes an idle receiver is its
+// poll of the node's OOM-kill counter: once per poll_interval, not more
+// (a deadline left in the past would spin the loop).
+func TestIdleWitnessWakesOnlyToPoll(t *testing.T) {
+	k := newFakeKernel(t)
+	src := newFakeSource("eth0: link up")
+	cfg := k.witnessConfig(t.TempDir())
+	cfg.Witness.PollInterval, cfg.Witness.Grace = 500*time.Millisecond, time.Second
+	r, sink := startOn(t, cfg, src)
+	const idle = 3 * time.Second
+	time.Sleep(idle)
+	wakes := src.waits()
+	assert.LessOrEqual(t, wakes, int(idle/cfg.Witness.PollInterval)+2, "woken up more often than the witness polls")
+	assert.GreaterOrEqual(t, wakes, 2, "the witness's poll wakes the receiver")
+
+	// What the polls are for: a kill the log never shows is counted.
+	k.kill(k.container(1))
+	eventually(t, "the kill known only from the counters", func() bool { return sink.LogRecordCount() == 1 })
+	require.NoError(t, r.Shutdown(context.Background()))
+}

@@ -1,6 +1,7 @@
 package oomkillreceiver
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
@@ -19,6 +20,11 @@ type killRecord struct {
 	Host string
 	// Outcome is oom.container.outcome, set by the outcome observer.
 	Outcome string
+	// Source is oom.source: sourceLog, or sourceKernelCounter for a kill
+	// known only from the kernel's counters (witness.go).
+	Source string
+	// CounterAttributed: the log named no cgroup; the counters did.
+	CounterAttributed bool
 	// GroupID and GroupSize are oom.group.id and oom.group.size of a
 	// memory.oom.group kill (groupkill.go).
 	GroupID   string
@@ -31,6 +37,14 @@ var (
 	outcomeExited   = metadata.AttributeOomContainerOutcomeExited.String()
 	outcomeUnknown  = metadata.AttributeOomContainerOutcomeUnknown.String()
 )
+
+// Values of oom.source.
+var (
+	sourceLog           = metadata.AttributeOomSourceLog.String()
+	sourceKernelCounter = metadata.AttributeOomSourceKernelCounter.String()
+)
+
+func (k killRecord) source() string { return cmp.Or(k.Source, sourceLog) }
 
 // killID is the value of oom.kill.id: the first 16 bytes of SHA-256 over
 // "<boot ID>\n<kernel monotonic µs>\n<pid>", as 32 lowercase hex digits.

@@ -82,7 +82,7 @@ func TestMemoryContextOnLogRecords(t *testing.T) {
 					for k := range dps.At(d).Attributes().All() {
 						keys = append(keys, k)
 					}
-					assert.ElementsMatch(t, []string{"oom.constraint", "oom.container.outcome", "process.executable.name"}, keys)
+					assert.ElementsMatch(t, []string{"oom.constraint", "oom.container.outcome", "oom.source", "process.executable.name"}, keys)
 				}
 			}
 		}

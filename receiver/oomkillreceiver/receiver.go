@@ -20,9 +20,10 @@ import (
 )
 
 // oomReceiver is the receiver's lifecycle and its loop, which runs the
-// stages in turn: the follower reads and assembles kills, the outcome
-// observer looks at each victim's container, the series table accounts
-// them, delivery hands them on, the checkpointer saves how far it got.
+// stages in turn: the follower reads and assembles kills, the witness
+// checks them against the kernel's OOM-kill counters, the outcome observer
+// looks at each victim's container, the series table accounts them,
+// delivery hands them on, the checkpointer saves how far it got.
 type oomReceiver struct {
 	cfg    *Config
 	set    receiver.Settings
@@ -36,6 +37,7 @@ type oomReceiver struct {
 	open func(*Config, *zap.Logger) (kernlog.Source, error)
 
 	follow   *follower
+	witness  *witness // nil: off
 	outcomes *outcomeObserver
 	series   *seriesTable
 	delivery *delivery
@@ -82,7 +84,9 @@ func (r *oomReceiver) Start(ctx context.Context, host component.Host) error {
 	if err := r.follow.seek(r.cp.position(), r.cfg.StartAt, len(r.series.live)); err != nil {
 		return errors.Join(fmt.Errorf("oomkill receiver cannot position in the kernel log: %w", err), src.Close())
 	}
+	r.witness = startWitness(ctx, r.cfg, r.cp, r.logger, r.tb)
 	r.outcomes = newOutcomeObserver(r.cfg.Outcome, r.logger)
+	r.outcomes.admit(r.cp.restoredPending())
 	r.delivery = &delivery{
 		logs: r.logs, metrics: r.metrics, retry: r.cfg.Retry, tb: r.tb, logger: r.logger, status: r.status,
 		emit: &emitter{cfg: r.cfg, version: r.set.BuildInfo.Version, mb: metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set,
@@ -111,39 +115,48 @@ func (r *oomReceiver) Shutdown(ctx context.Context) error {
 		if r.cp != nil {
 			errs = append(errs, r.cp.close(ctx))
 		}
+		r.witness.close()
 		r.tb.Shutdown()
 	})
 	return errors.Join(errs...)
 }
 
 // run follows the kernel log until Shutdown. Each round runs the stages:
-// read a batch of lines and assemble their kills, observe what became of
-// each victim's container, account the kills in their series, deliver,
-// checkpoint. Caught up, it sleeps until the log grows or a timer is due.
+// read a batch of lines and assemble their kills, check them against the
+// kernel's counters (adding the kills only the counters saw), observe what
+// became of each victim's container (a kill whose outcome the kernel does
+// not show yet is held, at most outcome.delay, while reading goes on),
+// account the decided kills in their series, deliver them, checkpoint (with
+// the kills still held and the witness's state). Caught up, it sleeps until
+// the log grows, a held kill is due, or a timer (the witness's poll among
+// them) is.
 func (r *oomReceiver) run(ctx context.Context) {
 	defer close(r.done)
 	defer func() { _ = r.follow.close() }()
+	defer r.outcomes.close()
 	// Counters restored from the checkpoint are exposed at once, not at
 	// the next kill or refresh.
 	r.delivery.refresh(ctx, r.series, 0)
 	for ctx.Err() == nil {
-		b, err := r.follow.read(ctx)
-		if len(b.kills) > 0 {
-			unobservable, ok := r.outcomes.observe(ctx, b.kills)
-			if !ok {
-				return // shutting down: the checkpoint stays before these kills
-			}
+		var b batch
+		var err error
+		if !r.outcomes.full() {
+			b, err = r.follow.read(ctx)
+			r.outcomes.admit(r.witness.check(ctx, b))
+		}
+		kills, unobservable := r.outcomes.ready()
+		if len(kills) > 0 {
 			r.tb.OomkillReceiverOutcomeUnobservable.Add(ctx, int64(unobservable))
-			r.account(ctx, b.kills)
-			if !r.delivery.deliver(ctx, b.kills, r.series) {
-				return
+			r.account(ctx, kills)
+			if !r.delivery.deliver(ctx, kills, r.series) {
+				return // shutting down: the checkpoint stays before these kills, or holds them
 			}
 		}
 		r.cp.advance(b.end)
-		if len(b.kills) > 0 || r.cp.due(time.Now(), r.series) {
+		if len(kills) > 0 || r.cp.due(time.Now(), r.series) {
 			// Delivered data must be checkpointed even when Shutdown has
 			// begun, or the next start would send it again.
-			r.cp.commit(context.WithoutCancel(ctx), r.series)
+			r.cp.commit(context.WithoutCancel(ctx), r.series, r.outcomes)
 		}
 		switch {
 		case err != nil:
@@ -186,15 +199,23 @@ func (r *oomReceiver) idle(ctx context.Context) {
 			r.sweepAt = now.Add(expirySweepInterval(r.cfg.Series.Retention))
 		}
 	}
-	waitCtx := ctx
-	if wake := earliest(r.refreshAt, r.sweepAt, r.cp.dueAt(r.series), r.killLog.dueAt()); !wake.IsZero() {
-		var cancel context.CancelFunc
-		waitCtx, cancel = context.WithDeadline(ctx, wake)
+	waitCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if wake := earliest(r.refreshAt, r.sweepAt, r.cp.dueAt(r.series), r.killLog.dueAt(), r.outcomes.dueAt()); !wake.IsZero() {
+		waitCtx, cancel = context.WithDeadline(waitCtx, wake)
 		defer cancel()
 	}
-	if err := r.follow.wait(waitCtx); err != nil {
+	stopInterrupt := r.outcomes.interrupt(waitCtx, cancel)
+	waitCtx, stopWait := r.witness.waitBound(waitCtx)
+	if r.outcomes.full() {
+		// Reading is paused until a held kill is decided.
+		<-waitCtx.Done()
+	} else if err := r.follow.wait(waitCtx); err != nil {
 		sleep(waitCtx, time.Second) // the follower reported it
 	}
+	stopWait()
+	cancel()
+	stopInterrupt()
 	now = time.Now()
 	if !r.refreshAt.IsZero() && !now.Before(r.refreshAt) {
 		r.refreshAt = time.Time{}

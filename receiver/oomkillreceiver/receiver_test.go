@@ -261,17 +261,20 @@ func TestCountersExportedAtZero(t *testing.T) {
 	r := start(t, testConfig(t.TempDir()), componenttest.NewNopHost(), nil, nil)
 	zero := []metricdata.DataPoint[int64]{{Value: 0}}
 	for name, assertEqual := range map[string]func(*testing.T, *componenttest.Telemetry, []metricdata.DataPoint[int64], ...metricdatatest.Option){
-		"checkpoint_gaps":      metadatatest.AssertEqualOomkillReceiverCheckpointGaps,
-		"delivery_retries":     metadatatest.AssertEqualOomkillReceiverDeliveryRetries,
-		"entries_read":         metadatatest.AssertEqualOomkillReceiverEntriesRead,
-		"foreign_lines":        metadatatest.AssertEqualOomkillReceiverForeignLines,
-		"kills":                metadatatest.AssertEqualOomkillReceiverKills,
-		"outcome_unobservable": metadatatest.AssertEqualOomkillReceiverOutcomeUnobservable,
-		"overflow_kills":       metadatatest.AssertEqualOomkillReceiverOverflowKills,
-		"read_errors":          metadatatest.AssertEqualOomkillReceiverReadErrors,
-		"series_expired":       metadatatest.AssertEqualOomkillReceiverSeriesExpired,
-		"unattributed_kills":   metadatatest.AssertEqualOomkillReceiverUnattributedKills,
-		"unrecognized_lines":   metadatatest.AssertEqualOomkillReceiverUnrecognizedLines,
+		"checkpoint_gaps":          metadatatest.AssertEqualOomkillReceiverCheckpointGaps,
+		"counter_attributed_kills": metadatatest.AssertEqualOomkillReceiverCounterAttributedKills,
+		"counter_only_kills":       metadatatest.AssertEqualOomkillReceiverCounterOnlyKills,
+		"delivery_retries":         metadatatest.AssertEqualOomkillReceiverDeliveryRetries,
+		"entries_read":             metadatatest.AssertEqualOomkillReceiverEntriesRead,
+		"foreign_lines":            metadatatest.AssertEqualOomkillReceiverForeignLines,
+		"kills":                    metadatatest.AssertEqualOomkillReceiverKills,
+		"late_log_kills":           metadatatest.AssertEqualOomkillReceiverLateLogKills,
+		"outcome_unobservable":     metadatatest.AssertEqualOomkillReceiverOutcomeUnobservable,
+		"overflow_kills":           metadatatest.AssertEqualOomkillReceiverOverflowKills,
+		"read_errors":              metadatatest.AssertEqualOomkillReceiverReadErrors,
+		"series_expired":           metadatatest.AssertEqualOomkillReceiverSeriesExpired,
+		"unattributed_kills":       metadatatest.AssertEqualOomkillReceiverUnattributedKills,
+		"unrecognized_lines":       metadatatest.AssertEqualOomkillReceiverUnrecognizedLines,
 	} {
 		t.Run(name, func(t *testing.T) { assertEqual(t, r.tel, zero, metricdatatest.IgnoreTimestamp()) })
 	}

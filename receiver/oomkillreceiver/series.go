@@ -26,7 +26,10 @@ type seriesKey struct {
 	Constraint string `json:"oom.constraint,omitempty"`
 	Executable string `json:"process.executable.name,omitempty"`
 	Outcome    string `json:"oom.container.outcome,omitempty"`
-	Overflow   bool   `json:"otel.metric.overflow,omitempty"`
+	// Source is oom.source; series saved by earlier versions have none,
+	// and are the log's.
+	Source   string `json:"oom.source,omitempty"`
+	Overflow bool   `json:"otel.metric.overflow,omitempty"`
 }
 
 // expirySweepInterval: often enough that a series leaves soon after its
@@ -49,6 +52,7 @@ func keyOf(k killRecord) seriesKey {
 		Constraint: string(k.Constraint),
 		Executable: k.Comm,
 		Outcome:    k.Outcome,
+		Source:     k.source(),
 	}
 }
 
@@ -58,6 +62,12 @@ func (k seriesKey) hash() uint64 {
 	h := fnv.New64a()
 	for _, s := range []string{k.PodUID, k.ContainerID, k.HostName, k.CgroupPath, k.Constraint, k.Executable, k.Outcome} {
 		_, _ = h.Write([]byte(s))
+		_, _ = h.Write([]byte{0})
+	}
+	if k.Source != sourceLog && k.Source != "" {
+		// The log's series hash as they did before oom.source existed,
+		// so totals remembered by an earlier version are found again.
+		_, _ = h.Write([]byte(k.Source))
 		_, _ = h.Write([]byte{0})
 	}
 	if k.Overflow {
@@ -71,7 +81,7 @@ func compareKeys(a, b seriesKey) int {
 		cmp.Compare(a.PodUID, b.PodUID), cmp.Compare(a.ContainerID, b.ContainerID),
 		cmp.Compare(a.HostName, b.HostName), cmp.Compare(a.CgroupPath, b.CgroupPath),
 		cmp.Compare(a.Constraint, b.Constraint), cmp.Compare(a.Executable, b.Executable),
-		cmp.Compare(a.Outcome, b.Outcome), compareBool(a.Overflow, b.Overflow))
+		cmp.Compare(a.Outcome, b.Outcome), cmp.Compare(a.Source, b.Source), compareBool(a.Overflow, b.Overflow))
 }
 
 func compareBool(a, b bool) int {

@@ -116,11 +116,15 @@ func TestCheckpointFailureThenRecoveryReportsOK(t *testing.T) {
 	})
 	journaltest.Write(t, journalFile, report(901, at.Add(time.Second), bootA))
 	eventually(t, "the second kill, its save failing too", func() bool {
-		return r.logs.LogRecordCount() == 2 && logs.FilterMessageSnippet("Saving checkpoint failed").Len() == 2
+		// At least 2: on a slow machine the 10 s retry of the first save
+		// may fail once more before the second kill is read.
+		return r.logs.LogRecordCount() == 2 && logs.FilterMessageSnippet("Saving checkpoint failed").Len() >= 2
 	})
 	failed := logs.FilterMessageSnippet("Saving checkpoint failed").All()
 	assert.Equal(t, zapcore.ErrorLevel, failed[0].Level, "the spell's first failure")
-	assert.Equal(t, zapcore.DebugLevel, failed[1].Level, "a repeat")
+	for _, f := range failed[1:] {
+		assert.Equal(t, zapcore.DebugLevel, f.Level, "a repeat")
+	}
 
 	st.setFailing(false)
 	journaltest.Write(t, journalFile, report(902, at.Add(2*time.Second), bootA))

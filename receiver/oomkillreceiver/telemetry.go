@@ -17,10 +17,13 @@ import (
 func exportCountersAtZero(ctx context.Context, tb *metadata.TelemetryBuilder) {
 	for _, c := range []metric.Int64Counter{
 		tb.OomkillReceiverCheckpointGaps,
+		tb.OomkillReceiverCounterAttributedKills,
+		tb.OomkillReceiverCounterOnlyKills,
 		tb.OomkillReceiverDeliveryRetries,
 		tb.OomkillReceiverEntriesRead,
 		tb.OomkillReceiverForeignLines,
 		tb.OomkillReceiverKills,
+		tb.OomkillReceiverLateLogKills,
 		tb.OomkillReceiverOutcomeUnobservable,
 		tb.OomkillReceiverOverflowKills,
 		tb.OomkillReceiverReadErrors,

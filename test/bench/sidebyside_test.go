@@ -112,7 +112,7 @@ func TestSideBySide(t *testing.T) {
 	}
 
 	// 2. Follow latency.
-	report.addf("\n## Follow latency\n\nFrom the append of a victim line (flushed to systemd-journal-remote, %d entries/s of other traffic meanwhile) to the kill at the tool's exporter, polled every %v; %d kills, one every %v.\n\n",
+	report.addf("\n## Follow latency\n\nFrom the append of a victim line (flushed to systemd-journal-remote, %d entries/s of other traffic meanwhile) to the kill at the tool's exporter, polled every %v; %d kills, one every %v. The replayed reports name cgroups this machine does not have, so otelcol-oomkill decides each outcome at its first look (`unknown`; `exited` where the cgroup's parent exists).\n\n",
 		followNoise, pollEvery, followKills, followEvery)
 	report.addf("| tool | p50 | p99 | max | kills seen |\n|---|---|---|---|---|\n")
 	single := singleKillReports(reports)
@@ -120,6 +120,9 @@ func TestSideBySide(t *testing.T) {
 		lat, seen := measureFollow(t, tl, single)
 		report.addf("| %s | %s | %s | %s | %d / %d |\n", tl.name, ms(percentile(lat, 50)), ms(percentile(lat, 99)), ms(percentile(lat, 100)), seen, followKills)
 	}
+
+	// 2b. Follow latency of real kills, per outcome.
+	report.addRealKills(t, bins.ours)
 
 	// 3. Idle cost and steady memory, all tools side by side on the caught-up journal.
 	report.addf("\n## Idle\n\nAll three run at once on the input journal; once each has exported every kill and 5 s passed, CPU over %v with no new entries, then resident memory. otelcol-oomkill runs the DaemonSet pipeline (memory_limiter, k8smeta caching %d pods from a real kube-apiserver).\n\n", idleFor, podsOnNode)

@@ -202,6 +202,12 @@ spec:
 		assert.Equal(t, 1.0, prom.Query(t, outcome(first, "exited")),
 			"the kill the kubelet reports as OOMKilled is exited: %s", prom.Raw(t, "container_oom_kill_count_total"))
 		assert.Equal(t, 2.0, prom.Query(t, outcome(first, "survived")), "the two worker kills before it")
+		// The kubelet's container's kills are in the node's log: the
+		// kernel's counters (the witness, on as shipped) confirmed them and
+		// counted none of them again, the one made while no collector ran
+		// included.
+		assert.Equal(t, 3.0, prom.Query(t, strings.TrimSuffix(series(first), "}")+`,oom_source="log"}`),
+			"every kill read from the log, none counted from the kernel's counters: %s", prom.Raw(t, "container_oom_kill_count_total"))
 	})
 
 	t.Run("the collector runs as the DaemonSet says", func(t *testing.T) {
@@ -253,6 +259,10 @@ spec:
 		require.NoError(t, err)
 		assert.Contains(t, string(status), "CapEff:\t0000000000000000")
 		assert.Regexp(t, `Uid:\s+10001\s+10001\s+10001\s+10001`, string(status))
+	})
+
+	t.Run("a crash loop keeps one named series per container ID", func(t *testing.T) {
+		collector = crashLoopStory(t, n, prom, collector)
 	})
 
 	t.Run("the chart installed with helm counts a kill with names", func(t *testing.T) {

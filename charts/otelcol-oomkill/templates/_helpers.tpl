@@ -90,6 +90,7 @@ receivers:
     node_name: ${env:K8S_NODE_NAME}
     outcome:
       cgroup_root: /host/sys/fs/cgroup
+      proc_root: /host/proc
 processors:
   memory_limiter:
     check_interval: 1s
@@ -97,6 +98,7 @@ processors:
     spike_limit_percentage: 20
   k8smeta:
     node_name: ${env:K8S_NODE_NAME}
+    storage: file_storage
 exporters:
   {{- if .Values.exporters.prometheus.enabled }}
   prometheus:

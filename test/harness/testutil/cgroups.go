@@ -38,8 +38,9 @@ type Cgroups struct {
 
 // NewCgroups makes the test's top cgroup in the given v1 hierarchies
 // (memory for the limit; pids where the container's outcome is read from
-// the process count, as runc puts a container in both). It needs root and
-// cgroup v1: without them the test fails in CI and is skipped elsewhere.
+// the process count, as runc puts a container in both), after taking the
+// kill lock (LockKills) for the rest of the test. It needs root and cgroup
+// v1: without them the test fails in CI and is skipped elsewhere.
 func NewCgroups(t testing.TB, hierarchies ...string) *Cgroups {
 	t.Helper()
 	var missing []string
@@ -54,6 +55,7 @@ func NewCgroups(t testing.TB, hierarchies ...string) *Cgroups {
 	if len(missing) > 0 {
 		SkipOrFail(t, "kubelet-shaped cgroups need "+strings.Join(missing, ", "))
 	}
+	LockKills(t)
 	c := &Cgroups{Prefix: "/" + CgroupPrefix + RandomHex(6), hierarchies: hierarchies}
 	t.Cleanup(func() {
 		if left := removeCgroupTree(c.Prefix); len(left) > 0 {
@@ -110,6 +112,17 @@ func (g *Cgroup) RemoveWithPod() {
 	for _, h := range g.hierarchies {
 		_ = os.Remove(g.Dir(h))
 		_ = os.Remove(filepath.Dir(g.Dir(h)))
+	}
+}
+
+// Remove removes the cgroup in every hierarchy, as a runtime does once its
+// container is gone; its counters go with it.
+func (g *Cgroup) Remove(t testing.TB) {
+	t.Helper()
+	for _, h := range g.hierarchies {
+		if err := os.Remove(g.Dir(h)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -179,6 +192,38 @@ func (g *Cgroup) KillWorker(t testing.TB, comm string) (int, *exec.Cmd) {
 		t.Fatal(err)
 	}
 	return pid, master
+}
+
+// KillWorkers has a master in the cgroup run n workers named comm one
+// after the other, each OOM-killed while the master lives on, and returns
+// their pids. Run quickly one after the other, more than ten of them get
+// reports the kernel rate-limits (10 per 5 s).
+func (g *Cgroup) KillWorkers(t testing.TB, comm string, n int) []int {
+	t.Helper()
+	requirePython(t)
+	script := g.join() + fmt.Sprintf(`for i in $(seq %d); do %s & wait $! || echo status=$?; done`, n, hog)
+	out, err := exec.Command("bash", "-c", script, "master", comm).Output()
+	if err != nil {
+		t.Fatalf("the master must outlive its workers: %v\n%s", err, out)
+	}
+	var pids []int
+	killed := 0
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		if sc.Text() == "status=137" {
+			killed++
+			continue
+		}
+		pid, err := strconv.Atoi(sc.Text())
+		if err != nil {
+			t.Fatalf("unexpected output %q", out)
+		}
+		pids = append(pids, pid)
+	}
+	if len(pids) != n || killed != n {
+		t.Fatalf("want %d workers each killed by SIGKILL (status=137); the master printed:\n%s", n, out)
+	}
+	return pids
 }
 
 func requirePython(t testing.TB) {

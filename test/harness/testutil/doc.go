@@ -3,6 +3,6 @@
 // a started process with its log (StartCollector), a real OTLP/gRPC sink,
 // Prometheus text scrapes, a real systemd-journald laid out as on a node,
 // and kubelet-shaped cgroups under a prefix of the test's own with real
-// OOM kills in them. Tests only: product code must not import it (depguard
+// OOM kills in them, made one test at a time machine-wide (the kill lock). Tests only: product code must not import it (depguard
 // in .golangci.yml).
 package testutil

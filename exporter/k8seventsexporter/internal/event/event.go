@@ -77,13 +77,25 @@ func (b Builder) Build(s Series) *eventsv1.Event {
 	} else {
 		ev.Regarding = corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: r.Namespace, Name: r.Pod, UID: types.UID(r.PodUID)}
 		if r.Container != "" {
-			ev.Regarding.FieldPath = "spec.containers{" + r.Container + "}"
+			ev.Regarding.FieldPath = containerFieldPath(k.ContainerKind, r.Container)
 		}
 	}
 	if s.Count > 1 {
 		ev.Series = eventSeries(s.Count, s.LastObserved)
 	}
 	return ev
+}
+
+// containerFieldPath names the container inside its pod as Kubernetes
+// does in object references (the kubelet's own events say the same).
+func containerFieldPath(kind, name string) string {
+	switch kind {
+	case "init":
+		return "spec.initContainers{" + name + "}"
+	case "ephemeral":
+		return "spec.ephemeralContainers{" + name + "}"
+	}
+	return "spec.containers{" + name + "}"
 }
 
 // SeriesPatch is the merge patch that brings an Event's series up to

@@ -35,6 +35,23 @@ func TestBuildNodeEventAndSeries(t *testing.T) {
 	assert.True(t, ev.Series.LastObservedTime.Time.Equal(at.Add(time.Minute)))
 }
 
+// A container's fieldPath names the pod spec's list it is in, from
+// k8smeta's oom.container.kind, as the kubelet's own events do.
+func TestBuildContainerFieldPath(t *testing.T) {
+	for kind, want := range map[string]string{
+		"":          "spec.containers{php-fpm}", // no kind (k8smeta without it): an app container
+		"app":       "spec.containers{php-fpm}",
+		"init":      "spec.initContainers{php-fpm}",
+		"ephemeral": "spec.ephemeralContainers{php-fpm}",
+	} {
+		ev := Builder{Controller: "c.io/x"}.Build(Series{
+			Name: "p.oom-1", Regarding: Regarding{Namespace: "shop", Pod: "p", PodUID: "u", Container: "php-fpm"},
+			First: kill.Kill{PID: -1, AnonRSSKB: -1, Scope: kill.ScopeContainer, Container: "php-fpm", ContainerKind: kind}, Count: 1,
+		})
+		assert.Equal(t, want, ev.Regarding.FieldPath, "kind %q", kind)
+	}
+}
+
 func TestSeriesPatch(t *testing.T) {
 	at := time.Date(2026, 12, 1, 21, 0, 0, 0, time.UTC)
 	b, err := SeriesPatch(1<<40, at)

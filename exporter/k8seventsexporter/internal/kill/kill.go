@@ -46,6 +46,10 @@ type Kill struct {
 	PodUID, PodName, Namespace, Container string
 	Node                                  string // k8s.node.name, else host.name
 
+	// ContainerKind is k8smeta's oom.container.kind: app, init or
+	// ephemeral (empty: app); it places the container in the pod spec.
+	ContainerKind string
+
 	// Mem is what the kernel's report said about the memory that ran out.
 	Mem Memory
 }
@@ -99,6 +103,7 @@ func FromRecord(res pcommon.Map, lr plog.LogRecord) (Kill, bool) {
 		Container: strAttr(res, "k8s.container.name"),
 		Node:      strAttr(res, "k8s.node.name"),
 	}
+	k.ContainerKind = strAttr(res, "oom.container.kind")
 	k.Mem = Memory{
 		Usage: optAttr(a, "oom.memory.usage_bytes"), Limit: optAttr(a, "oom.memory.limit_bytes"),
 		Anon: optAttr(a, "oom.memory.anon_bytes"), File: optAttr(a, "oom.memory.file_bytes"),

@@ -25,14 +25,16 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                   metric.Meter
-	mu                      sync.Mutex
-	registrations           []metric.Registration
-	K8smetaCachedContainers metric.Int64ObservableGauge
-	K8smetaCachedPods       metric.Int64ObservableGauge
-	K8smetaLookupsHeld      metric.Int64Counter
-	K8smetaLookupsHit       metric.Int64Counter
-	K8smetaLookupsMissed    metric.Int64Counter
+	meter                      metric.Meter
+	mu                         sync.Mutex
+	registrations              []metric.Registration
+	K8smetaCachedContainers    metric.Int64ObservableGauge
+	K8smetaCachedPods          metric.Int64ObservableGauge
+	K8smetaContainersForgotten metric.Int64Counter
+	K8smetaLookupsHeld         metric.Int64Counter
+	K8smetaLookupsHit          metric.Int64Counter
+	K8smetaLookupsMissed       metric.Int64Counter
+	K8smetaLookupsNotWaited    metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -106,14 +108,20 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	var err, errs error
 	builder.K8smetaCachedContainers, err = builder.meter.Int64ObservableGauge(
 		"otelcol_k8smeta_cached_containers",
-		metric.WithDescription("Container IDs the processor can resolve (current, previous and recently gone). [Development]"),
+		metric.WithDescription("Container IDs the processor can resolve (in their pod's status, and gone ones still remembered). [Development]"),
 		metric.WithUnit("{container}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.K8smetaCachedPods, err = builder.meter.Int64ObservableGauge(
 		"otelcol_k8smeta_cached_pods",
-		metric.WithDescription("Pods the processor can resolve (including deleted pods within the grace period). [Development]"),
+		metric.WithDescription("Pods the processor can resolve (including deleted pods still asked about, or deleted within deleted_pod_grace). [Development]"),
 		metric.WithUnit("{pod}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.K8smetaContainersForgotten, err = builder.meter.Int64Counter(
+		"otelcol_k8smeta_containers_forgotten",
+		metric.WithDescription("Container IDs that left their pod's status (or whose pod was deleted) and were forgotten, by reason: expired (not looked up for deleted_pod_grace), pod_cap (gone_containers.max_per_pod), cap (gone_containers.max). Records naming an evicted ID get only the pod's attributes. [Development]"),
+		metric.WithUnit("{container}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.K8smetaLookupsHeld, err = builder.meter.Int64Counter(
@@ -131,6 +139,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.K8smetaLookupsMissed, err = builder.meter.Int64Counter(
 		"otelcol_k8smeta_lookups_missed",
 		metric.WithDescription("Resources with a pod UID or container ID the processor could not resolve; passed on unenriched. [Development]"),
+		metric.WithUnit("{resource}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.K8smetaLookupsNotWaited, err = builder.meter.Int64Counter(
+		"otelcol_k8smeta_lookups_not_waited",
+		metric.WithDescription("Resources passed on at once with what is known, not held: their container ID (or pod UID) was waited for in vain before, or forgotten, or the delivery re-sends data sent before (the oomkill receiver's refresh). Also counted in lookups_missed. [Development]"),
 		metric.WithUnit("{resource}"),
 	)
 	errs = errors.Join(errs, err)

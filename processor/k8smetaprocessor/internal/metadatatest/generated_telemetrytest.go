@@ -24,7 +24,7 @@ func NewSettings(tt *componenttest.Telemetry) processor.Settings {
 func AssertEqualK8smetaCachedContainers(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_k8smeta_cached_containers",
-		Description: "Container IDs the processor can resolve (current, previous and recently gone). [Development]",
+		Description: "Container IDs the processor can resolve (in their pod's status, and gone ones still remembered). [Development]",
 		Unit:        "{container}",
 		Data: metricdata.Gauge[int64]{
 			DataPoints: dps,
@@ -38,13 +38,29 @@ func AssertEqualK8smetaCachedContainers(t *testing.T, tt *componenttest.Telemetr
 func AssertEqualK8smetaCachedPods(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_k8smeta_cached_pods",
-		Description: "Pods the processor can resolve (including deleted pods within the grace period). [Development]",
+		Description: "Pods the processor can resolve (including deleted pods still asked about, or deleted within deleted_pod_grace). [Development]",
 		Unit:        "{pod}",
 		Data: metricdata.Gauge[int64]{
 			DataPoints: dps,
 		},
 	}
 	got, err := tt.GetMetric("otelcol_k8smeta_cached_pods")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
+func AssertEqualK8smetaContainersForgotten(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_k8smeta_containers_forgotten",
+		Description: "Container IDs that left their pod's status (or whose pod was deleted) and were forgotten, by reason: expired (not looked up for deleted_pod_grace), pod_cap (gone_containers.max_per_pod), cap (gone_containers.max). Records naming an evicted ID get only the pod's attributes. [Development]",
+		Unit:        "{container}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_k8smeta_containers_forgotten")
 	require.NoError(t, err)
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
@@ -93,6 +109,22 @@ func AssertEqualK8smetaLookupsMissed(t *testing.T, tt *componenttest.Telemetry, 
 		},
 	}
 	got, err := tt.GetMetric("otelcol_k8smeta_lookups_missed")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
+func AssertEqualK8smetaLookupsNotWaited(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_k8smeta_lookups_not_waited",
+		Description: "Resources passed on at once with what is known, not held: their container ID (or pod UID) was waited for in vain before, or forgotten, or the delivery re-sends data sent before (the oomkill receiver's refresh). Also counted in lookups_missed. [Development]",
+		Unit:        "{resource}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_k8smeta_lookups_not_waited")
 	require.NoError(t, err)
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }

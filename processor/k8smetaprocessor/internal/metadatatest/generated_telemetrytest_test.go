@@ -28,13 +28,18 @@ func TestSetupTelemetry(t *testing.T) {
 		observer.Observe(1)
 		return nil
 	}))
+	tb.K8smetaContainersForgotten.Add(context.Background(), 1)
 	tb.K8smetaLookupsHeld.Add(context.Background(), 1)
 	tb.K8smetaLookupsHit.Add(context.Background(), 1)
 	tb.K8smetaLookupsMissed.Add(context.Background(), 1)
+	tb.K8smetaLookupsNotWaited.Add(context.Background(), 1)
 	AssertEqualK8smetaCachedContainers(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualK8smetaCachedPods(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualK8smetaContainersForgotten(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualK8smetaLookupsHeld(t, testTel,
@@ -44,6 +49,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualK8smetaLookupsMissed(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualK8smetaLookupsNotWaited(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 

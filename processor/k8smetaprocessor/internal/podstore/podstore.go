@@ -1,13 +1,22 @@
-// Package podstore keeps what the processor needs to know about pods,
-// indexed by pod UID and by container ID, including pods and containers
-// that are already gone, for a grace period: an OOM-killed container is
-// often replaced (or its pod deleted) before its record arrives.
+// Package podstore keeps what the processor knows about pods and their
+// container IDs, indexed by pod UID and by container ID, including pods and
+// containers that are already gone: an OOM-killed container is often
+// replaced (or its pod deleted) before its record arrives, and its series
+// is exported for long after.
+//
+// A container ID's identity (its pod's names and its container's) is taken
+// when the ID is first seen in its pod's status and never changes after:
+// every later record naming that ID gets the same attributes, however the
+// pod changes. The kubelet's status keeps only a container's current and
+// previous ID, so an ID that left it is remembered for as long as it is
+// asked about: until nobody asked for Grace, within caps per pod and
+// overall (the least recently asked-about goes first, counted).
 //
 // It holds no client: the kube package feeds it from informer events.
 package podstore
 
 import (
-	"strings"
+	"container/list"
 	"sync"
 	"time"
 
@@ -16,74 +25,121 @@ import (
 
 // Pod is the part of a Pod the processor joins onto records.
 type Pod struct {
-	UID, Name, Namespace, NodeName string
+	UID       string `json:"uid"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	NodeName  string `json:"node,omitempty"`
 	// Workload names the owners: "k8s.deployment.name" → "web", …
-	Workload    map[string]string
-	Labels      map[string]string // only the configured keys
-	Annotations map[string]string // only the configured keys
-	Containers  map[string]Container
+	Workload    map[string]string `json:"workload,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`      // only the configured keys
+	Annotations map[string]string `json:"annotations,omitempty"` // only the configured keys
 }
 
-// Container is one container of a pod.
+// Container is one container of a pod, as it was when one of its IDs was
+// first seen.
 type Container struct {
-	Name         string
-	ImageName    string
-	ImageTag     string
-	RestartCount int64
+	Name string `json:"name"`
+	Kind Kind   `json:"kind"`
+	// ImageName and ImageTag are the spec's image, split.
+	ImageName string `json:"image,omitempty"`
+	ImageTag  string `json:"tag,omitempty"`
+	// RestartCount is the attempt the ID belongs to: 0 for the first run.
+	RestartCount int64 `json:"restart_count"`
 	// MemoryLimit and MemoryRequest are in bytes; 0 when not set.
-	MemoryLimit, MemoryRequest int64
+	MemoryLimit   int64 `json:"memory_limit,omitempty"`
+	MemoryRequest int64 `json:"memory_request,omitempty"`
 }
 
-// Options say which labels and annotations to keep and for how long gone
-// pods and container IDs stay resolvable.
+// Options say which labels and annotations to keep and how much is
+// remembered of what is gone.
 type Options struct {
 	Labels      []string
 	Annotations []string
 	// Grace is how long a deleted pod, or a container ID no longer in its
-	// pod's status, stays resolvable.
+	// pod's status, stays resolvable after it left or was last asked
+	// about, whichever is later.
 	Grace time.Duration
+	// MaxGonePerPod and MaxGone cap the container IDs remembered after
+	// they left their pod's status, per pod and in all.
+	MaxGonePerPod, MaxGone int
+	// MaxGivenUp caps the keys remembered as never to be learned.
+	MaxGivenUp int
+	// Now is the clock (tests); time.Now when nil.
+	Now func() time.Time
+}
+
+// Forgotten counts container IDs forgotten, by reason, since the start.
+type Forgotten struct {
+	// Expired: nobody asked about them for Grace.
+	Expired uint64
+	// PodCap and Cap: evicted by MaxGonePerPod and MaxGone.
+	PodCap, Cap uint64
+	// LastEvictedPod is "namespace/name" of the last eviction's pod.
+	LastEvictedPod string
+}
+
+// Stats are the store's sizes and counters.
+type Stats struct {
+	Pods, Containers, GoneContainers, GivenUp int
+	Forgotten                                 Forgotten
 }
 
 // Store is safe for concurrent use.
 type Store struct {
 	opts Options
 
-	mu         sync.RWMutex
-	pods       map[string]*entry     // by pod UID
-	containers map[string]*container // by bare container ID
-	changed    chan struct{}
-	// gone holds a signal while a pod or container ID went since the
-	// signal was last taken.
-	gone chan struct{}
+	mu        sync.Mutex
+	pods      map[string]*podEntry // by pod UID
+	ids       map[string]*identity // by bare container ID
+	gone      list.List            // of *identity that left their pod's status, most recently used first
+	givenUp   *givenUp
+	forgotten Forgotten
+	changes   uint64 // identities added, gone, back or forgotten (Snapshot)
+	changed   chan struct{}
+	// goneSignal holds a signal while a pod or container ID went since
+	// the signal was last taken.
+	goneSignal chan struct{}
 }
 
-type entry struct {
-	pod     Pod
-	goneAt  time.Time // zero while the pod exists
-	current map[string]bool
+type podEntry struct {
+	meta     *Pod
+	goneAt   time.Time // zero while the pod exists
+	lastUsed time.Time // last lookup after goneAt
+	ids      map[string]*identity
+	gone     list.List // this pod's part of Store.gone, same order
 }
 
-type container struct {
-	podUID string
-	name   string
-	goneAt time.Time // zero while the ID is in the pod's status
+type identity struct {
+	id   string
+	pod  *podEntry
+	meta *Pod // the pod as it was when the ID was first seen
+	ctr  Container
+	// lastUsed is when the ID left its pod's status or was last asked
+	// about after that. goneEl and podGoneEl are its places in the gone
+	// lists; nil while the ID is in its pod's status.
+	lastUsed          time.Time
+	goneEl, podGoneEl *list.Element
 }
 
 // New returns an empty store.
 func New(opts Options) *Store {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	return &Store{
-		opts: opts, pods: map[string]*entry{}, containers: map[string]*container{},
-		changed: make(chan struct{}), gone: make(chan struct{}, 1),
+		opts: opts, pods: map[string]*podEntry{}, ids: map[string]*identity{},
+		givenUp: newGivenUp(opts.MaxGivenUp), changed: make(chan struct{}), goneSignal: make(chan struct{}, 1),
 	}
 }
 
 // Gone signals that a pod was deleted or a container ID left its pod's
-// status: something Sweep will have to forget after the grace period.
-func (s *Store) Gone() <-chan struct{} { return s.gone }
+// status: something Sweep may forget once nobody asked about it for the
+// grace period, and a change worth saving (Snapshot).
+func (s *Store) Gone() <-chan struct{} { return s.goneSignal }
 
 func (s *Store) signalGone() {
 	select {
-	case s.gone <- struct{}{}:
+	case s.goneSignal <- struct{}{}:
 	default: // a signal is already waiting
 	}
 }
@@ -91,8 +147,8 @@ func (s *Store) signalGone() {
 // Changed returns a channel closed at the next change of the store; call
 // it again after it fires.
 func (s *Store) Changed() <-chan struct{} {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.changed
 }
 
@@ -102,38 +158,49 @@ func (s *Store) notify() {
 	s.changed = make(chan struct{})
 }
 
-// Upsert records a pod as it is now.
+// Upsert records a pod as it is now. Container IDs seen for the first time
+// take their identity from it; IDs that left its status are remembered as
+// gone.
 func (s *Store) Upsert(p *corev1.Pod) {
-	pod := s.convert(p)
-	ids := containerIDs(p)
+	meta, seen := s.convert(p)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.pods[pod.UID]
+	now := s.opts.Now()
+	e := s.pods[meta.UID]
 	if e == nil {
-		e = &entry{}
-		s.pods[pod.UID] = e
+		e = &podEntry{ids: map[string]*identity{}}
+		s.pods[meta.UID] = e
 	}
-	e.pod, e.goneAt = pod, time.Time{}
-	now := time.Now()
-	// IDs that left the status (a second restart pushes the first ID out
-	// of lastState) stay resolvable for the grace period.
-	for id := range e.current {
-		if _, still := ids[id]; !still {
-			if c := s.containers[id]; c != nil && c.podUID == pod.UID {
-				c.goneAt = now
-				s.signalGone()
+	if e.meta == nil || !sameMeta(e.meta, meta) {
+		e.meta = meta
+	}
+	e.goneAt = time.Time{}
+	inStatus := make(map[string]bool, len(seen))
+	for _, c := range seen {
+		inStatus[c.id] = true
+		if idn := s.ids[c.id]; idn != nil {
+			if idn.pod == e && idn.goneEl != nil {
+				s.unlinkGone(idn) // back in the status (not seen from a kubelet, but harmless)
 			}
+			continue
+		}
+		idn := &identity{id: c.id, pod: e, meta: e.meta, ctr: c.ctr}
+		s.ids[c.id] = idn
+		e.ids[c.id] = idn
+		s.givenUp.remove(c.id)
+		s.changes++
+	}
+	for id, idn := range e.ids {
+		if !inStatus[id] && idn.goneEl == nil {
+			s.markGone(idn, now)
 		}
 	}
-	e.current = make(map[string]bool, len(ids))
-	for id, name := range ids {
-		e.current[id] = true
-		s.containers[id] = &container{podUID: pod.UID, name: name}
-	}
+	s.enforceCaps(e)
 	s.notify()
 }
 
-// Delete marks a pod gone; it stays resolvable for the grace period.
+// Delete marks a pod gone: it and its container IDs stay resolvable while
+// they are asked about.
 func (s *Store) Delete(uid string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -141,55 +208,101 @@ func (s *Store) Delete(uid string) {
 	if e == nil {
 		return
 	}
-	now := time.Now()
-	e.goneAt = now
-	for id := range e.current {
-		if c := s.containers[id]; c != nil && c.podUID == uid && c.goneAt.IsZero() {
-			c.goneAt = now
+	now := s.opts.Now()
+	e.goneAt, e.lastUsed = now, now
+	s.signalGone()
+	for _, idn := range e.ids {
+		if idn.goneEl == nil {
+			s.markGone(idn, now)
 		}
 	}
-	s.signalGone()
+	s.enforceCaps(e)
 	s.notify()
 }
 
-// Sweep forgets pods and container IDs gone for longer than the grace
-// period; it bounds memory. Call it after NextExpiry.
-func (s *Store) Sweep(now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, c := range s.containers {
-		if !c.goneAt.IsZero() && now.Sub(c.goneAt) > s.opts.Grace {
-			delete(s.containers, id)
-		}
+func (s *Store) markGone(idn *identity, now time.Time) {
+	s.signalGone()
+	s.changes++
+	idn.lastUsed = now
+	idn.goneEl = s.gone.PushFront(idn)
+	idn.podGoneEl = idn.pod.gone.PushFront(idn)
+}
+
+func (s *Store) unlinkGone(idn *identity) {
+	s.changes++
+	s.gone.Remove(idn.goneEl)
+	idn.pod.gone.Remove(idn.podGoneEl)
+	idn.goneEl, idn.podGoneEl = nil, nil
+}
+
+// enforceCaps evicts the gone IDs asked about longest ago beyond the caps.
+func (s *Store) enforceCaps(e *podEntry) {
+	for s.opts.MaxGonePerPod > 0 && e.gone.Len() > s.opts.MaxGonePerPod {
+		s.forget(e.gone.Back().Value.(*identity))
+		s.forgotten.PodCap++
+		s.forgotten.LastEvictedPod = e.meta.Namespace + "/" + e.meta.Name
 	}
-	for uid, e := range s.pods {
-		if !e.goneAt.IsZero() && now.Sub(e.goneAt) > s.opts.Grace {
-			delete(s.pods, uid)
-			for id, c := range s.containers {
-				if c.podUID == uid {
-					delete(s.containers, id)
-				}
-			}
-		}
+	for s.opts.MaxGone > 0 && s.gone.Len() > s.opts.MaxGone {
+		idn := s.gone.Back().Value.(*identity)
+		s.forget(idn)
+		s.forgotten.Cap++
+		s.forgotten.LastEvictedPod = idn.pod.meta.Namespace + "/" + idn.pod.meta.Name
 	}
 }
 
-// NextExpiry is when the grace period of the first gone pod or container
-// ID ends; Sweep forgets it at any later time. ok is false when nothing is
-// gone.
-func (s *Store) NextExpiry() (at time.Time, ok bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	earliest := func(gone time.Time) {
-		if !gone.IsZero() && (!ok || gone.Before(at)) {
-			at, ok = gone, true
-		}
+// forget drops an identity for good: it can never be learned again (its
+// ID left the API), so nobody should wait for it.
+func (s *Store) forget(idn *identity) {
+	if idn.goneEl != nil {
+		s.unlinkGone(idn)
 	}
-	for _, c := range s.containers {
-		earliest(c.goneAt)
+	delete(s.ids, idn.id)
+	delete(idn.pod.ids, idn.id)
+	s.givenUp.add(idn.id)
+	s.changes++
+}
+
+// Sweep forgets container IDs and deleted pods nobody asked about for the
+// grace period. Call it periodically; with the caps, it bounds memory.
+func (s *Store) Sweep(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for el := s.gone.Back(); el != nil; {
+		idn := el.Value.(*identity)
+		if now.Sub(idn.lastUsed) <= s.opts.Grace {
+			break // the rest were used later
+		}
+		el = el.Prev()
+		s.forget(idn)
+		s.forgotten.Expired++
+	}
+	for uid, e := range s.pods {
+		if e.goneAt.IsZero() || now.Sub(e.lastUsed) <= s.opts.Grace {
+			continue
+		}
+		// A lookup of one of its IDs also counts for the pod, so those
+		// are expired by now.
+		for _, idn := range e.ids {
+			s.forget(idn)
+			s.forgotten.Expired++
+		}
+		delete(s.pods, uid)
+	}
+}
+
+// NextExpiry is when the first gone container ID or deleted pod can be
+// forgotten, if nobody asks about it before; Sweep forgets it at any later
+// time. ok is false when nothing is gone.
+func (s *Store) NextExpiry() (at time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if el := s.gone.Back(); el != nil { // the one asked about longest ago
+		at, ok = el.Value.(*identity).lastUsed, true
 	}
 	for _, e := range s.pods {
-		earliest(e.goneAt)
+		if !e.goneAt.IsZero() && (!ok || e.lastUsed.Before(at)) {
+			at, ok = e.lastUsed, true
+		}
 	}
 	if ok {
 		at = at.Add(s.opts.Grace)
@@ -199,133 +312,69 @@ func (s *Store) NextExpiry() (at time.Time, ok bool) {
 
 // Sizes returns how many pods and container IDs are resolvable.
 func (s *Store) Sizes() (pods, containers int) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.pods), len(s.containers)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pods), len(s.ids)
 }
 
-// ByPodUID returns the pod with uid.
+// Stats returns the store's sizes and what it forgot.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Pods: len(s.pods), Containers: len(s.ids), GoneContainers: s.gone.Len(), GivenUp: s.givenUp.len(), Forgotten: s.forgotten}
+}
+
+// ByPodUID returns the pod with uid as it is now (or was when deleted).
+// Asking keeps a deleted pod.
 func (s *Store) ByPodUID(uid string) (Pod, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	e := s.pods[uid]
 	if e == nil {
 		return Pod{}, false
 	}
-	return e.pod, true
+	if !e.goneAt.IsZero() {
+		e.lastUsed = s.opts.Now()
+	}
+	return *e.meta, true
 }
 
-// ByContainerID returns the pod and container a container ID belongs to.
-// id may carry a runtime prefix ("containerd://…").
+// ByContainerID returns a container ID's identity: its pod and container
+// as they were when the ID was first seen. id may carry a runtime prefix
+// ("containerd://…"). Asking keeps a gone ID and its pod.
 func (s *Store) ByContainerID(id string) (Pod, Container, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	c := s.containers[BareContainerID(id)]
-	if c == nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	idn := s.ids[BareContainerID(id)]
+	if idn == nil {
 		return Pod{}, Container{}, false
 	}
-	e := s.pods[c.podUID]
-	if e == nil {
-		return Pod{}, Container{}, false
+	if idn.goneEl != nil {
+		now := s.opts.Now()
+		idn.lastUsed = now
+		s.gone.MoveToFront(idn.goneEl)
+		idn.pod.gone.MoveToFront(idn.podGoneEl)
+		if !idn.pod.goneAt.IsZero() {
+			idn.pod.lastUsed = now
+		}
 	}
-	ctr, ok := e.pod.Containers[c.name]
-	if !ok {
-		ctr = Container{Name: c.name}
-	}
-	return e.pod, ctr, true
+	return *idn.meta, idn.ctr, true
 }
 
-// BareContainerID strips a runtime prefix: "containerd://<id>",
-// "cri-o://<id>", "docker://<id>" → "<id>".
-func BareContainerID(id string) string {
-	if i := strings.Index(id, "://"); i >= 0 {
-		return id[i+3:]
+// GiveUp records that key (a container ID or pod UID) was waited for in
+// vain: records naming it pass on at once from now on.
+func (s *Store) GiveUp(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, known := s.ids[BareContainerID(key)]; !known {
+		s.givenUp.add(BareContainerID(key))
 	}
-	return id
 }
 
-// containerIDs lists every container ID a pod's status knows, current and
-// previous (lastState.terminated), for app, init and ephemeral containers.
-func containerIDs(p *corev1.Pod) map[string]string {
-	ids := map[string]string{}
-	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
-		for _, cs := range list {
-			if cs.ContainerID != "" {
-				ids[BareContainerID(cs.ContainerID)] = cs.Name
-			}
-			if t := cs.LastTerminationState.Terminated; t != nil && t.ContainerID != "" {
-				ids[BareContainerID(t.ContainerID)] = cs.Name
-			}
-		}
-	}
-	return ids
-}
-
-func (s *Store) convert(p *corev1.Pod) Pod {
-	pod := Pod{
-		UID: string(p.UID), Name: p.Name, Namespace: p.Namespace, NodeName: p.Spec.NodeName,
-		Workload:   workload(p),
-		Containers: map[string]Container{},
-	}
-	pod.Labels = pick(p.Labels, s.opts.Labels)
-	pod.Annotations = pick(p.Annotations, s.opts.Annotations)
-	addSpec := func(name, image string, res corev1.ResourceRequirements) {
-		c := Container{Name: name}
-		c.ImageName, c.ImageTag = splitImage(image)
-		if q, ok := res.Limits[corev1.ResourceMemory]; ok {
-			c.MemoryLimit = q.Value()
-		}
-		if q, ok := res.Requests[corev1.ResourceMemory]; ok {
-			c.MemoryRequest = q.Value()
-		}
-		pod.Containers[name] = c
-	}
-	for _, c := range p.Spec.InitContainers {
-		addSpec(c.Name, c.Image, c.Resources)
-	}
-	for _, c := range p.Spec.Containers {
-		addSpec(c.Name, c.Image, c.Resources)
-	}
-	for _, c := range p.Spec.EphemeralContainers {
-		addSpec(c.Name, c.Image, c.Resources)
-	}
-	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
-		for _, cs := range list {
-			c := pod.Containers[cs.Name]
-			c.Name = cs.Name
-			c.RestartCount = int64(cs.RestartCount)
-			pod.Containers[cs.Name] = c
-		}
-	}
-	return pod
-}
-
-func pick(m map[string]string, keys []string) map[string]string {
-	if len(keys) == 0 || len(m) == 0 {
-		return nil
-	}
-	out := map[string]string{}
-	for _, k := range keys {
-		if v, ok := m[k]; ok {
-			out[k] = v
-		}
-	}
-	return out
-}
-
-// splitImage splits "registry:5000/repo/app:1.2@sha256:…" into
-// "registry:5000/repo/app" and "1.2" (no tag: "latest" only when neither a
-// tag nor a digest is given, as the runtime would pull).
-func splitImage(image string) (name, tag string) {
-	if i := strings.IndexByte(image, '@'); i >= 0 {
-		image = image[:i]
-		if !strings.Contains(image[strings.LastIndexByte(image, '/')+1:], ":") {
-			return image, ""
-		}
-	}
-	slash := strings.LastIndexByte(image, '/')
-	if colon := strings.LastIndexByte(image, ':'); colon > slash {
-		return image[:colon], image[colon+1:]
-	}
-	return image, "latest"
+// GivenUp reports whether waiting for key is pointless: it was waited for
+// in vain before, or it was forgotten.
+func (s *Store) GivenUp(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.givenUp.has(BareContainerID(key))
 }

@@ -126,64 +126,143 @@ func (o *Observer) Method() string {
 	}
 }
 
+// Observation is one look at a cgroup.
+type Observation struct {
+	State State
+	// CountsExited: the count read (the pids controller's pids.current)
+	// still includes tasks that exited until their parent reaps them, so
+	// Populated may mean only zombies are left. A populated flag or
+	// cgroup.procs counts only tasks that have not exited.
+	CountsExited bool
+}
+
 // Observe reports the state of the memory cgroup at path, as the kernel
 // prints it (task_memcg, relative to the hierarchy's root, e.g.
 // /kubepods/burstable/pod<uid>/<id>).
 func (o *Observer) Observe(path string) (State, error) {
+	ob, err := o.Look(path)
+	return ob.State, err
+}
+
+// Look is Observe, also saying what the count read includes.
+func (o *Observer) Look(path string) (Observation, error) {
 	rel, err := clean(path)
 	if err != nil {
-		return Unknown, err
+		return Observation{}, err
 	}
 	if rel == "." {
 		// The root cgroup always holds processes (init, kernel threads).
-		return Populated, nil
+		return Observation{State: Populated}, nil
 	}
-	var state State
+	var ob Observation
 	var hierarchy string
 	switch o.layout {
 	case LayoutUnified:
 		hierarchy = o.root
-		state, err = populatedFlag(filepath.Join(o.root, rel))
+		ob.State, err = populatedFlag(filepath.Join(o.root, rel))
 	case LayoutV1:
 		hierarchy = filepath.Join(o.root, "memory")
-		state, err = o.observeV1(rel)
+		ob, err = o.observeV1(rel)
 	default:
-		return Unknown, nil
+		return Observation{}, nil
 	}
-	if state == Gone {
+	if ob.State == Gone {
 		if ok, perr := dirExists(filepath.Join(hierarchy, filepath.Dir(rel))); perr != nil || !ok {
-			return Unknown, perr
+			return Observation{}, perr
 		}
 	}
-	return state, err
+	return ob, err
 }
 
-func (o *Observer) observeV1(rel string) (State, error) {
+func (o *Observer) observeV1(rel string) (Observation, error) {
 	memDir := filepath.Join(o.root, "memory", rel)
 	if ok, err := dirExists(memDir); err != nil {
-		return Unknown, err
+		return Observation{}, err
 	} else if !ok {
-		return Gone, nil
+		return Observation{State: Gone}, nil
 	}
 	// The unified hierarchy of a hybrid host, where runc mirrors the path.
 	if dir := filepath.Join(o.root, "unified", rel); exists(filepath.Join(dir, "cgroup.events")) {
-		return populatedFlag(dir)
+		s, err := populatedFlag(dir)
+		return Observation{State: s}, err
 	}
 	if f := filepath.Join(o.root, "pids", rel, "pids.current"); exists(f) {
 		n, err := readInt(f)
 		if err != nil {
-			return Unknown, err
+			return Observation{}, err
 		}
-		return populatedIf(n > 0), nil
+		return Observation{State: populatedIf(n > 0), CountsExited: true}, nil
 	}
 	if o.hostPIDNamespace {
 		b, err := os.ReadFile(filepath.Join(memDir, "cgroup.procs")) //nolint:gosec // G304: a cgroup file under the configured root; clean() keeps the path there
 		if err != nil {
-			return goneIfNotExist(err)
+			s, gerr := goneIfNotExist(err)
+			return Observation{State: s}, gerr
 		}
-		return populatedIf(len(bytes.TrimSpace(b)) > 0), nil
+		return Observation{State: populatedIf(len(bytes.TrimSpace(b)) > 0)}, nil
 	}
-	return Unknown, nil
+	return Observation{}, nil
+}
+
+// EventsFile is the cgroup.events file whose populated flag Look reads
+// for path, or "" when it reads another file. The kernel signals a change
+// of the flag to inotify watchers (IN_MODIFY), at most every 10 ms.
+func (o *Observer) EventsFile(path string) string {
+	rel, err := clean(path)
+	if err != nil || rel == "." {
+		return ""
+	}
+	var f string
+	switch o.layout {
+	case LayoutUnified:
+		f = filepath.Join(o.root, rel, "cgroup.events")
+	case LayoutV1:
+		f = filepath.Join(o.root, "unified", rel, "cgroup.events")
+	default:
+		return ""
+	}
+	if !exists(f) {
+		return ""
+	}
+	return f
+}
+
+// GroupKill says whether the kernel kills every process of the victim's
+// cgroup together (memory.oom.group, cgroup v2): set on path or on an
+// ancestor up to the cgroup whose limit was hit (domain; "" for a system
+// OOM, which looks up to the root), as mm/memcontrol.c's
+// mem_cgroup_get_oom_group does. cgroup v1 has no group kills.
+func (o *Observer) GroupKill(path, domain string) (bool, error) {
+	if o.layout != LayoutUnified {
+		return false, nil
+	}
+	rel, err := clean(path)
+	if err != nil {
+		return false, err
+	}
+	stop := "."
+	if domain != "" {
+		if stop, err = clean(domain); err != nil {
+			return false, err
+		}
+	}
+	for ; rel != "."; rel = filepath.Dir(rel) {
+		b, err := os.ReadFile(filepath.Join(o.root, rel, "memory.oom.group")) //nolint:gosec // G304: a cgroup file under the configured root
+		switch {
+		case err == nil:
+			if strings.TrimSpace(string(b)) == "1" {
+				return true, nil
+			}
+		case errors.Is(err, fs.ErrNotExist):
+			// No memory controller in this cgroup: nothing set here.
+		default:
+			return false, err
+		}
+		if rel == stop {
+			break
+		}
+	}
+	return false, nil
 }
 
 func populatedFlag(dir string) (State, error) {

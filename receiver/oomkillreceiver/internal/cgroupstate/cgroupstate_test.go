@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -47,6 +49,56 @@ func TestUnifiedLayoutFromFiles(t *testing.T) {
 	s, err := o.Observe("/kubepods.slice/../../..")
 	require.NoError(t, err)
 	assert.Equal(t, Populated, s)
+
+	ob, err := o.Look("/kubepods.slice/pod.slice/live.scope")
+	require.NoError(t, err)
+	assert.Equal(t, Observation{State: Populated}, ob, "the populated flag leaves exited tasks out")
+	assert.Equal(t, filepath.Join(root, "kubepods.slice/pod.slice/live.scope/cgroup.events"), o.EventsFile("/kubepods.slice/pod.slice/live.scope"))
+	assert.Empty(t, o.EventsFile("/kubepods.slice/pod.slice/gone.scope"))
+}
+
+// memory.oom.group as mem_cgroup_get_oom_group reads it: set on the
+// victim's cgroup or an ancestor up to the OOM domain.
+func TestGroupKillFromFiles(t *testing.T) {
+	root := t.TempDir()
+	write := func(rel, content string) {
+		p := filepath.Join(root, rel)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+	}
+	write("cgroup.controllers", "memory pids\n")
+	write("kubepods/memory.oom.group", "1\n") // above every pod's limit
+	write("kubepods/pod1/memory.oom.group", "0\n")
+	write("kubepods/pod1/ctr/memory.oom.group", "1\n")
+	write("kubepods/pod2/memory.oom.group", "1\n")
+	write("kubepods/pod2/ctr/memory.oom.group", "0\n")
+	write("kubepods/pod3/memory.oom.group", "0\n")
+	write("kubepods/pod3/ctr/memory.oom.group", "0\n")
+	o, err := New(root)
+	require.NoError(t, err)
+	for _, c := range []struct {
+		path, domain string
+		want         bool
+	}{
+		{"/kubepods/pod1/ctr", "/kubepods/pod1/ctr", true},
+		{"/kubepods/pod2/ctr", "/kubepods/pod2/ctr", false}, // the pod's flag is above the domain
+		{"/kubepods/pod2/ctr", "/kubepods/pod2", true},
+		{"/kubepods/pod3/ctr", "/kubepods/pod3", false},
+		{"/kubepods/pod3/ctr", "", true}, // a system OOM looks up to the root
+	} {
+		got, gerr := o.GroupKill(c.path, c.domain)
+		require.NoError(t, gerr)
+		assert.Equal(t, c.want, got, "%s in %q", c.path, c.domain)
+	}
+
+	v1 := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(v1, "memory"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(v1, "memory", "cgroup.procs"), nil, 0o644))
+	o, err = New(v1)
+	require.NoError(t, err)
+	got, err := o.GroupKill("/kubepods/pod1/ctr", "")
+	require.NoError(t, err)
+	assert.False(t, got, "cgroup v1 has no group kills")
 }
 
 func TestNoCgroupFilesystem(t *testing.T) {
@@ -110,6 +162,87 @@ func TestRealCgroupV1(t *testing.T) {
 			s, err = o.Observe(ctr)
 			require.NoError(t, err)
 			assert.Equal(t, Unknown, s, "with the parent gone too, this hierarchy may not be the one the kernel named")
+		})
+	}
+}
+
+// What each count says of a killed process its parent has not reaped yet,
+// on this machine's real hierarchies: the pids controller still counts the
+// zombie, the unified hierarchy's populated flag does not, and inotify
+// reports the flag's change.
+func TestRealZombieAndNotify(t *testing.T) {
+	const root = "/sys/fs/cgroup"
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates cgroups under /sys/fs/cgroup (CI runs as root)")
+	}
+	o, err := New(root)
+	require.NoError(t, err)
+	if o.Layout() != LayoutV1 {
+		t.Skipf("this machine's cgroup filesystem is %v; this test needs cgroup v1 with pids (cgroup v2 is covered by the kernel lab)", o.Layout())
+	}
+	for _, h := range []string{"pids", "unified"} {
+		if !exists(filepath.Join(root, h, "cgroup.procs")) {
+			t.Skipf("no %s hierarchy at %s/%s", h, root, h)
+		}
+	}
+	for _, unified := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unified=%v", unified), func(t *testing.T) {
+			hierarchies := []string{"memory", "pids"}
+			if unified {
+				hierarchies = append(hierarchies, "unified")
+			}
+			// Under a prefix of the test's own, removed at the end: never the kubelet's tree.
+			cgroups := testutil.NewCgroups(t, hierarchies...)
+			ctr := cgroups.Make(t, cgroups.Path("/kubepods/burstable/pod"+testutil.RandomPodUID()+"/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), 0).Path
+			cmd := exec.Command("sleep", "60")
+			require.NoError(t, cmd.Start())
+			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+			for _, h := range hierarchies {
+				require.NoError(t, os.WriteFile(filepath.Join(root, h, ctr, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644))
+			}
+			ob, err := o.Look(ctr)
+			require.NoError(t, err)
+			assert.Equal(t, Observation{State: Populated, CountsExited: !unified}, ob)
+
+			events := o.EventsFile(ctr)
+			var n *Notifier
+			if unified {
+				require.Equal(t, filepath.Join(root, "unified", ctr, "cgroup.events"), events)
+				n, err = NewNotifier()
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = n.Close() })
+				require.NoError(t, n.Watch(events))
+			} else {
+				assert.Empty(t, events, "no populated flag to watch")
+			}
+
+			// Killed, not reaped: the test is its parent and waits below.
+			require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+			if unified {
+				// A notification says only "look again": the kernel sends
+				// at most one per 10 ms and delays the rest, so the one for
+				// the process joining may arrive after Watch.
+				deadline := time.After(5 * time.Second)
+				for ob.State != Empty {
+					select {
+					case <-n.C:
+					case <-deadline:
+						t.Fatalf("inotify reported no change of cgroup.events to empty; last seen %v", ob)
+					}
+					ob, err = o.Look(ctr)
+					require.NoError(t, err)
+				}
+				assert.Equal(t, Observation{State: Empty}, ob, "the zombie has left the populated count")
+			} else {
+				time.Sleep(100 * time.Millisecond)
+				ob, err = o.Look(ctr)
+				require.NoError(t, err)
+				assert.Equal(t, Observation{State: Populated, CountsExited: true}, ob, "pids.current still counts the zombie")
+			}
+			_ = cmd.Wait()
+			ob, err = o.Look(ctr)
+			require.NoError(t, err)
+			assert.Equal(t, Empty, ob.State, "reaped")
 		})
 	}
 }

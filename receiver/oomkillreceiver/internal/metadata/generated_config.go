@@ -15,6 +15,7 @@ type ContainerOomKillCountMetricAttributeKey string
 const (
 	ContainerOomKillCountMetricAttributeKeyOomConstraint         ContainerOomKillCountMetricAttributeKey = "oom.constraint"
 	ContainerOomKillCountMetricAttributeKeyOomContainerOutcome   ContainerOomKillCountMetricAttributeKey = "oom.container.outcome"
+	ContainerOomKillCountMetricAttributeKeyOomSource             ContainerOomKillCountMetricAttributeKey = "oom.source"
 	ContainerOomKillCountMetricAttributeKeyProcessExecutableName ContainerOomKillCountMetricAttributeKey = "process.executable.name"
 )
 
@@ -44,9 +45,9 @@ func (ms *ContainerOomKillCountMetricConfig) Unmarshal(parser *confmap.Conf) err
 func (ms *ContainerOomKillCountMetricConfig) Validate() error {
 	for _, val := range ms.EnabledAttributes {
 		switch val {
-		case ContainerOomKillCountMetricAttributeKeyOomConstraint, ContainerOomKillCountMetricAttributeKeyOomContainerOutcome, ContainerOomKillCountMetricAttributeKeyProcessExecutableName:
+		case ContainerOomKillCountMetricAttributeKeyOomConstraint, ContainerOomKillCountMetricAttributeKeyOomContainerOutcome, ContainerOomKillCountMetricAttributeKeyOomSource, ContainerOomKillCountMetricAttributeKeyProcessExecutableName:
 		default:
-			return fmt.Errorf("metric container.oom_kill.count doesn't have an attribute %v, valid attributes: [oom.constraint, oom.container.outcome, process.executable.name]", val)
+			return fmt.Errorf("metric container.oom_kill.count doesn't have an attribute %v, valid attributes: [oom.constraint, oom.container.outcome, oom.source, process.executable.name]", val)
 		}
 	}
 
@@ -69,7 +70,7 @@ func DefaultMetricsConfig() MetricsConfig {
 		ContainerOomKillCount: ContainerOomKillCountMetricConfig{
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategySum,
-			EnabledAttributes:   []ContainerOomKillCountMetricAttributeKey{ContainerOomKillCountMetricAttributeKeyOomConstraint, ContainerOomKillCountMetricAttributeKeyOomContainerOutcome, ContainerOomKillCountMetricAttributeKeyProcessExecutableName},
+			EnabledAttributes:   []ContainerOomKillCountMetricAttributeKey{ContainerOomKillCountMetricAttributeKeyOomConstraint, ContainerOomKillCountMetricAttributeKeyOomContainerOutcome, ContainerOomKillCountMetricAttributeKeyOomSource, ContainerOomKillCountMetricAttributeKeyProcessExecutableName},
 		},
 	}
 }

@@ -29,7 +29,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					ContainerOomKillCount: ContainerOomKillCountMetricConfig{
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategySum,
-						EnabledAttributes:   []ContainerOomKillCountMetricAttributeKey{ContainerOomKillCountMetricAttributeKeyOomConstraint, ContainerOomKillCountMetricAttributeKeyOomContainerOutcome, ContainerOomKillCountMetricAttributeKeyProcessExecutableName},
+						EnabledAttributes:   []ContainerOomKillCountMetricAttributeKey{ContainerOomKillCountMetricAttributeKeyOomConstraint, ContainerOomKillCountMetricAttributeKeyOomContainerOutcome, ContainerOomKillCountMetricAttributeKeyOomSource, ContainerOomKillCountMetricAttributeKeyProcessExecutableName},
 					},
 				},
 				ResourceAttributes: ResourceAttributesConfig{
@@ -48,7 +48,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					ContainerOomKillCount: ContainerOomKillCountMetricConfig{
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategySum,
-						EnabledAttributes:   []ContainerOomKillCountMetricAttributeKey{ContainerOomKillCountMetricAttributeKeyOomConstraint, ContainerOomKillCountMetricAttributeKeyOomContainerOutcome, ContainerOomKillCountMetricAttributeKeyProcessExecutableName},
+						EnabledAttributes:   []ContainerOomKillCountMetricAttributeKey{ContainerOomKillCountMetricAttributeKeyOomConstraint, ContainerOomKillCountMetricAttributeKeyOomContainerOutcome, ContainerOomKillCountMetricAttributeKeyOomSource, ContainerOomKillCountMetricAttributeKeyProcessExecutableName},
 					},
 				},
 				ResourceAttributes: ResourceAttributesConfig{
@@ -74,7 +74,7 @@ func TestContainerOomKillCountMetricsConfig_Validate(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 
 	cfg.EnabledAttributes = []ContainerOomKillCountMetricAttributeKey{"invalid"}
-	require.ErrorContains(t, cfg.Validate(), "metric container.oom_kill.count doesn't have an attribute invalid, valid attributes: [oom.constraint, oom.container.outcome, process.executable.name]")
+	require.ErrorContains(t, cfg.Validate(), "metric container.oom_kill.count doesn't have an attribute invalid, valid attributes: [oom.constraint, oom.container.outcome, oom.source, process.executable.name]")
 
 	cfg = DefaultMetricsConfig().ContainerOomKillCount
 	cfg.AggregationStrategy = "invalid"

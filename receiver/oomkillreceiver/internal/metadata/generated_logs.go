@@ -297,7 +297,7 @@ type eventOomKill struct {
 	config EventConfig         // event config provided by user.
 }
 
-func (e *eventOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, oomAttributedAttributeValue bool, oomConstraintAttributeValue string, oomContainerOutcomeAttributeValue string, oomGroupKillAttributeValue bool, oomKillIDAttributeValue string, processExecutableNameAttributeValue string, processPidAttributeValue int64, options ...EventAttributeOption) {
+func (e *eventOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, oomAttributedAttributeValue bool, oomConstraintAttributeValue string, oomContainerOutcomeAttributeValue string, oomGroupKillAttributeValue bool, oomKillIDAttributeValue string, oomSourceAttributeValue string, processExecutableNameAttributeValue string, processPidAttributeValue int64, options ...EventAttributeOption) {
 	if !e.config.Enabled {
 		return
 	}
@@ -314,6 +314,7 @@ func (e *eventOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timest
 	dp.Attributes().PutStr("oom.container.outcome", oomContainerOutcomeAttributeValue)
 	dp.Attributes().PutBool("oom.group_kill", oomGroupKillAttributeValue)
 	dp.Attributes().PutStr("oom.kill.id", oomKillIDAttributeValue)
+	dp.Attributes().PutStr("oom.source", oomSourceAttributeValue)
 	dp.Attributes().PutStr("process.executable.name", processExecutableNameAttributeValue)
 	dp.Attributes().PutInt("process.pid", processPidAttributeValue)
 
@@ -475,6 +476,6 @@ func (lb *LogsBuilder) Emit(options ...ResourceLogsOption) plog.Logs {
 }
 
 // RecordOomKillEvent adds a log record of oom_kill event.
-func (lb *LogsBuilder) RecordOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, oomAttributedAttributeValue bool, oomConstraintAttributeValue AttributeOomConstraint, oomContainerOutcomeAttributeValue AttributeOomContainerOutcome, oomGroupKillAttributeValue bool, oomKillIDAttributeValue string, processExecutableNameAttributeValue string, processPidAttributeValue int64, options ...EventAttributeOption) {
-	lb.eventOomKill.recordEvent(ctx, timestamp, oomAttributedAttributeValue, oomConstraintAttributeValue.String(), oomContainerOutcomeAttributeValue.String(), oomGroupKillAttributeValue, oomKillIDAttributeValue, processExecutableNameAttributeValue, processPidAttributeValue, options...)
+func (lb *LogsBuilder) RecordOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, oomAttributedAttributeValue bool, oomConstraintAttributeValue AttributeOomConstraint, oomContainerOutcomeAttributeValue AttributeOomContainerOutcome, oomGroupKillAttributeValue bool, oomKillIDAttributeValue string, oomSourceAttributeValue AttributeOomSource, processExecutableNameAttributeValue string, processPidAttributeValue int64, options ...EventAttributeOption) {
+	lb.eventOomKill.recordEvent(ctx, timestamp, oomAttributedAttributeValue, oomConstraintAttributeValue.String(), oomContainerOutcomeAttributeValue.String(), oomGroupKillAttributeValue, oomKillIDAttributeValue, oomSourceAttributeValue.String(), processExecutableNameAttributeValue, processPidAttributeValue, options...)
 }

@@ -87,10 +87,36 @@ var MapAttributeOomContainerOutcome = map[string]AttributeOomContainerOutcome{
 	"unknown":  AttributeOomContainerOutcomeUnknown,
 }
 
+// AttributeOomSource specifies the value oom.source attribute.
+type AttributeOomSource int
+
+const (
+	_ AttributeOomSource = iota
+	AttributeOomSourceKernelCounter
+	AttributeOomSourceLog
+)
+
+// String returns the string representation of the AttributeOomSource.
+func (av AttributeOomSource) String() string {
+	switch av {
+	case AttributeOomSourceKernelCounter:
+		return "kernel_counter"
+	case AttributeOomSourceLog:
+		return "log"
+	}
+	return ""
+}
+
+// MapAttributeOomSource is a helper map of string to AttributeOomSource attribute value.
+var MapAttributeOomSource = map[string]AttributeOomSource{
+	"kernel_counter": AttributeOomSourceKernelCounter,
+	"log":            AttributeOomSourceLog,
+}
+
 var MetricsInfo = metricsInfo{
 	ContainerOomKillCount: metricInfo{
 		Name:       "container.oom_kill.count",
-		Attributes: []string{"oom.constraint", "oom.container.outcome", "process.executable.name"},
+		Attributes: []string{"oom.constraint", "oom.container.outcome", "oom.source", "process.executable.name"},
 	},
 }
 
@@ -113,7 +139,7 @@ type metricContainerOomKillCount struct {
 // init fills container.oom_kill.count metric with initial data.
 func (m *metricContainerOomKillCount) init() {
 	m.data.SetName("container.oom_kill.count")
-	m.data.SetDescription("Processes killed by the kernel OOM killer, one per killed process, whether or not the container was restarted. Kills of series beyond `series.max_series` (or a container's `series.max_series_per_container`) are counted in an overflow data point that carries only `otel.metric.overflow=true` (and, for a container's overflow, its resource), so the sum over all data points is every kill.")
+	m.data.SetDescription("Processes killed by the kernel OOM killer, one per killed process, whether or not the container was restarted: read from the kernel's log (`oom.source=log`) or, when the log did not show a kill the kernel's own counters counted, from those (`oom.source=kernel_counter`). Kills of series beyond `series.max_series` (or a container's `series.max_series_per_container`) are counted in an overflow data point that carries only `otel.metric.overflow=true` (and, for a container's overflow, its resource), so the sum over all data points is every kill.")
 	m.data.SetUnit("{kill}")
 	m.data.SetEmptySum()
 	m.data.Sum().SetIsMonotonic(true)
@@ -122,7 +148,7 @@ func (m *metricContainerOomKillCount) init() {
 	m.aggDataPoints = m.aggDataPoints[:0]
 }
 
-func (m *metricContainerOomKillCount) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, oomConstraintAttributeValue string, oomContainerOutcomeAttributeValue string, processExecutableNameAttributeValue string) {
+func (m *metricContainerOomKillCount) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, oomConstraintAttributeValue string, oomContainerOutcomeAttributeValue string, oomSourceAttributeValue string, processExecutableNameAttributeValue string) {
 	if !m.config.Enabled {
 		return
 	}
@@ -135,6 +161,9 @@ func (m *metricContainerOomKillCount) recordDataPoint(start pcommon.Timestamp, t
 	}
 	if slices.Contains(m.config.EnabledAttributes, ContainerOomKillCountMetricAttributeKeyOomContainerOutcome) {
 		dp.Attributes().PutStr("oom.container.outcome", oomContainerOutcomeAttributeValue)
+	}
+	if slices.Contains(m.config.EnabledAttributes, ContainerOomKillCountMetricAttributeKeyOomSource) {
+		dp.Attributes().PutStr("oom.source", oomSourceAttributeValue)
 	}
 	if slices.Contains(m.config.EnabledAttributes, ContainerOomKillCountMetricAttributeKeyProcessExecutableName) {
 		dp.Attributes().PutStr("process.executable.name", processExecutableNameAttributeValue)
@@ -372,8 +401,8 @@ func (mb *MetricsBuilder) Emit(options ...ResourceMetricsOption) pmetric.Metrics
 }
 
 // RecordContainerOomKillCountDataPoint adds a data point to container.oom_kill.count metric.
-func (mb *MetricsBuilder) RecordContainerOomKillCountDataPoint(ts pcommon.Timestamp, val int64, oomConstraintAttributeValue AttributeOomConstraint, oomContainerOutcomeAttributeValue AttributeOomContainerOutcome, processExecutableNameAttributeValue string) {
-	mb.metricContainerOomKillCount.recordDataPoint(mb.startTime, ts, val, oomConstraintAttributeValue.String(), oomContainerOutcomeAttributeValue.String(), processExecutableNameAttributeValue)
+func (mb *MetricsBuilder) RecordContainerOomKillCountDataPoint(ts pcommon.Timestamp, val int64, oomConstraintAttributeValue AttributeOomConstraint, oomContainerOutcomeAttributeValue AttributeOomContainerOutcome, oomSourceAttributeValue AttributeOomSource, processExecutableNameAttributeValue string) {
+	mb.metricContainerOomKillCount.recordDataPoint(mb.startTime, ts, val, oomConstraintAttributeValue.String(), oomContainerOutcomeAttributeValue.String(), oomSourceAttributeValue.String(), processExecutableNameAttributeValue)
 }
 
 // Reset resets metrics builder to its initial state. It should be used when external metrics source is restarted,

@@ -78,9 +78,9 @@ func TestMetricsBuilder(t *testing.T) {
 			allMetricsCount := 0
 			defaultMetricsCount++
 			allMetricsCount++
-			mb.RecordContainerOomKillCountDataPoint(ts, 1, AttributeOomConstraintCpuset, AttributeOomContainerOutcomeExited, "process.executable.name-val")
+			mb.RecordContainerOomKillCountDataPoint(ts, 1, AttributeOomConstraintCpuset, AttributeOomContainerOutcomeExited, AttributeOomSourceKernelCounter, "process.executable.name-val")
 			if tt.name == "reaggregate_set" {
-				mb.RecordContainerOomKillCountDataPoint(ts, 3, AttributeOomConstraintMemcg, AttributeOomContainerOutcomeSurvived, "process.executable.name-val-2")
+				mb.RecordContainerOomKillCountDataPoint(ts, 3, AttributeOomConstraintMemcg, AttributeOomContainerOutcomeSurvived, AttributeOomSourceLog, "process.executable.name-val-2")
 			}
 
 			rb := mb.NewResourceBuilder()
@@ -126,7 +126,7 @@ func TestMetricsBuilder(t *testing.T) {
 						validatedMetrics["container.oom_kill.count"] = true
 						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-						assert.Equal(t, "Processes killed by the kernel OOM killer, one per killed process, whether or not the container was restarted. Kills of series beyond `series.max_series` (or a container's `series.max_series_per_container`) are counted in an overflow data point that carries only `otel.metric.overflow=true` (and, for a container's overflow, its resource), so the sum over all data points is every kill.", mi.Description())
+						assert.Equal(t, "Processes killed by the kernel OOM killer, one per killed process, whether or not the container was restarted: read from the kernel's log (`oom.source=log`) or, when the log did not show a kill the kernel's own counters counted, from those (`oom.source=kernel_counter`). Kills of series beyond `series.max_series` (or a container's `series.max_series_per_container`) are counted in an overflow data point that carries only `otel.metric.overflow=true` (and, for a container's overflow, its resource), so the sum over all data points is every kill.", mi.Description())
 						assert.Equal(t, "{kill}", mi.Unit())
 						assert.True(t, mi.Sum().IsMonotonic())
 						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
@@ -141,6 +141,9 @@ func TestMetricsBuilder(t *testing.T) {
 						oomContainerOutcomeAttrVal, ok := dp.Attributes().Get("oom.container.outcome")
 						assert.True(t, ok)
 						assert.Equal(t, "exited", oomContainerOutcomeAttrVal.Str())
+						oomSourceAttrVal, ok := dp.Attributes().Get("oom.source")
+						assert.True(t, ok)
+						assert.Equal(t, "kernel_counter", oomSourceAttrVal.Str())
 						processExecutableNameAttrVal, ok := dp.Attributes().Get("process.executable.name")
 						assert.True(t, ok)
 						assert.Equal(t, "process.executable.name-val", processExecutableNameAttrVal.Str())
@@ -149,7 +152,7 @@ func TestMetricsBuilder(t *testing.T) {
 						validatedMetrics["container.oom_kill.count"] = true
 						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-						assert.Equal(t, "Processes killed by the kernel OOM killer, one per killed process, whether or not the container was restarted. Kills of series beyond `series.max_series` (or a container's `series.max_series_per_container`) are counted in an overflow data point that carries only `otel.metric.overflow=true` (and, for a container's overflow, its resource), so the sum over all data points is every kill.", mi.Description())
+						assert.Equal(t, "Processes killed by the kernel OOM killer, one per killed process, whether or not the container was restarted: read from the kernel's log (`oom.source=log`) or, when the log did not show a kill the kernel's own counters counted, from those (`oom.source=kernel_counter`). Kills of series beyond `series.max_series` (or a container's `series.max_series_per_container`) are counted in an overflow data point that carries only `otel.metric.overflow=true` (and, for a container's overflow, its resource), so the sum over all data points is every kill.", mi.Description())
 						assert.Equal(t, "{kill}", mi.Unit())
 						assert.True(t, mi.Sum().IsMonotonic())
 						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
@@ -170,6 +173,8 @@ func TestMetricsBuilder(t *testing.T) {
 						_, ok := dp.Attributes().Get("oom.constraint")
 						assert.False(t, ok)
 						_, ok = dp.Attributes().Get("oom.container.outcome")
+						assert.False(t, ok)
+						_, ok = dp.Attributes().Get("oom.source")
 						assert.False(t, ok)
 						_, ok = dp.Attributes().Get("process.executable.name")
 						assert.False(t, ok)

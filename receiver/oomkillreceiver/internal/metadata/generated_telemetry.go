@@ -25,21 +25,24 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                              metric.Meter
-	mu                                 sync.Mutex
-	registrations                      []metric.Registration
-	OomkillReceiverCheckpointGaps      metric.Int64Counter
-	OomkillReceiverDeliveryRetries     metric.Int64Counter
-	OomkillReceiverEntriesRead         metric.Int64Counter
-	OomkillReceiverForeignLines        metric.Int64Counter
-	OomkillReceiverKills               metric.Int64Counter
-	OomkillReceiverOutcomeUnobservable metric.Int64Counter
-	OomkillReceiverOverflowKills       metric.Int64Counter
-	OomkillReceiverReadErrors          metric.Int64Counter
-	OomkillReceiverSeries              metric.Int64ObservableGauge
-	OomkillReceiverSeriesExpired       metric.Int64Counter
-	OomkillReceiverUnattributedKills   metric.Int64Counter
-	OomkillReceiverUnrecognizedLines   metric.Int64Counter
+	meter                                 metric.Meter
+	mu                                    sync.Mutex
+	registrations                         []metric.Registration
+	OomkillReceiverCheckpointGaps         metric.Int64Counter
+	OomkillReceiverCounterAttributedKills metric.Int64Counter
+	OomkillReceiverCounterOnlyKills       metric.Int64Counter
+	OomkillReceiverDeliveryRetries        metric.Int64Counter
+	OomkillReceiverEntriesRead            metric.Int64Counter
+	OomkillReceiverForeignLines           metric.Int64Counter
+	OomkillReceiverKills                  metric.Int64Counter
+	OomkillReceiverLateLogKills           metric.Int64Counter
+	OomkillReceiverOutcomeUnobservable    metric.Int64Counter
+	OomkillReceiverOverflowKills          metric.Int64Counter
+	OomkillReceiverReadErrors             metric.Int64Counter
+	OomkillReceiverSeries                 metric.Int64ObservableGauge
+	OomkillReceiverSeriesExpired          metric.Int64Counter
+	OomkillReceiverUnattributedKills      metric.Int64Counter
+	OomkillReceiverUnrecognizedLines      metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -102,6 +105,18 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{gap}"),
 	)
 	errs = errors.Join(errs, err)
+	builder.OomkillReceiverCounterAttributedKills, err = builder.meter.Int64Counter(
+		"otelcol_oomkill_receiver_counter_attributed_kills",
+		metric.WithDescription("Kills read from the log without their cgroup (the kernel rate-limited the report) that the kernel's counters put on a container or pod, because its counter alone rose without a logged kill at that time. [Development]"),
+		metric.WithUnit("{kill}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.OomkillReceiverCounterOnlyKills, err = builder.meter.Int64Counter(
+		"otelcol_oomkill_receiver_counter_only_kills",
+		metric.WithDescription("Kills the kernel's own counters counted that the log did not show within witness.grace (log line lost, dropped or reworded); counted with oom.source=kernel_counter. Non-zero means the log alone would have missed kills. [Development]"),
+		metric.WithUnit("{kill}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.OomkillReceiverDeliveryRetries, err = builder.meter.Int64Counter(
 		"otelcol_oomkill_receiver_delivery_retries",
 		metric.WithDescription("Times delivery to the next consumer failed and was retried. [Development]"),
@@ -123,6 +138,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.OomkillReceiverKills, err = builder.meter.Int64Counter(
 		"otelcol_oomkill_receiver_kills",
 		metric.WithDescription("Killed processes found in the journal (attributed or not). [Development]"),
+		metric.WithUnit("{kill}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.OomkillReceiverLateLogKills, err = builder.meter.Int64Counter(
+		"otelcol_oomkill_receiver_late_log_kills",
+		metric.WithDescription("Log lines of kills that were already counted from the kernel's counters because the line came later than witness.grace; matched to that kill, not counted again. [Development]"),
 		metric.WithUnit("{kill}"),
 	)
 	errs = errors.Join(errs, err)
@@ -164,7 +185,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.OomkillReceiverUnrecognizedLines, err = builder.meter.Int64Counter(
 		"otelcol_oomkill_receiver_unrecognized_lines",
-		metric.WithDescription("Kernel lines that look like the OOM killer's but match no known format. Non-zero means a kernel format this version does not know. [Development]"),
+		metric.WithDescription("Kernel lines that look like the OOM killer's but match no known format, and OOM reports whose summary named a victim that no line then reported killed (nor that it was already exiting). Non-zero means a kernel format this version does not know, or lost log lines. [Development]"),
 		metric.WithUnit("{line}"),
 	)
 	errs = errors.Join(errs, err)

@@ -37,6 +37,38 @@ func AssertEqualOomkillReceiverCheckpointGaps(t *testing.T, tt *componenttest.Te
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualOomkillReceiverCounterAttributedKills(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_oomkill_receiver_counter_attributed_kills",
+		Description: "Kills read from the log without their cgroup (the kernel rate-limited the report) that the kernel's counters put on a container or pod, because its counter alone rose without a logged kill at that time. [Development]",
+		Unit:        "{kill}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_oomkill_receiver_counter_attributed_kills")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
+func AssertEqualOomkillReceiverCounterOnlyKills(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_oomkill_receiver_counter_only_kills",
+		Description: "Kills the kernel's own counters counted that the log did not show within witness.grace (log line lost, dropped or reworded); counted with oom.source=kernel_counter. Non-zero means the log alone would have missed kills. [Development]",
+		Unit:        "{kill}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_oomkill_receiver_counter_only_kills")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualOomkillReceiverDeliveryRetries(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_oomkill_receiver_delivery_retries",
@@ -97,6 +129,22 @@ func AssertEqualOomkillReceiverKills(t *testing.T, tt *componenttest.Telemetry, 
 		},
 	}
 	got, err := tt.GetMetric("otelcol_oomkill_receiver_kills")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
+func AssertEqualOomkillReceiverLateLogKills(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_oomkill_receiver_late_log_kills",
+		Description: "Log lines of kills that were already counted from the kernel's counters because the line came later than witness.grace; matched to that kill, not counted again. [Development]",
+		Unit:        "{kill}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_oomkill_receiver_late_log_kills")
 	require.NoError(t, err)
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
@@ -198,7 +246,7 @@ func AssertEqualOomkillReceiverUnattributedKills(t *testing.T, tt *componenttest
 func AssertEqualOomkillReceiverUnrecognizedLines(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_oomkill_receiver_unrecognized_lines",
-		Description: "Kernel lines that look like the OOM killer's but match no known format. Non-zero means a kernel format this version does not know. [Development]",
+		Description: "Kernel lines that look like the OOM killer's but match no known format, and OOM reports whose summary named a victim that no line then reported killed (nor that it was already exiting). Non-zero means a kernel format this version does not know, or lost log lines. [Development]",
 		Unit:        "{line}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,

@@ -25,10 +25,13 @@ func TestSetupTelemetry(t *testing.T) {
 		return nil
 	}))
 	tb.OomkillReceiverCheckpointGaps.Add(context.Background(), 1)
+	tb.OomkillReceiverCounterAttributedKills.Add(context.Background(), 1)
+	tb.OomkillReceiverCounterOnlyKills.Add(context.Background(), 1)
 	tb.OomkillReceiverDeliveryRetries.Add(context.Background(), 1)
 	tb.OomkillReceiverEntriesRead.Add(context.Background(), 1)
 	tb.OomkillReceiverForeignLines.Add(context.Background(), 1)
 	tb.OomkillReceiverKills.Add(context.Background(), 1)
+	tb.OomkillReceiverLateLogKills.Add(context.Background(), 1)
 	tb.OomkillReceiverOutcomeUnobservable.Add(context.Background(), 1)
 	tb.OomkillReceiverOverflowKills.Add(context.Background(), 1)
 	tb.OomkillReceiverReadErrors.Add(context.Background(), 1)
@@ -36,6 +39,12 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.OomkillReceiverUnattributedKills.Add(context.Background(), 1)
 	tb.OomkillReceiverUnrecognizedLines.Add(context.Background(), 1)
 	AssertEqualOomkillReceiverCheckpointGaps(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualOomkillReceiverCounterAttributedKills(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualOomkillReceiverCounterOnlyKills(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualOomkillReceiverDeliveryRetries(t, testTel,
@@ -48,6 +57,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualOomkillReceiverKills(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualOomkillReceiverLateLogKills(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualOomkillReceiverOutcomeUnobservable(t, testTel,

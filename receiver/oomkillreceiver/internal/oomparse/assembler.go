@@ -119,6 +119,10 @@ const (
 	LineKill                         // a killed process: Feed returned a Kill
 	LineDuplicate                    // a victim already counted in this report
 	LineUnrecognized                 // looks OOM-related but was not understood
+	// LineGroup is "Tasks in <cgroup> are going to be killed due to
+	// memory.oom.group set": a group kill begins. Feed returns a Kill with
+	// only Time, BootID, TaskMemcg (the group), Cgroup and GroupKill set.
+	LineGroup
 )
 
 // Stats are cumulative counts since the assembler was made.
@@ -134,6 +138,12 @@ type Stats struct {
 	// Expired counts reports dropped without a kill (truncated, or older
 	// than ReportTTL when the next line came).
 	Expired uint64
+	// MissingVictims counts reports whose summary named a victim that no
+	// line reported killed, nor "already exiting": the victim line was
+	// reworded (a kernel format this version does not know) or lost. The
+	// kill itself is not counted from the text; the kernel's counters
+	// still count it.
+	MissingVictims uint64
 }
 
 // Options bound how long a report waits for its victim line.
@@ -210,6 +220,8 @@ type Assembler struct {
 	// block is the multi-line part of the report being read (memctx.go).
 	block block
 	stats Stats
+	// missing is the summary of the last report whose victim line never came.
+	missing summaryLine
 }
 
 // report is the state of one OOM report, up to its last victim line.
@@ -253,6 +265,9 @@ type report struct {
 	groupTime   time.Time // the group leader's victim line's time
 	groupSeq    int       // members counted so far
 	victims     map[int64]struct{}
+	// exiting: "OOM victim <summary pid> … is already exiting" came instead
+	// of a victim line: nothing was killed.
+	exiting bool
 
 	mem    memState
 	memOut *MemoryContext // what the report's kills carry, made at the first
@@ -294,6 +309,18 @@ func (a *Assembler) Relevant(text string) bool {
 func (a *Assembler) Skip() {
 	a.stats.Messages++
 	a.sinceReportLine++
+}
+
+// Expire ends a report that has waited longer than ReportTTL for its next
+// line at now (a wall-clock time, like Message.Time): a caller that has
+// read everything there is calls it, so that a report whose victim line
+// never comes is noticed without waiting for the next kernel line.
+func (a *Assembler) Expire(now time.Time) { a.expire(now) }
+
+// MissingVictim is the pid and the summary's "task_memcg,task=comm" of the
+// last report counted in MissingVictims.
+func (a *Assembler) MissingVictim() (pid int64, task string) {
+	return a.missing.pid, a.missing.taskTail
 }
 
 // OpenGroup returns the memory.oom.group kill whose member lines may still
@@ -407,7 +434,7 @@ func (a *Assembler) classify(t string, m Message) (Kill, LineKind) {
 	case strings.HasPrefix(t, "Tasks in "):
 		if g, ok := parseGroup(t); ok {
 			a.group(g, m.Time)
-			return Kill{}, LineReport
+			return Kill{Time: m.Time, BootID: m.BootID, TaskMemcg: g, GroupKill: true, Cgroup: kubecgroup.Parse(g)}, LineGroup
 		}
 	case strings.HasPrefix(t, "["):
 		if out, ok := a.tableLine(t, m.Time); ok {
@@ -417,10 +444,15 @@ func (a *Assembler) classify(t string, m Message) (Kill, LineKind) {
 		return Kill{}, LineReport
 	case isNotAKill(t):
 		// Among group members, "OOM victim <pid> … is already exiting"
-		// stands for the first victim's repeat.
-		if r := a.cur; r != nil && r.groupMemcg != "" && !r.groupClosed {
-			if pid, ok := exitingPID(t); ok && pid == r.groupVictim {
+		// stands for the first victim's repeat; after a summary, for the
+		// victim line.
+		if r := a.cur; r != nil {
+			pid, ok := exitingPID(t)
+			if ok && r.groupMemcg != "" && !r.groupClosed && pid == r.groupVictim {
 				r.groupVictimRepeat = true
+			}
+			if ok && r.hasSummary && pid == r.summary.pid {
+				r.exiting = true
 			}
 		}
 		return Kill{}, LineReport
@@ -487,7 +519,10 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, LineKind
 				r.groupVictimRepeat = true
 			}
 			a.touch(stageGroup, m.Time)
-			return Kill{}, LineDuplicate
+			return Kill{
+				Time: m.Time, BootID: m.BootID, Line: line, PID: v.pid, Comm: v.comm,
+				TaskMemcg: r.groupMemcg, GroupKill: true, Cgroup: kubecgroup.Parse(r.groupMemcg),
+			}, LineDuplicate
 		}
 		if a.member(r, v.pid) {
 			// memory.oom.group: every member dies with the group.
@@ -508,7 +543,7 @@ func (a *Assembler) victim(v victimLine, line string, m Message) (Kill, LineKind
 	}
 	if _, seen := r.victims[v.pid]; seen {
 		a.touch(stageVictim, m.Time)
-		return Kill{}, LineDuplicate
+		return Kill{Time: m.Time, BootID: m.BootID, Line: line, PID: v.pid, Comm: v.comm}, LineDuplicate
 	}
 	switch {
 	case r.hasSummary && !r.primaryDone && r.summary.pid == v.pid:
@@ -756,8 +791,13 @@ func (a *Assembler) expire(now time.Time) {
 }
 
 func (a *Assembler) dropReport() {
-	if a.cur != nil && !a.cur.primaryDone && a.cur.groupMemcg == "" {
+	if r := a.cur; r != nil && !r.primaryDone && r.groupMemcg == "" {
 		a.stats.Expired++
+		if r.hasSummary && !r.exiting {
+			// The summary named a victim; no line said it was killed.
+			a.stats.MissingVictims++
+			a.missing = r.summary
+		}
 	}
 	a.cur = nil
 	a.sinceReportLine = 0
