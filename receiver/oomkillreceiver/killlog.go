@@ -45,7 +45,7 @@ func (l *killLog) log(k killRecord, now time.Time) {
 	l.logger.Info("OOM kill", zap.Int64("pid", k.PID), zap.String("process", k.Comm),
 		zap.String("k8s.pod.uid", k.Cgroup.PodUID), zap.String("container.id", k.Cgroup.ContainerID),
 		zap.String("constraint", string(k.Constraint)), zap.Bool("attributed", k.Attributed),
-		zap.String("outcome", k.Outcome), zap.String("source", k.source()))
+		zap.Bool("group_kill", k.GroupKill), zap.String("outcome", k.Outcome), zap.String("source", k.source()))
 }
 
 // flush closes the window once it is over, summing up the kills it did

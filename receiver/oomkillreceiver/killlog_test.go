@@ -31,6 +31,19 @@ func linesAndSummed(logs *observer.ObservedLogs) (lines, summed int) {
 	return lines, summed
 }
 
+// The line says whether the kill was a member of a group kill: on a cgroup
+// v2 node with memory.oom.group=1 one allocation kills every process.
+func TestKillLogLineSaysGroupKill(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	l := &killLog{logger: zap.New(core)}
+	now := time.Unix(1_000_000, 0)
+	l.log(killRecord{Kill: oomparse.Kill{PID: 1, Comm: "php-fpm"}}, now)
+	l.log(killRecord{Kill: oomparse.Kill{PID: 2, Comm: "php-fpm", GroupKill: true}}, now)
+	require.Equal(t, 2, logs.Len())
+	assert.Equal(t, false, logs.All()[0].ContextMap()["group_kill"])
+	assert.Equal(t, true, logs.All()[1].ContextMap()["group_kill"])
+}
+
 // A catch-up of 100,000 kills over 25 s writes killLogBurst lines in each
 // 10 s window and one summary line per window; every kill is either logged
 // or summed up.

@@ -33,11 +33,18 @@ const (
 func requireMachine(t *testing.T, paths ...string) {
 	t.Helper()
 	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
 	if _, err := os.Stat(filepath.Join(memcgRoot, "memory.limit_in_bytes")); err != nil {
 		missing = append(missing, "a cgroup v1 memory controller at "+memcgRoot)
+	}
+	requireTools(t, missing, paths...)
+}
+
+// requireTools: root and the programs at paths, besides what is already
+// known to be missing.
+func requireTools(t *testing.T, missing []string, paths ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
 	}
 	for _, p := range paths {
 		if _, err := os.Stat(p); err != nil {

@@ -295,7 +295,7 @@ func waitCollector(t *testing.T, n *kubenode.Node, old string) *corev1.Pod {
 			}
 		}
 		return false
-	}, 4*time.Minute, time.Second, "the DaemonSet's collector pod is Ready; %s", describe(n, collectorNS))
+	}, 10*time.Minute, time.Second, "the DaemonSet's collector pod is Ready; %s", describe(n, collectorNS))
 	return pod
 }
 
@@ -313,7 +313,7 @@ func waitRunning(t *testing.T, n *kubenode.Node, ns, selector string) *corev1.Po
 			return true
 		}
 		return false
-	}, 2*time.Minute, time.Second, "pod %s in %s runs; %s", selector, ns, describe(n, ns))
+	}, 5*time.Minute, time.Second, "pod %s in %s runs; %s", selector, ns, describe(n, ns))
 	return pod
 }
 

@@ -8,16 +8,63 @@
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
 export OUT=/out HOME=/root
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
-# cgroup v2 only: the unified hierarchy, nothing else.
-mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# Started by systemd (kernellab.systemd): the API filesystems are systemd's.
+[ "$$" = 1 ] || under_systemd=1
+[ -n "${under_systemd:-}" ] || mount -t proc proc /proc
+# kernellab.tmpfsroot: go on from a tmpfs root, as pivot_root(2) (runc)
+# refuses the initramfs's rootfs; switch_root frees the old copy.
+if grep -qw kernellab.tmpfsroot=1 /proc/cmdline && [ ! -e /.kernellab-root ]; then
+	mkdir -p /newroot
+	mount -t tmpfs -o mode=0755,size=90% tmpfs /newroot
+	for d in /*; do
+		case $d in /newroot | /proc) ;; *) cp -a "$d" /newroot/ ;; esac
+	done
+	mkdir -p /newroot/proc
+	touch /newroot/.kernellab-root
+	umount /proc
+	exec switch_root /newroot /init
+fi
+# kernellab.systemd: systemd becomes PID 1 and runs this script again as its
+# one service (kernellab.service), which goes on below.
+if grep -qw kernellab.systemd=1 /proc/cmdline && [ -z "${under_systemd:-}" ]; then
+	umount /proc
+	exec /lib/systemd/systemd --unit=kernellab.service
+fi
+if [ -z "${under_systemd:-}" ]; then
+	mount -t sysfs sysfs /sys
+	mount -t devtmpfs devtmpfs /dev 2>/dev/null
+	mount -t tmpfs tmpfs /run
+	mount -t tmpfs tmpfs /tmp
+	# cgroup v2 only: the unified hierarchy, nothing else.
+	mount -t cgroup2 cgroup2 /sys/fs/cgroup
+fi
 for s in /dev/ttyS1 /dev/ttyS2; do stty -F $s raw -echo; done
 
 klog() { read -r up _ < /proc/uptime; echo "kernellab: [$up] $*" > /dev/ttyS0; }
+
+# Config.Modules, dependencies first.
+if [ -f /lab/modules ]; then
+	while read -r m; do
+		insmod /lib/modules/kernellab/$m.ko 2>/tmp/insmod.err || klog "insmod $m: $(cat /tmp/insmod.err)"
+	done < /lab/modules
+fi
+
+# Config.Control: run the host's commands (Guest.Exec) from ttyS3, one at a
+# time: "<id> <base64 script>" in, "@@KLCTL <id> <status> <size>" and the
+# output back.
+control() {
+	stty -F /dev/ttyS3 raw -echo
+	exec 3<> /dev/ttyS3
+	while read -r id b64 <&3; do
+		[ -n "$b64" ] || continue
+		echo "$b64" | base64 -d > /tmp/klctl.sh
+		sh /tmp/klctl.sh > /tmp/klctl.out 2>&1 < /dev/null 3>&-
+		rc=$?
+		printf '@@KLCTL %s %d %d\n' "$id" "$rc" "$(wc -c < /tmp/klctl.out)" >&3
+		cat /tmp/klctl.out >&3
+	done
+}
+grep -qw kernellab.control=1 /proc/cmdline && control &
 
 # /lab/no-journald: a node without journald, whose kernel log is /dev/kmsg only.
 journald=1

@@ -192,6 +192,10 @@ func (ts trees) closure(paths ...string) ([]File, error) {
 	}
 	queue := append([]string(nil), paths...)
 	done := map[string]bool{}
+	// A library the loader already loaded through one object's run path
+	// satisfies every later object's need of it (systemd's libraries need
+	// each other and have no run path of their own).
+	var runpaths []string
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
@@ -211,9 +215,10 @@ func (ts trees) closure(paths ...string) ([]File, error) {
 		if interp != "" {
 			queue = append(queue, interp)
 		}
+		runpaths = append(runpaths, search...)
 		for _, lib := range needed {
 			found := ""
-			for _, d := range append(search, libDirs...) {
+			for _, d := range append(append(search, libDirs...), runpaths...) {
 				if _, fi := ts.lstat(path.Join(d, lib)); fi != nil {
 					found = path.Join(d, lib)
 					break

@@ -25,6 +25,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -55,7 +56,7 @@ func Kernels() []Kernel { return []Kernel{Debian61, Debian612} }
 // shell, systemd-journald and journalctl with the libraries they link.
 var userland = []string{
 	"busybox-static", "systemd", "libsystemd-shared", "libsystemd0",
-	"libacl1", "libaudit1", "libblkid1", "libc6", "libcap-ng0", "libcap2", "libcrypt1",
+	"libacl1", "libapparmor1", "libaudit1", "libblkid1", "libc6", "libcap-ng0", "libcap2", "libcrypt1",
 	"libgcrypt20", "libgpg-error0", "libip4tc2", "libkmod2", "liblz4-1", "liblzma5",
 	"libmount1", "libpam0g", "libpcre2-8-0", "libseccomp2", "libselinux1", "libssl3", "libzstd1",
 }
@@ -86,6 +87,26 @@ type Config struct {
 	Timeout time.Duration
 	// Cmdline is appended to the kernel command line.
 	Cmdline string
+	// CPUs is the guest's number of vCPUs (qemu -smp; default 1). Each is
+	// a host thread under TCG.
+	CPUs int
+	// Net are qemu arguments for the guest's network (e.g. a -netdev tap
+	// and a virtio-net-pci -device); none when empty.
+	Net []string
+	// Modules are kernel modules of Kernel's package loaded (with the
+	// modules they depend on) before the script, e.g. virtio_net, bridge,
+	// veth, overlay: the cloud kernels build them as modules.
+	Modules []string
+	// TmpfsRoot moves the guest's root to a tmpfs before anything starts:
+	// pivot_root(2), which runc uses, refuses the initramfs's rootfs.
+	TmpfsRoot bool
+	// Systemd runs Debian's systemd as PID 1 (it mounts cgroup2 and the
+	// API filesystems; kubelet's and runc's systemd cgroup driver talk to
+	// it), with the lab's /init as its one service. Implies TmpfsRoot.
+	Systemd bool
+	// Control opens a command channel (ttyS3) for Guest.Exec while the
+	// script runs; the script then usually ends with kl_wait_stop.
+	Control bool
 	// NoJournald: the guest runs no journald, as a node whose kernel log
 	// is only /dev/kmsg (Talos, Alpine, minimal images). Result has no
 	// JournalExport then.
@@ -217,10 +238,24 @@ func baseArchive(cache string) (string, error) {
 }
 
 // baseVersion changes when baseFiles changes what it puts in.
-const baseVersion = "base-1"
+const baseVersion = "base-2"
+
+// systemdUnit is the lab's one service under systemd (Config.Systemd): the
+// rest of /init, from journald to the results and the power-off.
+const systemdUnit = `[Unit]
+Description=kernel lab
+DefaultDependencies=no
+
+[Service]
+Type=simple
+ExecStart=/init
+StandardInput=null
+StandardOutput=null
+StandardError=null
+`
 
 func baseFiles(ts trees) ([]File, error) {
-	files, err := ts.closure("/lib/systemd/systemd-journald", "/bin/journalctl")
+	files, err := ts.closure("/lib/systemd/systemd-journald", "/bin/journalctl", "/lib/systemd/systemd")
 	if err != nil {
 		return nil, err
 	}
@@ -244,6 +279,29 @@ func baseFiles(ts trees) ([]File, error) {
 // *Error carrying the console; so is a script that exits non-zero (the
 // Result is returned too).
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	g, err := Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return g.Wait()
+}
+
+// Guest is a running guest (Start): commands can be run in it while its
+// script runs (Config.Control), and Wait returns what came back.
+type Guest struct {
+	cfg     Config
+	dir     string
+	console string
+	ctlPath string
+	cancel  context.CancelFunc
+	done    chan struct{}
+	res     *Result
+	err     error
+	ctl     control
+}
+
+// Start boots cfg.Kernel like Run but returns once qemu runs.
+func Start(ctx context.Context, cfg Config) (*Guest, error) {
 	if err := Check(); err != nil {
 		return nil, err
 	}
@@ -257,43 +315,124 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 3 * time.Minute
 	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = 1
+	}
 	dir, err := os.MkdirTemp("", "kernellab-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-
-	initrd, err := runInitrd(dir, base, cfg)
+	g := &Guest{cfg: cfg, dir: dir, console: filepath.Join(dir, "console.log"), done: make(chan struct{})}
+	var mods []File
+	if len(cfg.Modules) > 0 {
+		if mods, err = moduleFiles(cfg.Kernel, cfg.Modules); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	initrd, err := runInitrd(dir, base, cfg, mods)
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
-	console := filepath.Join(dir, "console.log")
 	journal := filepath.Join(dir, "journal.export")
 	outputs := filepath.Join(dir, "outputs")
-	args := []string{
-		"-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", strconv.Itoa(cfg.MemoryMB),
-		"-nographic", "-no-reboot", "-monitor", "none", "-display", "none", "-vga", "none", "-nic", "none",
-		"-kernel", vmlinuz, "-initrd", initrd,
-		"-append", strings.TrimSpace("console=ttyS0 loglevel=4 panic=-1 edd=off rdinit=/init " + cfg.Cmdline),
-		"-serial", "file:" + console, "-serial", "file:" + journal, "-serial", "file:" + outputs,
+	cmdline := "console=ttyS0 loglevel=4 panic=-1 edd=off rdinit=/init"
+	if cfg.TmpfsRoot || cfg.Systemd {
+		cmdline += " kernellab.tmpfsroot=1"
 	}
+	if cfg.Systemd {
+		cmdline += " kernellab.systemd=1"
+	}
+	args := []string{
+		"-accel", "tcg", "-cpu", "max", "-smp", strconv.Itoa(cfg.CPUs), "-m", strconv.Itoa(cfg.MemoryMB),
+		"-nographic", "-no-reboot", "-monitor", "none", "-display", "none", "-vga", "none",
+		"-kernel", vmlinuz, "-initrd", initrd,
+		"-serial", "file:" + g.console, "-serial", "file:" + journal, "-serial", "file:" + outputs,
+	}
+	if len(cfg.Net) == 0 {
+		args = append(args, "-nic", "none")
+	}
+	args = append(args, cfg.Net...)
+	if cfg.Control {
+		g.ctlPath = filepath.Join(dir, "control.sock")
+		args = append(args, "-chardev", "socket,id=klctl,path="+g.ctlPath+",server=on,wait=off", "-serial", "chardev:klctl")
+		cmdline += " kernellab.control=1"
+	}
+	args = append(args, "-append", strings.TrimSpace(cmdline+" "+cfg.Cmdline))
 	rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
+	g.cancel = cancel
 	cmd := exec.CommandContext(rctx, QEMU, args...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	// A test that dies takes its guest with it (and frees its devices).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
-	runErr := cmd.Run()
-	res := &Result{Boot: time.Since(start)}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("kernellab: %s: %w", QEMU, err)
+	}
+	go func() {
+		defer close(g.done)
+		defer os.RemoveAll(dir)
+		defer cancel()
+		runErr := cmd.Wait()
+		g.ctl.close()
+		g.res, g.err = collect(rctx, cfg, runErr, stderr.String(), time.Since(start), g.console, journal, outputs)
+	}()
+	return g, nil
+}
+
+// Wait waits until the guest has powered off and returns what came back
+// (see Run).
+func (g *Guest) Wait() (*Result, error) {
+	<-g.done
+	return g.res, g.err
+}
+
+// Done is closed when the guest has stopped.
+func (g *Guest) Done() <-chan struct{} { return g.done }
+
+// Kill stops the guest at once (its results are lost).
+func (g *Guest) Kill() {
+	g.cancel()
+	<-g.done
+}
+
+// Console is the serial console so far.
+func (g *Guest) Console() []byte {
+	b, _ := os.ReadFile(g.console)
+	return b
+}
+
+// Stop asks a script waiting in kl_wait_stop to end, then waits for the
+// guest like Wait.
+func (g *Guest) Stop(ctx context.Context) (*Result, error) {
+	if _, _, err := g.Exec(ctx, "mkdir -p /run/kernellab && touch /run/kernellab/stop"); err != nil {
+		g.Kill()
+		return g.res, err
+	}
+	select {
+	case <-g.done:
+	case <-ctx.Done():
+		g.Kill()
+	}
+	return g.res, g.err
+}
+
+// collect reads what a finished guest sent back.
+func collect(rctx context.Context, cfg Config, runErr error, stderr string, took time.Duration, console, journal, outputs string) (*Result, error) {
+	res := &Result{Boot: took}
 	res.Console, _ = os.ReadFile(console)
 	jz, _ := os.ReadFile(journal)
 	out, _ := os.ReadFile(outputs)
 	if runErr != nil {
 		msg := fmt.Sprintf("%s %s: %v", QEMU, cfg.Kernel, runErr)
 		if rctx.Err() != nil {
-			msg = fmt.Sprintf("%s: the guest did not finish within %s", cfg.Kernel, cfg.Timeout)
+			msg = fmt.Sprintf("%s: the guest did not finish within %s (or was stopped)", cfg.Kernel, cfg.Timeout)
 		}
-		if s := strings.TrimSpace(stderr.String()); s != "" {
+		if s := strings.TrimSpace(stderr); s != "" {
 			msg += "\nqemu: " + s
 		}
 		return res, &Error{Msg: msg, Console: res.Console}
@@ -321,11 +460,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // runInitrd writes the run's initramfs: the cached base archive followed
 // by an archive with /init, the script and cfg.Files (the kernel unpacks
 // concatenated archives in order, later files replacing earlier ones).
-func runInitrd(dir, base string, cfg Config) (string, error) {
+func runInitrd(dir, base string, cfg Config, modules []File) (string, error) {
 	files := []File{
 		{Path: "/init", Data: initScript, Mode: 0o755},
 		{Path: "/lab/lib.sh", Data: LibScript},
 		{Path: "/lab/script.sh", Data: []byte(cfg.Script), Mode: 0o755},
+	}
+	files = append(files, modules...)
+	if cfg.Systemd {
+		files = append(files, File{Path: "/etc/systemd/system/kernellab.service", Data: []byte(systemdUnit)})
 	}
 	if cfg.NoJournald {
 		files = append(files, File{Path: "/lab/no-journald", Data: []byte("set by kernellab.Config.NoJournald\n")})

@@ -91,3 +91,31 @@ func TestHostBinaryListsLibraries(t *testing.T) {
 		assert.True(t, strings.Contains(strings.Join(paths, " "), "ld-linux"), "%v", paths)
 	}
 }
+
+// Modules come with what they depend on, dependencies first, uncompressed.
+func TestModuleFilesResolveDependencies(t *testing.T) {
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("not a Debian machine: ", err)
+	}
+	files, err := moduleFiles(Debian612, []string{"bridge", "veth"})
+	require.NoError(t, err)
+	last := files[len(files)-1]
+	require.Equal(t, "/lab/modules", last.Path)
+	order := strings.Fields(string(last.Data))
+	pos := map[string]int{}
+	for i, m := range order {
+		pos[m] = i
+	}
+	for _, m := range []string{"llc", "stp", "bridge", "veth"} {
+		require.Contains(t, pos, m, "load order %v", order)
+	}
+	assert.Less(t, pos["llc"], pos["stp"], "stp needs llc")
+	assert.Less(t, pos["stp"], pos["bridge"], "bridge needs stp")
+	for _, f := range files[:len(files)-1] {
+		b, rerr := os.ReadFile(f.Source)
+		require.NoError(t, rerr)
+		assert.Equal(t, []byte("\x7fELF"), b[:4], "%s is an uncompressed module", f.Path)
+	}
+	_, err = moduleFiles(Debian612, []string{"no_such_module"})
+	assert.ErrorContains(t, err, "no module no_such_module")
+}

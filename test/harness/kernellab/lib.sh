@@ -52,3 +52,6 @@ kl_wait_empty() {
 
 # kl_event DIR NAME: a counter of DIR's memory.events (oom_kill, oom, ...).
 kl_event() { awk -v k="$2" '$1 == k { print $2 }' "$1/memory.events"; }
+
+# kl_wait_stop: wait until the host calls Guest.Stop (with Config.Control).
+kl_wait_stop() { while [ ! -e /run/kernellab/stop ]; do sleep 1; done; }

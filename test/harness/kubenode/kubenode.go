@@ -5,6 +5,8 @@
 // kube-scheduler and a kubelet (v1.37.2, built by test/k8sbin/build.sh node),
 // Debian's containerd 1.6 with runc, and Debian's CNI bridge plugin on a
 // bridge of its own. Images are imported from OCI archives (no registry).
+// StartInGuest runs the node's side (containerd, runc, the kubelet) in a
+// kernel-lab guest on cgroup v2 instead, behind a tap device on that bridge.
 //
 // Everything it makes has a fixed name so that a run that died can be
 // cleaned up by the next one: the directory Base, the cgroup prefix
@@ -16,6 +18,7 @@ package kubenode
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -43,6 +46,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/kernellab"
 	"github.com/otelcol-oomkill/otelcol-oomkill/test/harness/testutil"
 )
 
@@ -96,6 +100,7 @@ type Node struct {
 	procs   []*proc
 	apiPort int
 	token   string
+	guest   *kernellab.Guest // the node's side, when it runs in the kernel lab
 }
 
 // BinDir is where test/k8sbin/build.sh node puts the binaries.
@@ -305,6 +310,13 @@ func (n *Node) ImportImage(archive string) {
 
 // Ctr runs ctr against the node's containerd, in the k8s.io namespace.
 func (n *Node) Ctr(args ...string) ([]byte, error) {
+	if n.guest != nil {
+		out, rc, err := n.guestExec("ctr -n k8s.io " + strings.Join(args, " "))
+		if err == nil && rc != 0 {
+			err = fmt.Errorf("ctr in the guest: exit %d", rc)
+		}
+		return out, err
+	}
 	return exec.Command("ctr", append([]string{"-a", n.Socket, "-n", "k8s.io"}, args...)...).CombinedOutput()
 }
 
@@ -345,7 +357,9 @@ func (n *Node) startControlPlane() {
 		"--token-auth-file", n.path("etc/tokens.csv"), "--authorization-mode", "Node,RBAC",
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", n.path("etc/sa.pub"), "--service-account-signing-key-file", n.path("etc/sa.key"),
-		"--service-cluster-ip-range", ServiceCIDR, "--allow-privileged=true")
+		"--service-cluster-ip-range", ServiceCIDR, "--allow-privileged=true",
+		// The node's name resolves nowhere: logs and exec go to its InternalIP.
+		"--kubelet-preferred-address-types", "InternalIP")
 	dnat := []string{
 		"-w", "-t", "nat", "-A", Chain, "-d", ServiceIP + "/32", "-p", "tcp", "--dport", "443",
 		"-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", Gateway, n.apiPort),
@@ -405,15 +419,30 @@ func (n *Node) apiReady() bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// startKubelet: failCgroupV1 false (this host is cgroup v1), the cgroupfs
-// driver under CgroupPrefix, kernel defaults not protected (it sets the
-// sysctls recorded before), eviction and image GC out of the way.
-func (n *Node) startKubelet() {
-	cfg := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+// kubeletConfig is what differs between the nodes' KubeletConfigurations.
+type kubeletConfig struct {
+	CgroupDriver      string // empty: cgroupfs
+	CgroupRoot        string // empty: the kubelet's default (/)
+	CgroupV1          bool   // failCgroupV1: false, or the kubelet refuses the host
+	Socket            string
+	Address           string
+	Port, HealthzPort int
+	VolumePluginDir   string // empty: the kubelet's default
+	PodLogsDir        string // empty: the kubelet's default
+	ResolvConf        string
+	// SingleProcessOOMKill true: the kubelet leaves memory.oom.group at 0
+	// (cgroup v2). False leaves the setting out: the kubelet's default.
+	SingleProcessOOMKill bool
+}
+
+// yaml: the cgroup driver (cgroupfs unless said), kernel defaults not protected (the kubelet
+// sets the sysctls), anonymous AlwaysAllow (the API server's exec and logs
+// need no client certificate), eviction and image GC out of the way.
+func (k kubeletConfig) yaml() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-failCgroupV1: false
-cgroupDriver: cgroupfs
-cgroupRoot: /%s
+cgroupDriver: %s
 cgroupsPerQOS: true
 failSwapOn: false
 protectKernelDefaults: false
@@ -428,17 +457,40 @@ authentication:
   anonymous: {enabled: true}
   webhook: {enabled: false}
 authorization: {mode: AlwaysAllow}
-volumePluginDir: %s
-podLogsDir: %s
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {"memory.available": "1Mi", "nodefs.available": "1%%", "imagefs.available": "1%%", "nodefs.inodesFree": "1%%"}
-resolvConf: /etc/resolv.conf
+resolvConf: %q
 serializeImagePulls: false
 maxPods: 20
-`, CgroupPrefix, n.Socket, n.Socket, Gateway, testutil.FreePort(n.t), testutil.FreePort(n.t), n.path("volume-plugins"), n.path("pod-logs"))
+`, cmp.Or(k.CgroupDriver, "cgroupfs"), k.Socket, k.Socket, k.Address, k.Port, k.HealthzPort, k.ResolvConf)
+	if k.CgroupV1 {
+		b.WriteString("failCgroupV1: false\n")
+	}
+	if k.SingleProcessOOMKill {
+		b.WriteString("singleProcessOOMKill: true\n")
+	}
+	if k.CgroupRoot != "" {
+		fmt.Fprintf(&b, "cgroupRoot: %s\n", k.CgroupRoot)
+	}
+	if k.VolumePluginDir != "" {
+		fmt.Fprintf(&b, "volumePluginDir: %s\n", k.VolumePluginDir)
+	}
+	if k.PodLogsDir != "" {
+		fmt.Fprintf(&b, "podLogsDir: %s\n", k.PodLogsDir)
+	}
+	return b.String()
+}
+
+// startKubelet: failCgroupV1 false (this host is cgroup v1), the cgroupfs
+// driver under CgroupPrefix, its files under Base.
+func (n *Node) startKubelet() {
+	cfg := kubeletConfig{
+		CgroupRoot: "/" + CgroupPrefix, CgroupV1: true, Socket: n.Socket, Address: Gateway, Port: testutil.FreePort(n.t), HealthzPort: testutil.FreePort(n.t),
+		VolumePluginDir: n.path("volume-plugins"), PodLogsDir: n.path("pod-logs"), ResolvConf: "/etc/resolv.conf",
+	}
 	cfgPath := n.path("etc/kubelet.yaml")
-	must(n.t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
+	must(n.t, os.WriteFile(cfgPath, []byte(cfg.yaml()), 0o644))
 	n.spawn("kubelet", filepath.Join(n.Bins, "kubelet"),
 		"--config", cfgPath, "--kubeconfig", n.Kubeconfig, "--root-dir", n.path("kubelet"),
 		"--hostname-override", NodeName, "--node-ip", Gateway)
@@ -446,7 +498,11 @@ maxPods: 20
 
 func (n *Node) waitNodeReady() {
 	n.t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
+	wait := 3 * time.Minute
+	if n.guest != nil {
+		wait = 20 * time.Minute // an emulated machine, on a shared host
+	}
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		node, err := n.Client.CoreV1().Nodes().Get(context.Background(), NodeName, metav1.GetOptions{})
 		if err == nil {
@@ -463,9 +519,20 @@ func (n *Node) waitNodeReady() {
 			default:
 			}
 		}
+		if n.guest != nil {
+			select {
+			case <-n.guest.Done():
+				_, err := n.guest.Wait()
+				n.t.Fatalf("the node's guest stopped while the node came up: %v", err)
+			default:
+			}
+		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	n.t.Fatalf("node %s not Ready after 3 min; logs in %s", NodeName, Logs())
+	if n.guest != nil {
+		n.t.Fatalf("node %s not Ready after %s; the guest's timeline: %s", NodeName, wait, guestProgress(n.guest.Console()))
+	}
+	n.t.Fatalf("node %s not Ready after %s; logs in %s", NodeName, wait, Logs())
 }
 
 // Kubectl runs the built kubectl against the node.
@@ -524,6 +591,9 @@ func (n *Node) teardown() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		n.deleteAllPods(ctx)
 		cancel()
+	}
+	if n.guest != nil {
+		n.stopGuest()
 	}
 	for i := len(n.procs) - 1; i >= 0; i-- {
 		stopProc(n.procs[i])
@@ -587,6 +657,9 @@ func cleanup(logf func(string, ...any), keepLogs bool) error {
 	for _, pid := range pidsWithCmdline(Base) {
 		killWait(logf, pid)
 	}
+	for _, pid := range pidsWithCmdline("ifname=" + Tap + ",") { // a guest node's qemu
+		killWait(logf, pid)
+	}
 	hs, _ := hierarchies()
 	for round := 0; round < 20; round++ {
 		pids := cgroupPids(hs)
@@ -623,9 +696,11 @@ func cleanup(logf func(string, ...any), keepLogs bool) error {
 	}
 	// 4. Network: the bridge (and its veths go with the pods' netns), our
 	// chain, and the chains the kubelet makes.
-	if _, err := net.InterfaceByName(Bridge); err == nil {
-		if out, err := exec.Command("ip", "link", "del", Bridge).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", Bridge, err, out))
+	for _, dev := range []string{Tap, Bridge} {
+		if _, err := net.InterfaceByName(dev); err == nil {
+			if out, err := exec.Command("ip", "link", "del", dev).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", dev, err, out))
+			}
 		}
 	}
 	for _, hook := range []string{"PREROUTING", "OUTPUT"} {
@@ -869,8 +944,10 @@ func Leftovers() []string {
 			out = append(out, "cgroup "+filepath.Join(h, CgroupPrefix))
 		}
 	}
-	if _, err := net.InterfaceByName(Bridge); err == nil {
-		out = append(out, "bridge "+Bridge)
+	for _, dev := range []string{Bridge, Tap} {
+		if _, err := net.InterfaceByName(dev); err == nil {
+			out = append(out, "network device "+dev)
+		}
 	}
 	if exec.Command("iptables", "-w", "-t", "nat", "-S", Chain).Run() == nil {
 		out = append(out, "iptables chain "+Chain)
