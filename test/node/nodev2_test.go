@@ -215,7 +215,7 @@ spec:
 		assert.Equal(t, killed+1, vmstat()-before, "/proc/vmstat oom_kill: nothing more since")
 		assert.Equal(t, strconv.Itoa(killed+1), strings.TrimSpace(n.GuestExec("awk '$1 == \"oom_kill\" { print $2 }' "+filepath.Dir(c.cgroup1())+"/memory.events")),
 			"the pod's memory.events oom_kill")
-		witnessAgrees(t, n, prom, id)
+		witnessAgrees(t, prom, id, killed)
 	})
 
 	t.Run("singleProcessOOMKill: only the worker dies, silently", func(t *testing.T) {
@@ -267,20 +267,24 @@ spec:
 		assert.Equal(t, int32(0), cs.RestartCount, "the kubelet saw no restart")
 		assert.NotNil(t, cs.State.Running, "the container keeps running")
 		assert.Nil(t, cs.LastTerminationState.Terminated, "no OOMKilled in the pod's status")
-		witnessAgrees(t, n, prom, id)
+		witnessAgrees(t, prom, id, 1)
 	})
 }
 
-// witnessAgrees is the hook for the kernel-counter witness (issue 21, not
-// on main yet): once it has landed, the collector's reconciliation of the
-// log with the kernel's counters must find nothing the log missed here:
-// container_oom_kill_count_total{container_id=id,oom_source="kernel_counter"}
-// stays 0, every kill of the container is oom_source="log", and the
-// shipped OOMKillsMissingFromLog alert does not fire. Until then it checks
-// nothing and says so (the kernel's own counters are checked above).
-func witnessAgrees(t *testing.T, _ *kubenode.Node, _ *prometheus, _ string) {
+// witnessAgrees checks the collector's second witness (issue 21) on the
+// container id after killed kills: once a poll and its grace have passed
+// (witness.poll_interval 2s + witness.grace 10s as shipped), every kill of
+// the container is oom_source="log", none on the node was counted from the
+// kernel's counters alone, and the shipped OOMKillsMissingFromLog alert does
+// not fire.
+func witnessAgrees(t *testing.T, prom *prometheus, id string, killed int) {
 	t.Helper()
-	t.Log("HOOK (issue 21): the kernel-counter witness has not landed; its agreement is not checked here yet")
+	onlyCounters := `sum(container_oom_kill_count_total{oom_source="kernel_counter"})`
+	assert.Never(t, func() bool { return prom.Query(t, onlyCounters) != 0 }, 15*time.Second, time.Second,
+		"kills counted from the kernel's counters alone, the log missed them: %s", prom.Raw(t, "container_oom_kill_count_total"))
+	assert.Equal(t, float64(killed), prom.Query(t, fmt.Sprintf(`sum(container_oom_kill_count_total{container_id=%q,oom_source="log"})`, id)),
+		"every kill of the container read from the log: %s", prom.Raw(t, "container_oom_kill_count_total"))
+	assert.Empty(t, prom.Firing(t, "OOMKillsMissingFromLog"), "the witness found kills the log did not show")
 }
 
 // loggedKill is one "OOM kill" line of the collector's log.
