@@ -177,7 +177,7 @@ func createDefaultConfig() component.Config {
 			CgroupRoot: "/sys/fs/cgroup", ProcRoot: "/proc",
 			Delay: 2 * time.Second, Settle: 20 * time.Millisecond, MaxAge: 30 * time.Second, MaxPending: 1000,
 		},
-		Witness:              WitnessConfig{Enabled: true, PollInterval: 2 * time.Second, Grace: 10 * time.Second, MaxCgroups: 2000},
+		Witness:              WitnessConfig{Enabled: true, PollInterval: 10 * time.Second, Grace: 10 * time.Second, MaxCgroups: 2000},
 		Retry:                RetryConfig{InitialInterval: 500 * time.Millisecond, MaxInterval: 30 * time.Second},
 		MetricsBuilderConfig: metadata.NewDefaultMetricsBuilderConfig(),
 	}

@@ -273,14 +273,14 @@ spec:
 
 // witnessAgrees checks the collector's second witness (issue 21) on the
 // container id after killed kills: once a poll and its grace have passed
-// (witness.poll_interval 2s + witness.grace 10s as shipped), every kill of
+// (witness.poll_interval 10s + witness.grace 10s as shipped), every kill of
 // the container is oom_source="log", none on the node was counted from the
 // kernel's counters alone, and the shipped OOMKillsMissingFromLog alert does
 // not fire.
 func witnessAgrees(t *testing.T, prom *prometheus, id string, killed int) {
 	t.Helper()
 	onlyCounters := `sum(container_oom_kill_count_total{oom_source="kernel_counter"})`
-	assert.Never(t, func() bool { return prom.Query(t, onlyCounters) != 0 }, 15*time.Second, time.Second,
+	assert.Never(t, func() bool { return prom.Query(t, onlyCounters) != 0 }, 25*time.Second, time.Second,
 		"kills counted from the kernel's counters alone, the log missed them: %s", prom.Raw(t, "container_oom_kill_count_total"))
 	assert.Equal(t, float64(killed), prom.Query(t, fmt.Sprintf(`sum(container_oom_kill_count_total{container_id=%q,oom_source="log"})`, id)),
 		"every kill of the container read from the log: %s", prom.Raw(t, "container_oom_kill_count_total"))
