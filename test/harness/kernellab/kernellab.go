@@ -25,7 +25,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -366,7 +365,7 @@ func Start(ctx context.Context, cfg Config) (*Guest, error) {
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	// A test that dies takes its guest with it (and frees its devices).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	dieWithParent(cmd)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		cancel()
