@@ -43,12 +43,20 @@ func TestOffDebianListsWhatToInstall(t *testing.T) {
 	require.Contains(t, msg, "apt-get install -y --no-install-recommends qemu-system-x86")
 	require.NotContains(t, msg, "installing", "nothing was installed")
 
-	// make run needs fewer: the build and journald.
+	// make run needs fewer: only the build (the collector reads /dev/kmsg
+	// where no journald runs). Here without a C compiler and make.
+	runBin := t.TempDir()
+	for _, c := range []string{"go", "bash", "id"} {
+		p, err := exec.LookPath(c)
+		require.NoError(t, err)
+		require.NoError(t, os.Symlink(p, filepath.Join(runBin, c)))
+	}
 	cmd = exec.Command(script(t), "run")
-	cmd.Env = append(os.Environ(), "PATH="+bin)
+	cmd.Env = append(os.Environ(), "PATH="+runBin)
 	out, err = cmd.CombinedOutput()
 	require.Error(t, err, "%s", out)
-	require.Equal(t, "apt-get install -y systemd", strings.TrimSpace(strings.Split(string(out), "\n")[1]), "%s", out)
+	require.True(t, strings.HasPrefix(strings.TrimSpace(strings.Split(string(out), "\n")[1]), "apt-get install -y build-essential"), "%s", out)
+	require.NotContains(t, string(out), "systemd", "make run needs no journald")
 }
 
 func TestUsage(t *testing.T) {
