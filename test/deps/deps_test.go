@@ -47,8 +47,8 @@ func TestOffDebianListsWhatToInstall(t *testing.T) {
 	// where no journald runs). Here without a C compiler and make.
 	runBin := t.TempDir()
 	for _, c := range []string{"go", "bash", "id"} {
-		p, err := exec.LookPath(c)
-		require.NoError(t, err)
+		p, lookErr := exec.LookPath(c)
+		require.NoError(t, lookErr)
 		require.NoError(t, os.Symlink(p, filepath.Join(runBin, c)))
 	}
 	cmd = exec.Command(script(t), "run")
