@@ -70,7 +70,8 @@ func TestKmsgOverlay(t *testing.T) {
 			}
 		}
 	}
-	assert.ElementsMatch(t, []string{"/dev/kmsg", "/sys/fs/cgroup", "/var/lib/otelcol-oomkill"}, hostPaths, "no journal, no machine-id")
+	// /proc: the host's, read-only, where the outcome stage sees the victims.
+	assert.ElementsMatch(t, []string{"/dev/kmsg", "/sys/fs/cgroup", "/proc", "/var/lib/otelcol-oomkill"}, hostPaths, "no journal, no machine-id")
 	for _, m := range c.VolumeMounts {
 		if m.MountPath == "/dev/kmsg" {
 			assert.True(t, m.ReadOnly)
